@@ -1,0 +1,85 @@
+"""The ``ganlab`` command: train | colorize | eval | study | report | bench | tricks.
+
+Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Errors a
+user can act on print one line and exit non-zero (2 for usage errors); ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ganlab import __version__
+from ganlab.errors import GanlabError, UsageError
+
+# name -> (module, one-line help). A module that is not installed leaves its command out.
+COMMANDS = {
+    "train": ("ganlab.train_cmd", "train a pix2pix model (with tricks) on a folder of images or the sample set"),
+    "colorize": ("ganlab.colorize", "colourise (or translate) your own images with a trained model"),
+    "eval": ("ganlab.evaluate", "compute image-quality and stability metrics of a run"),
+    "study": ("ganlab.study", "search trick combinations with Optuna"),
+    "report": ("ganlab.report", "write the report of a study: importances, Pareto front, plots"),
+    "bench": ("ganlab.bench", "time training steps: img/s, memory, model-FLOPs utilisation"),
+    "tricks": ("ganlab.tricks_cmd", "list the registered tricks, or show one"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem and where to look."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="ganlab", description="GAN-stabilisation experiments on a pix2pix trainer.")
+    parser.add_argument("--version", action="version", version=f"ganlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        description = getattr(module, "DESCRIPTION", help_text)
+        p = sub.add_parser(name, help=help_text, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        return int(args._run(args) or 0)
+    except GanlabError as exc:
+        if debug:
+            raise
+        print(f"ganlab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("ganlab: interrupted; a run continues with: ganlab train --resume RUN_DIR", file=sys.stderr)
+        return 130
+    except MemoryError:
+        if debug:
+            raise
+        print("ganlab: error: out of memory; lower --batch-size or --size", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

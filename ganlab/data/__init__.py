@@ -1,0 +1,276 @@
+"""Data: image folders for colourisation, aligned A|B pairs, and the built-in sample set.
+
+Images are decoded once and kept in memory as uint8 tensors (where the set fits in
+``--cache-gb``; beyond that they are decoded again when drawn). Each batch is cropped and
+flipped per image on the host, stacked as uint8, moved to the training device and only there
+converted to float and (for colourisation) to Lab, batched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganlab.color import rgb_to_scaled_lab, scaled_lab_to_rgb
+from ganlab.data.images import BadImage, Skipped, decode, find_images, is_greyscale
+from ganlab.errors import UsageError
+
+SAMPLE_IMAGES = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "retina.jpg",
+    "color.png",
+)
+
+
+def sample_files() -> list[Path]:
+    """The colour photographs shipped in scikit-image's data folder: the built-in sample set."""
+    import skimage
+
+    folder = Path(skimage.__file__).parent / "data"
+    return [folder / name for name in SAMPLE_IMAGES if (folder / name).is_file()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _resize_short(arr: np.ndarray, short: int) -> np.ndarray:
+    h, w = arr.shape[:2]
+    if min(h, w) == short:
+        return arr
+    scale = short / min(h, w)
+    size = (max(short, round(w * scale)), max(short, round(h * scale)))
+    return np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+
+
+def _resize_exact(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+    if arr.shape[:2] == (h, w):
+        return arr
+    return np.asarray(Image.fromarray(arr).resize((w, h), Image.BICUBIC))
+
+
+@dataclass
+class Prepared:
+    """What the loader keeps per image: a uint8 (C, H, W) tensor (C = 3, or 6 for an A|B pair)."""
+
+    path: Path
+    tensor: torch.Tensor | None
+
+
+class ImageSet:
+    """The images of one split, decoded and prepared once (or on access past the cache budget)."""
+
+    def __init__(self, files: list[Path], prepare: Callable[[Path], torch.Tensor], cache_bytes: float, workers: int = 4):
+        self.files = list(files)
+        self._prepare = prepare
+        self.items: list[Prepared] = []
+        used = 0.0
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for path, tensor in zip(self.files, pool.map(prepare, self.files)):
+                if used + tensor.numel() <= cache_bytes:
+                    used += tensor.numel()
+                    self.items.append(Prepared(path, tensor))
+                else:
+                    self.items.append(Prepared(path, None))
+        self.cached_bytes = used
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        item = self.items[i]
+        return item.tensor if item.tensor is not None else self._prepare(item.path)
+
+
+def _scan(files: list[Path], task: str, skipped: Skipped, warn: Callable[[str], None]) -> list[Path]:
+    """Decode every file once to check it; return the usable ones (the rest go to ``skipped``)."""
+    good = []
+
+    def check(path: Path) -> str | None:
+        try:
+            arr = decode(path)
+        except BadImage as exc:
+            return str(exc)
+        if task == "colorize" and is_greyscale(arr):
+            return "greyscale (a colourisation target needs colour)"
+        if task == "paired":
+            h, w = arr.shape[:2]
+            if abs(w - 2 * h) > 1:
+                return f"{w}x{h} is not an aligned A|B pair (width must be twice the height)"
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for path, reason in zip(files, pool.map(check, files)):
+            if reason is None:
+                good.append(path)
+            else:
+                skipped.add(path, reason)
+                warn(f"skipped {path}: {reason}")
+    return good
+
+
+class PairedImages:
+    """A split for training or validation: draws batches of (condition, target) on a device."""
+
+    def __init__(self, images: ImageSet, task: str, direction: str, size: int, skipped: Skipped):
+        self.images, self.task, self.direction, self.size = images, task, direction, size
+        self.skipped = skipped
+        self.generator = torch.Generator().manual_seed(0)
+        self.perm: list[int] = []
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    # Randomness that a checkpoint restores --------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+        self.perm, self.epoch = [], 0
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "perm": list(self.perm), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.perm, self.epoch = list(state["perm"]), int(state["epoch"])
+
+    # Drawing ----------------------------------------------------------------------------------
+    def _next_index(self) -> int:
+        if not self.perm:
+            self.perm = torch.randperm(len(self.images), generator=self.generator).tolist()
+            self.epoch += 1
+        return self.perm.pop()
+
+    def _crop(self, img: torch.Tensor, top: int, left: int, flip: bool) -> torch.Tensor:
+        s = self.size
+        out = img[:, top : top + s, left : left + s]
+        return out.flip(-1) if flip else out
+
+    def draw_uint8(self, batch_size: int) -> torch.Tensor:
+        """A batch of random crops and flips as uint8 (B, C, size, size) on the host."""
+        crops = []
+        r = torch.rand(batch_size, 3, generator=self.generator).tolist()
+        for b in range(batch_size):
+            img = self.images[self._next_index()]
+            h, w = img.shape[-2:]
+            top, left = int(r[b][0] * (h - self.size + 1)), int(r[b][1] * (w - self.size + 1))
+            crops.append(self._crop(img, top, left, r[b][2] < 0.5))
+        return torch.stack(crops)
+
+    def convert(self, batch: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 crops -> (condition, target) on ``device`` in the networks' scaling."""
+        x = batch.to(device, non_blocking=True)
+        if self.task == "colorize":
+            return rgb_to_scaled_lab(x.float() / 255.0)
+        x = x.float() / 127.5 - 1.0
+        a, b = x[:, :3], x[:, 3:]
+        return (a, b) if self.direction == "AtoB" else (b, a)
+
+    def batches(self, batch_size: int, device: torch.device) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+        return lambda: self.convert(self.draw_uint8(batch_size), device)
+
+    def fixed_uint8(self, n: int | None = None) -> torch.Tensor:
+        """Centre crops of the first ``n`` images (all by default): the fixed validation set."""
+        crops = []
+        for i in range(len(self.images) if n is None else min(n, len(self.images))):
+            img = self.images[i]
+            h, w = img.shape[-2:]
+            crops.append(self._crop(img, (h - self.size) // 2, (w - self.size) // 2, False))
+        return torch.stack(crops)
+
+    def fixed_batches(self, batch_size: int, device: torch.device, n: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The fixed validation set in batches, deterministic."""
+        crops = self.fixed_uint8(n)
+        for i in range(0, len(crops), batch_size):
+            yield self.convert(crops[i : i + batch_size], device)
+
+
+def to_rgb(task: str, cond: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """A condition and a network output (or target) -> float RGB in [0, 1], (N, 3, H, W)."""
+    if task == "colorize":
+        return scaled_lab_to_rgb(cond, out)
+    return ((out.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def _preparer(task: str, size: int, load_size: int) -> Callable[[Path], torch.Tensor]:
+    def prepare(path: Path) -> torch.Tensor:
+        arr = decode(path)
+        if task == "paired":
+            h, w = arr.shape[:2]
+            half = w // 2
+            side = load_size or max(size, h)
+            a = _resize_exact(arr[:, :half], side, side)
+            b = _resize_exact(arr[:, half : 2 * half], side, side)
+            arr = np.concatenate((a, b), axis=2)
+        else:
+            short = load_size if load_size else max(size, min(arr.shape[:2]))
+            arr = _resize_short(arr, short)
+        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+
+    return prepare
+
+
+def _files_for(path: str | None, flag: str, task: str) -> list[Path]:
+    if path is None:
+        if task == "paired":
+            raise UsageError("--task paired needs --data PATH: a folder of aligned A|B images")
+        return sample_files()
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"{flag} {path}: no such file or folder; give a folder of images")
+    if p.is_dir() and not os.access(p, os.R_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: folder cannot be read (permissions)")
+    files = find_images(p)
+    if not files:
+        raise UsageError(f"{flag} {path}: no image files (jpg, png, webp, tif, bmp) found there")
+    return files
+
+
+def build_datasets(cfg, warn: Callable[[str], None] = lambda msg: None) -> tuple[PairedImages, PairedImages]:
+    """The training and validation splits of ``cfg`` (``--data``/``--val-data``/the sample set)."""
+    skipped = Skipped()
+    train_files = _scan(_files_for(cfg.data, "--data", cfg.task), cfg.task, skipped, warn)
+    what = "colour images" if cfg.task == "colorize" else "aligned A|B images"
+    if not train_files:
+        where = cfg.data or "the sample set"
+        raise UsageError(f"--data {where}: no usable {what} ({skipped.summary()}); point --data at a folder of {what}")
+    if cfg.val_data is not None:
+        val_skipped = Skipped()
+        val_files = _scan(_files_for(cfg.val_data, "--val-data", cfg.task), cfg.task, val_skipped, warn)
+        if not val_files:
+            raise UsageError(f"--val-data {cfg.val_data}: no usable {what} ({val_skipped.summary()})")
+        skipped.items += val_skipped.items
+    elif len(train_files) == 1:
+        val_files = list(train_files)
+    else:
+        order = np.random.default_rng(cfg.seed).permutation(len(train_files))
+        n_val = max(1, int(math.ceil(cfg.val_split * len(train_files))))
+        n_val = min(n_val, len(train_files) - 1)
+        val_idx = set(order[:n_val].tolist())
+        val_files = [f for i, f in enumerate(train_files) if i in val_idx]
+        train_files = [f for i, f in enumerate(train_files) if i not in val_idx]
+    budget = cfg.cache_gb * 2**30
+    prepare = _preparer(cfg.task, cfg.size, cfg.effective_load_size)
+    train = PairedImages(ImageSet(train_files, prepare, budget), cfg.task, cfg.direction, cfg.size, skipped)
+    val_prepare = _preparer(cfg.task, cfg.size, cfg.effective_load_size)
+    val = PairedImages(ImageSet(val_files, val_prepare, budget - train.images.cached_bytes), cfg.task, cfg.direction, cfg.size, Skipped())
+    return train, val
+
+
+__all__ = ["build_datasets", "to_rgb", "sample_files", "find_images", "decode", "BadImage", "PairedImages"]

@@ -1,0 +1,56 @@
+"""Adversarial loss terms as pure functions of the discriminator's outputs, and L1.
+
+``targets`` are the tensors D is trained towards in the label-based modes (vanilla, lsgan);
+the margin and Wasserstein modes have no targets and ignore them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan")
+
+
+def d_real_term(mode: str, d_real: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(d_real, target)
+    if mode == "lsgan":
+        return F.mse_loss(d_real, target)
+    if mode == "hinge":
+        return F.relu(1.0 - d_real).mean()
+    if mode == "wgan":
+        return -d_real.mean()
+    raise ValueError(f"unknown gan mode {mode!r}")
+
+
+def d_fake_term(mode: str, d_fake: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(d_fake, target)
+    if mode == "lsgan":
+        return F.mse_loss(d_fake, target)
+    if mode == "hinge":
+        return F.relu(1.0 + d_fake).mean()
+    if mode == "wgan":
+        return d_fake.mean()
+    raise ValueError(f"unknown gan mode {mode!r}")
+
+
+def g_adv_term(mode: str, d_fake: torch.Tensor) -> torch.Tensor:
+    """The generator's adversarial loss (non-saturating for vanilla)."""
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+    if mode == "lsgan":
+        return F.mse_loss(d_fake, torch.ones_like(d_fake))
+    if mode in ("hinge", "wgan"):
+        return -d_fake.mean()
+    raise ValueError(f"unknown gan mode {mode!r}")
+
+
+def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return (fake - real).abs().mean()
+
+
+def decision_threshold(mode: str) -> float:
+    """The D output that separates 'real' from 'fake' (for the accuracy statistics)."""
+    return 0.5 if mode == "lsgan" else 0.0

@@ -1,0 +1,105 @@
+"""Small factories the networks are built from: norm, activation, down- and up-sampling.
+
+Each factory is a registry keyed by a string ``kind``, so a trick can add a kind (the PixelTCL
+up-sampling layer, say) without the networks knowing about it::
+
+    register_upsample("pixeltcl", lambda c_in, c_out, bias: PixelTCL(c_in, c_out, bias=bias))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ganlab.errors import UsageError
+
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "batch": lambda c: nn.BatchNorm2d(c),
+    "instance": lambda c: nn.InstanceNorm2d(c, affine=False, track_running_stats=False),
+    "layer": lambda c: nn.GroupNorm(1, c),
+    "none": lambda c: nn.Identity(),
+}
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),
+    "none": lambda: nn.Identity(),
+}
+
+# (c_in, c_out, bias) -> a module that halves / doubles the spatial size.
+DOWNSAMPLES: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "conv": lambda ci, co, bias: nn.Conv2d(ci, co, 4, 2, 1, bias=bias),
+    "avgpool": lambda ci, co, bias: nn.Sequential(nn.Conv2d(ci, co, 3, 1, 1, bias=bias), nn.AvgPool2d(2)),
+}
+
+UPSAMPLES: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "convtranspose": lambda ci, co, bias: nn.ConvTranspose2d(ci, co, 4, 2, 1, bias=bias),
+    "nearest-conv": lambda ci, co, bias: nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ci, co, 3, 1, 1, bias=bias)
+    ),
+}
+
+
+def _get(table: dict, kind: str, what: str):
+    try:
+        return table[kind]
+    except KeyError:
+        raise UsageError(f"unknown {what} '{kind}'; known: {', '.join(table)}") from None
+
+
+def norm(kind: str, channels: int) -> nn.Module:
+    return _get(NORMS, kind, "norm")(channels)
+
+
+def act(kind: str) -> nn.Module:
+    return _get(ACTIVATIONS, kind, "activation")()
+
+
+def down(kind: str, c_in: int, c_out: int, bias: bool) -> nn.Module:
+    return _get(DOWNSAMPLES, kind, "downsample")(c_in, c_out, bias)
+
+
+def up(kind: str, c_in: int, c_out: int, bias: bool) -> nn.Module:
+    return _get(UPSAMPLES, kind, "upsample")(c_in, c_out, bias)
+
+
+def register_norm(kind: str, factory: Callable[[int], nn.Module]) -> None:
+    NORMS[kind] = factory
+
+
+def register_activation(kind: str, factory: Callable[[], nn.Module]) -> None:
+    ACTIVATIONS[kind] = factory
+
+
+def register_downsample(kind: str, factory: Callable[[int, int, bool], nn.Module]) -> None:
+    DOWNSAMPLES[kind] = factory
+
+
+def register_upsample(kind: str, factory: Callable[[int, int, bool], nn.Module]) -> None:
+    UPSAMPLES[kind] = factory
+
+
+def conv_bias(norm_kind: str) -> bool:
+    """pix2pix's rule: a conv followed by BatchNorm needs no bias (its shift is the norm's)."""
+    return norm_kind != "batch"
+
+
+def init_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """The pix2pix initialisation: convs ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            weight = getattr(m, "weight_orig", m.weight)
+            nn.init.normal_(weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+

@@ -1,0 +1,135 @@
+"""A cheap statistics bus: ``report(name, value)`` from anywhere, fanned out at flush time.
+
+Inside the training step values stay on the device: ``report`` only appends a detached tensor
+to a buffer. Every ``log_every`` steps the trainer calls :meth:`StatsBus.flush`, which reads all
+buffered values with one host transfer and hands the per-step rows to the sinks (TensorBoard,
+``stats.jsonl``, the console). Tricks report through this bus and never import TensorBoard.
+
+``stats.jsonl`` holds one JSON object per step: ``{"step": 12, "D/loss_real": 0.69, ...}``.
+After a resume a step may appear twice; :func:`read_series` keeps the last row of each step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+_active: "StatsBus | None" = None
+
+
+def report(name: str, value) -> None:
+    """Record ``value`` (a tensor, reduced by its mean, or a number) under ``name`` for this step."""
+    if _active is not None:
+        _active.add(name, value)
+
+
+class StatsBus:
+    """Buffers reported values per step; ``flush`` turns them into rows for the sinks."""
+
+    def __init__(self, sinks: Iterable[Callable[[int, dict[str, float]], None]] = ()):
+        self.sinks = list(sinks)
+        self.step = 0
+        self._buf: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+
+    def add(self, name: str, value) -> None:
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+            if value.numel() != 1:
+                value = value.float().mean()
+            value = value.reshape(())
+        self._buf[self.step][name].append(value)
+
+    @contextmanager
+    def activate(self) -> Iterator["StatsBus"]:
+        global _active
+        previous, _active = _active, self
+        try:
+            yield self
+        finally:
+            _active = previous
+
+    def flush(self) -> list[tuple[int, dict[str, float]]]:
+        """Reduce the buffer to one row per step (mean of repeated reports) and send it out."""
+        if not self._buf:
+            return []
+        tensors, index = [], []
+        rows: list[tuple[int, dict[str, float]]] = []
+        for step in sorted(self._buf):
+            row: dict[str, float] = {}
+            for name, values in self._buf[step].items():
+                numbers = [float(v) for v in values if not isinstance(v, torch.Tensor)]
+                ts = [v for v in values if isinstance(v, torch.Tensor)]
+                if ts:
+                    tensors.append(torch.stack([t.float() for t in ts]).mean())
+                    index.append((len(rows), name, numbers))
+                else:
+                    row[name] = sum(numbers) / len(numbers)
+            rows.append((step, row))
+        if tensors:
+            # One device -> host transfer for the whole window.
+            host = torch.stack([t.to(tensors[0].device) for t in tensors]).cpu().tolist()
+            for (i, name, numbers), v in zip(index, host):
+                rows[i][1][name] = (v * len(numbers) + sum(numbers)) / (1 + len(numbers)) if numbers else v
+        self._buf.clear()
+        for sink in self.sinks:
+            for step, row in rows:
+                sink(step, row)
+        return rows
+
+
+class JsonlSink:
+    """Appends one JSON line per step to ``path`` (NaN and Inf written as strings)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def __call__(self, step: int, row: dict[str, float]) -> None:
+        clean = {k: (v if math.isfinite(v) else str(v)) for k, v in row.items()}
+        self._fh.write(json.dumps({"step": step, **clean}) + "\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class TensorBoardSink:
+    """Writes every value as a scalar with its step."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def __call__(self, step: int, row: dict[str, float]) -> None:
+        for name, value in row.items():
+            self.writer.add_scalar(name, value, step)
+
+
+def read_series(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """Read ``stats.jsonl`` into ``{name: [(step, value), ...]}`` sorted by step.
+
+    Rows written twice for the same step (a resumed run repeats the steps after its last
+    checkpoint) keep the last one. A truncated final line (a killed run) is ignored.
+    """
+    by_step: dict[int, dict[str, float]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            step = int(row.pop("step"))
+            by_step.setdefault(step, {}).update({k: float(v) for k, v in row.items()})
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for step in sorted(by_step):
+        for name, value in by_step[step].items():
+            series[name].append((step, value))
+    return dict(series)

@@ -1,0 +1,160 @@
+"""THE pix2pix update, calling the trick hooks at their named points.
+
+With an empty trick stack this is the plain step of Isola et al. (2017)::
+
+    fake = G(cond)
+    D:  0.5 * [ loss(D(cond, fake.detach()), fake) + loss(D(cond, real), real) ]
+    G:  loss(D(cond, fake), real) + lambda_l1 * |fake - real|_1
+
+A :class:`~ganlab.hooks.StepPlan` says how many D and G updates an iteration makes; every
+update after the first draws a fresh batch (and so fresh fakes). Statistics go to the stats
+bus as device tensors: nothing here waits for the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ganlab import losses
+from ganlab.hooks import Phase, StepContext, StepPlan, TrickStack
+from ganlab.stats import report
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+try:
+    from torch.nn.utils import get_total_norm as _total_norm
+except ImportError:  # torch < 2.6
+
+    def _total_norm(tensors):
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return _total_norm(grads) if grads else torch.zeros(())
+
+
+class Pix2PixStep:
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        *,
+        gan_mode: str,
+        lambda_l1: float,
+        stack: TrickStack,
+        ctx: StepContext,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ):
+        self.G, self.D, self.opt_g, self.opt_d = G, D, opt_g, opt_d
+        self.gan_mode, self.lambda_l1 = gan_mode, lambda_l1
+        self.stack, self.ctx, self.autocast = stack, ctx, autocast
+        self.label_based = gan_mode in ("vanilla", "lsgan")
+        self.threshold = losses.decision_threshold(gan_mode)
+
+    # Forward passes ---------------------------------------------------------------------------
+    def generate(self, cond: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.G(cond).float()
+
+    def d_forward(self, cond: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.D(torch.cat((cond, x), 1)).float()
+
+    # One iteration ----------------------------------------------------------------------------
+    def __call__(self, next_batch: Callable[[], Batch]) -> None:
+        plan = self.stack.plan(StepPlan(), self.ctx)
+        cond, real = next_batch()
+        fake = None
+        for i in range(plan.d_steps):
+            if i > 0:
+                cond, real = next_batch()
+            last = i == plan.d_steps - 1 and plan.g_steps > 0
+            # Only the fakes the G update reuses need a graph.
+            with contextlib.nullcontext() if last else torch.no_grad():
+                fake = self.generate(cond)
+            self.d_update(cond, real, fake.detach())
+        for j in range(plan.g_steps):
+            if fake is None or j > 0:
+                if j > 0:
+                    cond, real = next_batch()
+                fake = self.generate(cond)
+            self.g_update(cond, real, fake)
+            fake = None
+
+    def d_update(self, cond: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
+        ctx, mode = self.ctx, self.gan_mode
+        (c_real, x_real), (c_fake, x_fake) = self.stack.d_inputs((cond, real), (cond, fake), ctx)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_fake = self.d_forward(c_fake, x_fake)
+        d_real = self.d_forward(c_real, x_real)
+        t_real = t_fake = None
+        if self.label_based:
+            t_real, t_fake = self.stack.d_targets(torch.ones_like(d_real), torch.zeros_like(d_fake), ctx)
+        loss_fake = losses.d_fake_term(mode, d_fake, t_fake)
+        loss_real = losses.d_real_term(mode, d_real, t_real)
+        terms = {"fake": 0.5 * loss_fake, "real": 0.5 * loss_real}
+        phase = Phase(cond=cond, real=real, fake=fake, d_real=d_real, d_fake=d_fake, d_forward=self.d_forward)
+        terms = self.stack.d_loss(terms, phase, ctx)
+        total = sum(terms.values())
+        total.backward()
+        norm = grad_norm(self.D)
+        self.opt_d.step()
+        self.stack.after_d_update(ctx)
+
+        report("D/loss_real", loss_real)
+        report("D/loss_fake", loss_fake)
+        report("D/total", total)
+        report("D/out_real", d_real.mean())
+        report("D/out_fake", d_fake.mean())
+        report("D/acc_real", (d_real > self.threshold).float().mean())
+        report("D/acc_fake", (d_fake < self.threshold).float().mean())
+        report("D/grad_norm", norm)
+        for name, value in terms.items():
+            if name not in ("fake", "real"):
+                report(f"D/{name}", value)
+
+    def g_update(self, cond: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
+        ctx = self.ctx
+        self.opt_g.zero_grad(set_to_none=True)
+        self.D.requires_grad_(False)
+        try:
+            d_fake = self.d_forward(cond, fake)
+            adv = losses.g_adv_term(self.gan_mode, d_fake)
+            rec = losses.l1(fake, real)
+            terms = {"adv": adv, "l1": self.lambda_l1 * rec}
+            phase = Phase(cond=cond, real=real, fake=fake, d_real=None, d_fake=d_fake, d_forward=self.d_forward)
+            terms = self.stack.g_loss(terms, phase, ctx)
+            total = sum(terms.values())
+            total.backward()
+        finally:
+            self.D.requires_grad_(True)
+        norm = grad_norm(self.G)
+        self.opt_g.step()
+        self.stack.after_g_update(ctx)
+
+        report("G/adv", adv)
+        report("G/L1", rec)
+        report("G/total", total)
+        report("G/grad_norm", norm)
+        for name, value in terms.items():
+            if name not in ("adv", "l1"):
+                report(f"G/{name}", value)
+
+    # L1 pre-training --------------------------------------------------------------------------
+    def pretrain(self, next_batch: Callable[[], Batch]) -> None:
+        """The first stage of the two-stage recipe: G trained with L1 alone, no D."""
+        cond, real = next_batch()
+        self.opt_g.zero_grad(set_to_none=True)
+        rec = losses.l1(self.generate(cond), real)
+        rec.backward()
+        norm = grad_norm(self.G)
+        self.opt_g.step()
+        report("pretrain/L1", rec)
+        report("pretrain/grad_norm", norm)
