@@ -52,6 +52,25 @@ def _real_features(extractor: FeatureExtractor, real: torch.Tensor) -> np.ndarra
     return feats
 
 
+_EXTRACTORS: dict[tuple[str, str], object] = {}
+
+
+def inloop_feature_extractor(weights: str | None = None, device: str | torch.device = "cpu", batch_size: int = 32):
+    """The Inception feature network for ``val/kid`` when its weights are already here, else None.
+
+    Never downloads (a training run must not stall on the network); loaded once per process.
+    """
+    from ganlab.metrics.inception import inception_status, load_inception
+
+    path, _ = inception_status(weights, download=False)
+    if path is None:
+        return None
+    key = (str(path), str(device))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = load_inception(path, device=device, download=False, batch_size=batch_size)
+    return _EXTRACTORS[key]
+
+
 def inloop_metrics(
     real: torch.Tensor,
     fake: torch.Tensor,

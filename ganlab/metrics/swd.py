@@ -65,19 +65,21 @@ def _levels(size: int, min_res: int) -> int:
     return levels
 
 
-def _descriptors(level: torch.Tensor, per_image: int, nhood: int, gen: torch.Generator) -> torch.Tensor:
-    n, c, h, w = level.shape
+def _positions(n: int, h: int, w: int, per_image: int, nhood: int, gen: torch.Generator):
     half = nhood // 2
     count = n * per_image
-    ys = torch.randint(half, h - half, (count,), generator=gen)
-    xs = torch.randint(half, w - half, (count,), generator=gen)
-    img = torch.arange(n).repeat_interleave(per_image)
+    return torch.randint(half, h - half, (count,), generator=gen), torch.randint(half, w - half, (count,), generator=gen)
+
+
+def _descriptors(level: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, per_image: int, nhood: int) -> torch.Tensor:
+    """The ``nhood x nhood`` patches centred at (ys, xs), ``per_image`` per image in order."""
+    n = level.shape[0]
+    half = nhood // 2
+    img = torch.arange(n).repeat_interleave(per_image).to(level.device)
     off = torch.arange(-half, half + 1)
     rows = (ys[:, None] + off[None, :]).to(level.device)  # (count, nhood)
     cols = (xs[:, None] + off[None, :]).to(level.device)
-    img = img.to(level.device)
-    # (count, c, nhood, nhood)
-    patches = level[img[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    patches = level[img[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (count, nhood, nhood, c)
     return patches.permute(0, 3, 1, 2)
 
 
@@ -104,12 +106,14 @@ def sliced_wasserstein(
     min_res: int = 16,
     normalize: str = "real",
     per_level: bool = False,
+    chunk: int = 64,
 ):
     """SWD x 1e3 between two sets of uint8 RGB images ``(N, 3, H, W)`` (mean over pyramid levels).
 
     With ``per_level=True`` returns ``(mean, [level_0, level_1, ...])``, finest level first.
     Deterministic for a given ``seed``. Unequal set sizes are handled by drawing the same number
-    of patches from each set (``patches_per_image`` times the smaller count).
+    of patches from each set (``patches_per_image`` times the smaller count). Images go through
+    the pyramid ``chunk`` at a time; only the patch descriptors of all images are kept.
     """
     check_pair(real, fake)
     if normalize not in ("real", "per_set"):
@@ -125,17 +129,27 @@ def sliced_wasserstein(
     for x in (real, fake):
         if x.shape[0] > n:
             x = x[torch.randperm(x.shape[0], generator=gen)[:n].to(x.device)]
-        sets.append(x.float())
-    pyr_r = laplacian_pyramid(sets[0], levels)
-    pyr_f = laplacian_pyramid(sets[1], levels)
+        sets.append(x)
+    # Patch positions for every level and image, drawn up front. The same positions serve both
+    # sets (common random numbers): a set against itself scores exactly 0 and paired
+    # comparisons are less noisy. Drawing them first keeps the value independent of ``chunk``.
+    positions = [
+        _positions(n, h >> lvl, w >> lvl, patches_per_image, patch_size, gen) for lvl in range(levels)
+    ]
+    desc_r: list[list[torch.Tensor]] = [[] for _ in range(levels)]
+    desc_f: list[list[torch.Tensor]] = [[] for _ in range(levels)]
+    for i in range(0, n, chunk):
+        pyr_r = laplacian_pyramid(sets[0][i : i + chunk].float(), levels)
+        pyr_f = laplacian_pyramid(sets[1][i : i + chunk].float(), levels)
+        sl = slice(i * patches_per_image, (i + pyr_r[0].shape[0]) * patches_per_image)
+        for lvl, (lr, lf) in enumerate(zip(pyr_r, pyr_f)):
+            ys, xs = positions[lvl][0][sl], positions[lvl][1][sl]
+            desc_r[lvl].append(_descriptors(lr, ys, xs, patches_per_image, patch_size))
+            desc_f[lvl].append(_descriptors(lf, ys, xs, patches_per_image, patch_size))
     dists = []
-    for lr, lf in zip(pyr_r, pyr_f):
-        # Common random numbers: the same patch positions in both sets (equal counts by now),
-        # so a set against itself scores exactly 0 and paired comparisons are less noisy.
-        state = gen.get_state()
-        dr = _descriptors(lr, patches_per_image, patch_size, gen)
-        gen.set_state(state)
-        df = _descriptors(lf, patches_per_image, patch_size, gen)
+    for lvl in range(levels):
+        dr, df = torch.cat(desc_r[lvl]), torch.cat(desc_f[lvl])
+        desc_r[lvl] = desc_f[lvl] = []
         mean_r = dr.mean(dim=(0, 2, 3), keepdim=True)
         std_r = dr.std(dim=(0, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-8)
         if normalize == "real":

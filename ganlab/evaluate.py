@@ -1,0 +1,408 @@
+"""``ganlab eval RUN_DIR``: every available image-quality metric and the instability score of a run.
+
+The run's final generator (or its moving average, ``--checkpoint ema``) colourises the fixed
+validation set (centre crops, in file order). Real and generated images are converted to RGB
+(Lab -> RGB for colourisation), clipped and rounded to uint8, and only then measured. Every
+number carries its sample count and the implementation that made it; a metric that cannot be
+computed here is listed as unavailable with the reason, never as 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganlab.errors import GanlabError, UsageError
+from ganlab.metrics.stability import FORMULA
+
+SWD_MAX_IMAGES = 1024
+
+DESCRIPTION = f"""\
+Compute the image-quality metrics of a run's generator on a fixed validation set, and the
+run's instability score, print them as a table and write RUN_DIR/metrics.json.
+
+Metrics (all on uint8 RGB after Lab -> RGB; each with its sample count N):
+  FID, KID      Inception-v3 pool3 features (pytorch-fid's network and FID weights); real
+                features cached per validation set. Needs the weights file (see below).
+  SWD           sliced Wasserstein distance on Laplacian-pyramid patches (x1e3), weight-free
+  ab-hist       sliced W1 distance between the a/b colour histograms (Lab units), weight-free
+  PSNR, SSIM, UIQI, ab-L1, colourfulness (Hasler-Suesstrunk, real vs generated)
+  LPIPS         AlexNet v0.1, where its weights are present
+
+Inception weights: --inception-weights PATH, $GANLAB_INCEPTION_WEIGHTS, or the torch hub
+cache (downloaded on first use where there is internet), checked by checksum. Without them
+FID and KID are listed as unavailable and everything else is still computed.
+
+Instability score (from RUN_DIR/stats.jsonl):
+{FORMULA}"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'ganlab train'")
+    parser.add_argument("--data", metavar="VAL_DIR", default=None, help="validation images (default: the run's validation split)")
+    parser.add_argument(
+        "--checkpoint",
+        default="latest",
+        metavar="latest|ema|PATH",
+        help="the generator to evaluate: the newest checkpoint, its moving average, or a checkpoint file",
+    )
+    parser.add_argument("--n", type=int, default=None, metavar="N", help="evaluate on the first N validation images (default: all)")
+    parser.add_argument("--inception-weights", metavar="PATH", default=None, help="the FID Inception weights file")
+    parser.add_argument("--no-download", action="store_true", help="never try to download missing weights")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--seed", type=int, default=None, help="seed of SWD patches and KID subsets (default: the run's seed)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the real-image Inception features")
+
+
+# ---------------------------------------------------------------------------------------------
+# Result entries
+# ---------------------------------------------------------------------------------------------
+
+
+def _ok(value: float, n: int, implementation: str, **extra: Any) -> dict[str, Any]:
+    return {"available": True, "value": value, "n": n, "implementation": implementation, **extra}
+
+
+def _unavailable(reason: str, short: str | None = None) -> dict[str, Any]:
+    return {"available": False, "reason": reason, "short": short or reason}
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Accumulators (the set may be larger than memory allows to keep whole)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Accumulator:
+    def __init__(self, swd_max: int, hist_bins: int = 32):
+        self.n = 0
+        self.sums = {"psnr": 0.0, "ssim": 0.0, "uiqi": 0.0, "ab_l1": 0.0, "l1": 0.0, "lpips": 0.0}
+        self.psnr_inf = 0
+        self.col_r: list[torch.Tensor] = []
+        self.col_f: list[torch.Tensor] = []
+        self.hist_r = None
+        self.hist_f = None
+        self.swd_r: list[torch.Tensor] = []
+        self.swd_f: list[torch.Tensor] = []
+        self.swd_max = swd_max
+        self.bins = hist_bins
+
+    def add(self, real: torch.Tensor, fake: torch.Tensor, l1: torch.Tensor, lpips_model=None) -> None:
+        from ganlab.color import rgb_to_lab
+        from ganlab.metrics.color_hist import ab_histogram
+        from ganlab.metrics.fidelity import _psnr_per_image, _ssim_per_image, _uiqi_per_image, colorfulness
+        from ganlab.metrics.lpips import lpips_distance
+
+        b = real.shape[0]
+        p = _psnr_per_image(real, fake)
+        self.psnr_inf += int(torch.isinf(p).sum())
+        self.sums["psnr"] += float(p[torch.isfinite(p)].sum())
+        if min(real.shape[2:]) >= 11:
+            self.sums["ssim"] += float(_ssim_per_image(real, fake).sum())
+        if min(real.shape[2:]) >= 8:
+            self.sums["uiqi"] += float(_uiqi_per_image(real, fake).sum())
+        ab = (rgb_to_lab(real.float() / 255.0)[:, 1:] - rgb_to_lab(fake.float() / 255.0)[:, 1:]).abs()
+        self.sums["ab_l1"] += float(ab.mean(dim=(1, 2, 3)).sum())
+        self.sums["l1"] += float(l1.sum())
+        if lpips_model is not None:
+            self.sums["lpips"] += lpips_distance(lpips_model, real, fake) * b
+        self.col_r.append(colorfulness(real).cpu())
+        self.col_f.append(colorfulness(fake).cpu())
+        hr, hf = ab_histogram(real, self.bins) * b, ab_histogram(fake, self.bins) * b
+        self.hist_r = hr if self.hist_r is None else self.hist_r + hr
+        self.hist_f = hf if self.hist_f is None else self.hist_f + hf
+        keep = min(b, self.swd_max - sum(x.shape[0] for x in self.swd_r))
+        if keep > 0:
+            self.swd_r.append(real[:keep].cpu())
+            self.swd_f.append(fake[:keep].cpu())
+        self.n += b
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is visible here; use --device cpu or auto")
+    return dev
+
+
+def _check_args(args) -> Path:
+    run = Path(args.run_dir).expanduser()
+    if not run.exists():
+        raise UsageError(f"{args.run_dir}: no such run folder; give a folder written by 'ganlab train'")
+    if args.n is not None and args.n < 2:
+        raise UsageError(f"--n {args.n}: need at least 2 images (FID and KID need many more; ideally thousands)")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.data is not None and not Path(args.data).expanduser().exists():
+        raise UsageError(f"--data {args.data}: no such folder; give a folder of validation images")
+    return run
+
+
+def evaluate_run(args, console=None) -> dict[str, Any]:
+    """Compute every available metric for ``args`` (the parsed ``ganlab eval`` flags)."""
+    from rich.console import Console
+
+    from ganlab.color import to_uint8
+    from ganlab.data import build_datasets, to_rgb
+    from ganlab.metrics.fid import RealFeatureCache, cached_real_features, files_digest, fid_kid, stats_key
+    from ganlab.metrics.inception import inception_status, load_inception
+    from ganlab.metrics.lpips import IMPLEMENTATION as LPIPS_IMPL
+    from ganlab.metrics.lpips import load_lpips
+    from ganlab.metrics.inception import WeightsUnavailable
+    from ganlab.metrics.stability import instability_from_run
+    from ganlab.metrics.swd import sliced_wasserstein
+    from ganlab.metrics.color_hist import histogram_distance
+    from ganlab.trainer import load_generator
+
+    console = console or Console(stderr=True)
+    note = lambda msg: console.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
+    run = _check_args(args)
+    device = _device(args.device)
+
+    # Weights first, before any work: one line each for what is missing.
+    weights, fid_reason = inception_status(args.inception_weights, download=not args.no_download)
+    if fid_reason:
+        note(fid_reason)
+    lpips_model, lpips_reason = None, None
+    try:
+        lpips_model = load_lpips(device=device, download=not args.no_download)
+    except WeightsUnavailable as exc:
+        lpips_reason = str(exc)
+        note(lpips_reason)
+
+    cfg, G = load_generator(str(run), args.checkpoint, device=device)
+    if args.data is not None:
+        cfg = dataclasses.replace(cfg, data=args.data, val_data=args.data)
+    seed = cfg.seed if args.seed is None else args.seed
+    _, val = build_datasets(cfg, warn=note)
+    n = len(val) if args.n is None else min(args.n, len(val))
+    if args.n is not None and args.n > len(val):
+        note(f"--n {args.n}: the validation set has only {len(val)} images; using all of them")
+    if n < 2:
+        raise UsageError(f"the validation set has {n} image; give at least 2 with --data VAL_DIR")
+
+    extractor = None
+    if weights is not None:
+        extractor = load_inception(weights, device=device, download=False, batch_size=args.batch_size)
+    settings = {
+        "task": cfg.task,
+        "direction": getattr(cfg, "direction", None),
+        "size": cfg.size,
+        "load_size": getattr(cfg, "effective_load_size", None),
+        "n": n,
+        "crop": "centre",
+        "implementation": extractor.implementation if extractor else None,
+    }
+    cache = RealFeatureCache()
+    key = None
+    real_cached = None
+    if extractor is not None:
+        key = stats_key(files_digest(val.images.files[:n]), settings)
+        if not args.no_cache:
+            real_cached = cache.load(key)
+
+    acc = _Accumulator(SWD_MAX_IMAGES)
+    real_feats, fake_feats = [], []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for cond, target in val.fixed_batches(args.batch_size, device, n):
+            out = G(cond).float()
+            l1 = (out - target).abs().mean(dim=(1, 2, 3))
+            real = to_uint8(to_rgb(cfg.task, cond, target))
+            fake = to_uint8(to_rgb(cfg.task, cond, out))
+            if not torch.isfinite(out).all():
+                raise GanlabError(f"{run}: the generator outputs NaN/Inf; the checkpoint is unusable (the run diverged)")
+            acc.add(real, fake, l1, lpips_model)
+            if extractor is not None:
+                fake_feats.append(extractor(fake).cpu().numpy())
+                if real_cached is None:
+                    real_feats.append(extractor(real).cpu().numpy())
+    seconds = time.perf_counter() - t0
+
+    metrics: dict[str, Any] = {}
+    # FID / KID
+    if extractor is None:
+        short = "no Inception weights here (see the note above the table)"
+        metrics["fid"] = metrics["kid"] = _unavailable(fid_reason, short)
+    else:
+        ff = np.concatenate(fake_feats)
+        if real_cached is not None:
+            fr, stats = real_cached
+        elif args.no_cache:
+            fr, stats = np.concatenate(real_feats), None
+        else:
+            computed = np.concatenate(real_feats)
+            fr, stats, _ = cached_real_features(lambda: computed, key=key, cache=cache, meta=settings)
+        res = fid_kid(fr, ff, real_stats=stats, seed=seed)
+        impl = extractor.implementation
+        warn = "FID is biased at small N; compare only at equal N" if n < 2048 else None
+        metrics["fid"] = _ok(res["fid"], n, impl, **({"warning": warn} if warn else {}), real_stats_cached=real_cached is not None)
+        metrics["kid"] = _ok(
+            res["kid"], n, f"{impl}; unbiased MMD^2, cubic polynomial kernel", std=res["kid_std"], subset_size=res["kid_subset_size"]
+        )
+    # Weight-free distribution distances
+    if cfg.size >= 16:
+        swd = sliced_wasserstein(torch.cat(acc.swd_r), torch.cat(acc.swd_f), seed=seed)
+        metrics["swd"] = _ok(
+            swd, min(n, SWD_MAX_IMAGES), "ganlab SWD x1e3 (Karras et al. 2018): 7x7 Laplacian-pyramid patches, 128/image, "
+            "4x128 directions, normalised by real statistics"
+        )
+    metrics["color_hist"] = _ok(
+        histogram_distance(acc.hist_r / acc.n, acc.hist_f / acc.n),
+        n,
+        "ganlab sliced W1 between 32x32 ab histograms over [-110, 110]^2 (Lab units)",
+    )
+    # Per-image fidelity
+    finite = acc.n - acc.psnr_inf
+    metrics["psnr"] = (
+        _ok(acc.sums["psnr"] / finite, n, "ganlab PSNR on uint8 RGB, data range 255, mean over images", identical=acc.psnr_inf)
+        if finite
+        else _ok(math.inf, n, "ganlab PSNR on uint8 RGB (every pair identical)")
+    )
+    metrics["ssim"] = _ok(acc.sums["ssim"] / acc.n, n, "ganlab SSIM (Wang 2004), Gaussian 11x11 sigma 1.5, RGB mean")
+    metrics["uiqi"] = _ok(acc.sums["uiqi"] / acc.n, n, "ganlab UIQI (Wang & Bovik 2002), 8x8 windows, RGB mean")
+    metrics["ab_l1"] = _ok(acc.sums["ab_l1"] / acc.n, n, "mean |a|,|b| difference in Lab units, from uint8 RGB")
+    metrics["l1"] = _ok(acc.sums["l1"] / acc.n, n, "mean |G(x) - y| in the networks' scale (as val/L1)")
+    cr, cf = float(torch.cat(acc.col_r).mean()), float(torch.cat(acc.col_f).mean())
+    col_impl = "Hasler & Suesstrunk 2003 on uint8 RGB"
+    metrics["colorfulness_real"] = _ok(cr, n, col_impl)
+    metrics["colorfulness_fake"] = _ok(cf, n, col_impl)
+    metrics["colorfulness_ratio"] = _ok(cf / cr if cr > 0 else math.nan, n, f"{col_impl}; fake / real")
+    metrics["lpips"] = _ok(acc.sums["lpips"] / acc.n, n, LPIPS_IMPL) if lpips_model is not None else _unavailable(
+        lpips_reason, "no LPIPS weights here (see the note above the table)"
+    )
+    # Stability
+    try:
+        rep = instability_from_run(run if run.is_dir() else run.parent)
+        metrics["instability"] = {
+            "available": True,
+            "value": rep.score,
+            "components": rep.components,
+            "diverged": rep.diverged,
+            "diverged_step": rep.diverged_step,
+            "diverged_tag": rep.diverged_tag,
+            "steps": rep.steps,
+            "missing": rep.missing,
+            "implementation": "ganlab instability score I = 2C + O + 2S + G (docs/metrics.md)",
+        }
+    except UsageError as exc:
+        metrics["instability"] = _unavailable(str(exc))
+
+    return {
+        "run": str(run),
+        "checkpoint": args.checkpoint,
+        "task": cfg.task,
+        "data": cfg.val_data if cfg.val_data is not None else (f"split of {cfg.data}" if cfg.data else "split of the sample set"),
+        "n": n,
+        "image_size": cfg.size,
+        "seed": seed,
+        "device": str(device),
+        "seconds": round(seconds, 3),
+        "metrics": metrics,
+    }
+
+
+_LABELS = {
+    "fid": "FID",
+    "kid": "KID",
+    "swd": "SWD (x1e3)",
+    "color_hist": "ab-histogram distance",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "uiqi": "UIQI",
+    "ab_l1": "ab L1 (Lab units)",
+    "l1": "L1 (network scale)",
+    "colorfulness_real": "colourfulness, real",
+    "colorfulness_fake": "colourfulness, generated",
+    "colorfulness_ratio": "colourfulness ratio",
+    "lpips": "LPIPS",
+    "instability": "instability score",
+}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf"
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+    return str(v)
+
+
+def print_table(result: dict[str, Any], console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"{result['run']}  ({result['checkpoint']}, N={result['n']}, {result['image_size']} px)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("N", justify="right")
+    table.add_column("how / why not", overflow="fold")
+    for key, m in result["metrics"].items():
+        label = _LABELS.get(key, key)
+        if not m.get("available"):
+            table.add_row(label, "[dim]unavailable[/]", "", m.get("short", m.get("reason", "")))
+            continue
+        value = _fmt(m["value"])
+        if key == "kid" and isinstance(m.get("std"), float) and math.isfinite(m["std"]):
+            value += f" ± {_fmt(m['std'])}"
+        how = m.get("implementation", "")
+        if key == "instability":
+            if m["diverged"]:
+                how = f"diverged at step {m['diverged_step']} ({m['diverged_tag']} is NaN/Inf)"
+            else:
+                how = ", ".join(f"{k}={_fmt(v)}" for k, v in m["components"].items())
+                if m["missing"]:
+                    how += f"; not logged: {', '.join(m['missing'])}"
+            n = str(m["steps"]) + " steps"
+        else:
+            n = str(m.get("n", ""))
+        if m.get("warning"):
+            how += f" [yellow]({m['warning']})[/]"
+        table.add_row(label, value, n, how)
+    console.print(table)
+
+
+def run(args) -> int:
+    from ganlab.io import atomic_write_json
+
+    result = evaluate_run(args)
+    run_dir = Path(args.run_dir).expanduser()
+    out_dir = run_dir if run_dir.is_dir() else run_dir.parent
+    print_table(result)
+    path = atomic_write_json(out_dir / "metrics.json", _json_safe(result))
+    from rich.console import Console
+
+    Console(stderr=True).print(f"wrote {path}", highlight=False)
+    return 0
