@@ -118,7 +118,7 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
 
 @dataclass
 class Model:
-    """The networks, optimisers, schedulers and trick stack of a run."""
+    """The networks, optimisers, learning-rate schedule and trick stack of a run."""
 
     cfg: TrainConfig
     runtime: Runtime
@@ -128,8 +128,7 @@ class Model:
     D: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    sched_g: torch.optim.lr_scheduler.LambdaLR
-    sched_d: torch.optim.lr_scheduler.LambdaLR
+    lr_factor: Callable[[int], float]
     ctx: StepContext
     step_fn: Pix2PixStep
 
@@ -138,19 +137,29 @@ def build_model(cfg: TrainConfig, runtime: Runtime, total: int) -> Model:
     stack = build_stack(cfg)
     torch.manual_seed(cfg.seed)
     spec = stack.configure_nets(net_spec(cfg))
-    G = build_generator(spec).to(runtime.device, memory_format=runtime.memory_format)
-    D = build_discriminator(spec).to(runtime.device, memory_format=runtime.memory_format)
+    G, D = stack.configure_modules(build_generator(spec), build_discriminator(spec))
+    G = G.to(runtime.device, memory_format=runtime.memory_format)
+    D = D.to(runtime.device, memory_format=runtime.memory_format)
     ospec = stack.configure_optim(optim_spec(cfg))
     opt_g = make_optimizer(G.parameters(), ospec.lr_g, ospec.betas_g, ospec.weight_decay, runtime.device)
     opt_d = make_optimizer(D.parameters(), ospec.lr_d, ospec.betas_d, ospec.weight_decay, runtime.device)
-    factor = linear_decay(total, cfg.lr_decay_steps)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
+    for opt in (opt_g, opt_d):
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
     gen = torch.Generator(device=runtime.device).manual_seed(cfg.seed + 1)
-    ctx = StepContext(cfg=cfg, G=G, D=D, opt_g=opt_g, opt_d=opt_d, generator=gen, device=runtime.device, gan_mode=cfg.gan_mode, total_steps=total)
+    mode = stack.configure_loss(cfg.gan_mode)  # a trick may replace the adversarial loss
+    ctx = StepContext(cfg=cfg, G=G, D=D, opt_g=opt_g, opt_d=opt_d, generator=gen, device=runtime.device, gan_mode=mode, total_steps=total)
     stack.setup(ctx)
-    step_fn = Pix2PixStep(G, D, opt_g, opt_d, gan_mode=cfg.gan_mode, lambda_l1=cfg.lambda_l1, stack=stack, ctx=ctx, autocast=runtime.autocast)
-    return Model(cfg, runtime, stack, spec, G, D, opt_g, opt_d, sched_g, sched_d, ctx, step_fn)
+    step_fn = Pix2PixStep(G, D, opt_g, opt_d, gan_mode=mode, lambda_l1=cfg.lambda_l1, stack=stack, ctx=ctx, autocast=runtime.autocast)
+    return Model(cfg, runtime, stack, spec, G, D, opt_g, opt_d, linear_decay(total, cfg.lr_decay_steps), ctx, step_fn)
+
+
+def set_learning_rates(model: Model, step: int) -> None:
+    """The learning rates at ``step``: each optimiser's base rate times the decay factor."""
+    factor = model.lr_factor(step)
+    for opt in (model.opt_g, model.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,8 +260,6 @@ def save_checkpoint(run_dir: Path, model: Model, train_data, step: int) -> Path:
         "D": model.D.state_dict(),
         "opt_g": model.opt_g.state_dict(),
         "opt_d": model.opt_d.state_dict(),
-        "sched_g": model.sched_g.state_dict(),
-        "sched_d": model.sched_d.state_dict(),
         "tricks": model.stack.state_dict(),
         "rng": _rng_state(model, train_data),
     }
@@ -423,16 +430,10 @@ def train(
             model.D.load_state_dict(payload["D"])
             model.opt_g.load_state_dict(payload["opt_g"])
             model.opt_d.load_state_dict(payload["opt_d"])
-            model.sched_g.load_state_dict(payload["sched_g"])
-            model.sched_d.load_state_dict(payload["sched_d"])
             model.stack.load_state_dict(payload["tricks"])
             _set_rng_state(payload["rng"], model, train_data)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise GanlabError(f"checkpoint {path} does not fit this run's networks ({type(exc).__name__}); start a new run") from None
-        # The schedules follow the (possibly new) total length.
-        factor = linear_decay(total, cfg.lr_decay_steps)
-        model.sched_g.lr_lambdas = [factor]
-        model.sched_d.lr_lambdas = [factor]
         start = int(payload["step"])
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False)
     else:
@@ -485,14 +486,13 @@ def train(
             step = start
             for step in range(start, total):
                 model.ctx.step = bus.step = step
+                set_learning_rates(model, step)
                 if step < cfg.pretrain_steps:
                     model.step_fn.pretrain(next_batch)
                 else:
                     model.step_fn(next_batch)
                 report("lr/G", model.opt_g.param_groups[0]["lr"])
                 report("lr/D", model.opt_d.param_groups[0]["lr"])
-                model.sched_g.step()
-                model.sched_d.step()
                 n_window += 1
                 images_done += cfg.batch_size
                 done = step + 1
@@ -624,9 +624,10 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
     cfg = TrainConfig.from_dict(payload["config"])
-    spec = build_stack(cfg).configure_nets(net_spec(cfg))
+    stack = build_stack(cfg)
+    spec = stack.configure_nets(net_spec(cfg))
     spec = dataclasses.replace(spec, backbone_weights="none")  # the checkpoint holds the weights
-    G = build_generator(spec)
+    G, _ = stack.configure_modules(build_generator(spec), None)
     key = "G"
     if checkpoint == "ema":
         if "G_ema" not in payload:

@@ -56,13 +56,13 @@ def _resize_short(arr: np.ndarray, short: int) -> np.ndarray:
         return arr
     scale = short / min(h, w)
     size = (max(short, round(w * scale)), max(short, round(h * scale)))
-    return np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+    return np.array(Image.fromarray(arr).resize(size, Image.BICUBIC))
 
 
 def _resize_exact(arr: np.ndarray, h: int, w: int) -> np.ndarray:
     if arr.shape[:2] == (h, w):
         return arr
-    return np.asarray(Image.fromarray(arr).resize((w, h), Image.BICUBIC))
+    return np.array(Image.fromarray(arr).resize((w, h), Image.BICUBIC))
 
 
 @dataclass
@@ -112,7 +112,7 @@ def _scan(files: list[Path], task: str, skipped: Skipped, warn: Callable[[str], 
         if task == "paired":
             h, w = arr.shape[:2]
             if abs(w - 2 * h) > 1:
-                return f"{w}x{h} is not an aligned A|B pair (width must be twice the height)"
+                return f"not an aligned A|B pair ({w}x{h}: the width must be twice the height)"
         return None
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -247,9 +247,11 @@ def build_datasets(cfg, warn: Callable[[str], None] = lambda msg: None) -> tuple
     skipped = Skipped()
     train_files = _scan(_files_for(cfg.data, "--data", cfg.task), cfg.task, skipped, warn)
     what = "colour images" if cfg.task == "colorize" else "aligned A|B images"
+    fix = f"point --data at a folder of {what}" if cfg.task == "colorize" else (
+        "each image must hold A and B side by side (the width must be twice the height), or use --task colorize")
     if not train_files:
         where = cfg.data or "the sample set"
-        raise UsageError(f"--data {where}: no usable {what} ({skipped.summary()}); point --data at a folder of {what}")
+        raise UsageError(f"--data {where}: no usable {what} ({skipped.summary()}); {fix}")
     if cfg.val_data is not None:
         val_skipped = Skipped()
         val_files = _scan(_files_for(cfg.val_data, "--val-data", cfg.task), cfg.task, val_skipped, warn)

@@ -66,7 +66,7 @@ def decode(path: str | os.PathLike) -> np.ndarray:
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb = _to_rgb(img)
-                arr = np.asarray(rgb, dtype=np.uint8)
+                arr = np.array(rgb, dtype=np.uint8)  # a writable copy
     except BadImage:
         raise
     except UnidentifiedImageError:

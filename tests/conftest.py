@@ -1,0 +1,71 @@
+"""Shared fixtures: small generated image folders and a tiny training configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+BSDS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "bsds500"
+
+# Flags that make a run take seconds on a CPU: 32 px crops, 4-channel networks.
+TINY = ["--size", "32", "--load-size", "40", "--ngf", "4", "--ndf", "4", "--batch-size", "2", "--no-progress", "--device", "cpu"]
+
+
+def colour_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth, saturated colour field with some texture (not greyscale)."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    chans = []
+    for _ in range(3):
+        fx, fy, ph = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 2 * np.pi)
+        chans.append(0.5 + 0.45 * np.sin(2 * np.pi * (fx * xx + fy * yy) + ph))
+    img = np.stack(chans, -1) + rng.normal(0, 0.03, (h, w, 3))
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def write_images(folder: Path, n: int, seed: int = 0, sizes=((48, 64), (64, 48), (56, 56))) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        ext = "png" if i % 2 == 0 else "jpg"
+        Image.fromarray(colour_image(rng, h, w)).save(folder / f"img{i:02d}.{ext}")
+    return folder
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    return write_images(tmp_path / "images", 6)
+
+
+@pytest.fixture
+def paired_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        b = colour_image(rng, 40, 40)
+        a = 255 - b  # a simple, learnable A -> B mapping
+        Image.fromarray(np.concatenate((a, b), axis=1)).save(folder / f"pair{i}.png")
+    return folder
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``ganlab ARGS`` in this process; return (exit code, stdout, stderr)."""
+    from ganlab.cli import main
+
+    def run(*args: str):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def only_run(out_dir: Path) -> Path:
+    runs = [p for p in Path(out_dir).iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
