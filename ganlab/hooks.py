@@ -11,6 +11,9 @@ Hook points, in the order a run meets them:
 point                  hook                                         returns
 =====================  ===========================================  ========================
 building the networks  ``configure_nets(spec)``                     a :class:`NetSpec`
+built networks         ``configure_modules(G, D)``                  (G, D); D is None when
+                                                                    only G is built
+adversarial loss       ``configure_loss(gan_mode)``                 the loss the step uses
 building optimisers    ``configure_optim(spec)``                    an :class:`OptimSpec`
 after building         ``setup(ctx)``                               nothing
 start of an iteration  ``plan(plan, ctx)``                          a :class:`StepPlan`
@@ -80,6 +83,12 @@ class ParamInfo:
     search: tuple | None
     help: str
 
+    @property
+    def key(self) -> str:
+        """The name on the command line: the field name without the trailing underscore that
+        escapes a Python keyword (field ``lambda_`` is given as ``lambda=10``)."""
+        return self.name[:-1] if self.name.endswith("_") else self.name
+
     def search_space(self) -> tuple | None:
         """``("float"|"int", lo, hi, log)`` or ``("categorical", choices)``, or None if fixed."""
         if self.search is not None and self.type not in (int, float):
@@ -125,7 +134,7 @@ def param_infos(params_cls: type) -> list[ParamInfo]:
 
 
 def _coerce(trick: str, info: ParamInfo, value: Any) -> Any:
-    where = f"--trick {trick}:{info.name}={value}"
+    where = f"--trick {trick}:{info.key}={value}"
     want = info.type
     try:
         if want is bool:
@@ -291,6 +300,20 @@ class Trick:
     def configure_nets(self, spec: NetSpec) -> NetSpec:
         return spec
 
+    def configure_modules(self, G: torch.nn.Module, D: torch.nn.Module | None):
+        """Transform the built networks (before they move to the device and get optimisers).
+
+        For what a :class:`NetSpec` cannot reach, such as the layers inside torchvision's
+        ResNet encoder. ``D`` is None when only the generator is built (``ganlab colorize``),
+        so a change that G's weights depend on must not depend on D. Must not add parameters
+        that are missing from a checkpoint built the same way.
+        """
+        return G, D
+
+    def configure_loss(self, gan_mode: str) -> str:
+        """The adversarial loss the step computes (a name in :data:`ganlab.losses.GAN_MODES`)."""
+        return gan_mode
+
     def configure_optim(self, spec: OptimSpec) -> OptimSpec:
         return spec
 
@@ -337,11 +360,17 @@ class Trick:
     @classmethod
     def parse_params(cls, values: Mapping[str, Any]) -> Any:
         infos = {i.name: i for i in param_infos(cls.Params)}
-        unknown = sorted(set(values) - set(infos))
+        by_key = {**infos, **{i.key: i for i in infos.values()}}
+        unknown = sorted(set(values) - set(by_key))
         if unknown:
-            allowed = ", ".join(infos) or "none"
+            allowed = ", ".join(i.key for i in infos.values()) or "none"
             raise UsageError(f"--trick {cls.name}: unknown parameter '{unknown[0]}'; allowed: {allowed}")
-        kwargs = {k: _coerce(cls.name, infos[k], v) for k, v in values.items()}
+        kwargs: dict[str, Any] = {}
+        for k, v in values.items():
+            info = by_key[k]
+            if info.name in kwargs:
+                raise UsageError(f"--trick {cls.name}: parameter '{info.key}' is given twice")
+            kwargs[info.name] = _coerce(cls.name, info, v)
         try:
             return cls.Params(**kwargs)
         except (TypeError, ValueError) as exc:
@@ -350,6 +379,8 @@ class Trick:
 
 HOOKS = (
     "configure_nets",
+    "configure_modules",
+    "configure_loss",
     "configure_optim",
     "setup",
     "plan",
@@ -388,8 +419,22 @@ def registry() -> dict[str, type[Trick]]:
 
             warnings.warn(f"trick plugin '{ep.name}' ({ep.value}) failed to load: {exc}", stacklevel=2)
             continue
+        if not (isinstance(cls, type) and issubclass(cls, Trick)):
+            import warnings
+
+            warnings.warn(f"trick plugin '{ep.name}' ({ep.value}) is not a ganlab.hooks.Trick subclass; ignored", stacklevel=2)
+            continue
         if not cls.name:
             cls.name = ep.name
+        elif cls.name != ep.name:
+            import warnings
+
+            warnings.warn(
+                f"trick plugin '{ep.name}' ({ep.value}) calls itself '{cls.name}'; ignored "
+                f"(the entry point's name and the class's name must agree)",
+                stacklevel=2,
+            )
+            continue
         found[ep.name] = cls
     found.update(_extra)
     return dict(sorted(found.items()))
@@ -457,7 +502,7 @@ class TrickStack:
                 if r in replaced:
                     raise UsageError(
                         f"--trick {t.name} cannot be combined with --trick {replaced[r]}: "
-                        f"both replace the {r}; keep one"
+                        f"both replace the {r.replace('-', ' ')}; keep one"
                     )
                 replaced[r] = t.name
             for c in t.provides | t.replaces:
@@ -483,6 +528,17 @@ class TrickStack:
         for t in self.tricks:
             spec = t.configure_nets(spec)
         return spec
+
+    def configure_modules(self, G, D):
+        for t in self._by_hook["configure_modules"]:
+            G, D = t.configure_modules(G, D)
+        return G, D
+
+    def configure_loss(self, gan_mode: str | None = None) -> str:
+        mode = self.gan_mode if gan_mode is None else gan_mode
+        for t in self._by_hook["configure_loss"]:
+            mode = t.configure_loss(mode)
+        return mode
 
     def configure_optim(self, spec: OptimSpec) -> OptimSpec:
         for t in self.tricks:

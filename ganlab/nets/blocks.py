@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ganlab.errors import UsageError
 
@@ -86,11 +87,19 @@ def conv_bias(norm_kind: str) -> bool:
     return norm_kind != "batch"
 
 
+def _raw_weight(m: nn.Module) -> torch.Tensor:
+    """The stored weight of a layer, also when a wrapper computes ``m.weight`` from it
+    (``torch.nn.utils.parametrizations.spectral_norm`` and the older hook-based ``spectral_norm``)."""
+    if parametrize.is_parametrized(m, "weight"):
+        return m.parametrizations.weight.original
+    return getattr(m, "weight_orig", m.weight)
+
+
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """The pix2pix initialisation: convs ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            weight = getattr(m, "weight_orig", m.weight)
+            weight = _raw_weight(m)
             nn.init.normal_(weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
