@@ -90,20 +90,37 @@ def find_lpips_weights(*, download: bool = True, timeout: float = 10.0) -> tuple
     return lin, backbone
 
 
+def alexnet_features() -> nn.Sequential:
+    """torchvision's ``alexnet().features`` (same layer indices, so its weights load as they are)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+
+
 class LPIPS(nn.Module):
     """LPIPS distance network; ``forward(real_uint8, fake_uint8) -> (N,)`` distances."""
 
     def __init__(self, lin_state: dict, backbone_state: dict):
         super().__init__()
-        from torchvision.models import alexnet
-
-        net = alexnet(weights=None)
+        feats = alexnet_features()
         try:
-            net.load_state_dict(backbone_state)
+            # Only the convolutional part is used; the classifier's weights are not needed.
+            feats.load_state_dict({k[len("features.") :]: v for k, v in backbone_state.items() if k.startswith("features.")})
             heads = [lin_state[f"lin{i}.model.1.weight"] for i in range(5)]
         except (RuntimeError, KeyError) as exc:
             raise GanlabError(f"LPIPS weights do not fit the AlexNet LPIPS network: {str(exc).splitlines()[0]}") from None
-        feats = net.features
         self.slices = nn.ModuleList(nn.Sequential(*feats[a:b]) for a, b in _SLICES)
         self.heads = nn.ParameterList(nn.Parameter(w.float(), requires_grad=False) for w in heads)
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))

@@ -88,8 +88,9 @@ def _sliced_w1(a: torch.Tensor, b: torch.Tensor, repeats: int, dirs: int, gen: t
     for _ in range(repeats):
         d = torch.randn(a.shape[1], dirs, generator=gen).to(a)
         d = d / d.norm(dim=0, keepdim=True)
-        pa = torch.sort(a @ d, dim=0).values
-        pb = torch.sort(b @ d, dim=0).values
+        # (dirs, count), contiguous along the sorted axis: much faster to sort than (count, dirs).
+        pa = torch.sort((d.T @ a.T).contiguous(), dim=1).values
+        pb = torch.sort((d.T @ b.T).contiguous(), dim=1).values
         total = total + (pa - pb).abs().mean()
     return total / repeats
 

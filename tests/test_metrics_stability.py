@@ -1,0 +1,141 @@
+"""The instability score on made-up series: calm < oscillating < collapsing; NaN means diverged."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ganlab.errors import UsageError
+from ganlab.metrics.stability import (
+    FORMULA,
+    collapse_share,
+    instability_from_run,
+    instability_score,
+    spike_share,
+    windowed_cv,
+)
+
+STEPS = 400
+
+
+def run_series(kind: str, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    t = np.arange(STEPS)
+    noise = lambda s: rng.normal(0, s, STEPS)  # noqa: E731
+    if kind == "calm":
+        d_real, d_fake = 0.35 + noise(0.01), 0.35 + noise(0.01)
+        g_adv = 0.9 + noise(0.02)
+        acc_r, acc_f = 0.6 + noise(0.02), 0.6 + noise(0.02)
+        gd, gg = 1.0 + noise(0.05), 2.0 + noise(0.1)
+    elif kind == "oscillating":
+        wave = np.sin(2 * np.pi * t / 12)
+        d_real, d_fake = 0.4 + 0.3 * wave + noise(0.02), 0.4 + 0.3 * wave + noise(0.02)
+        g_adv = 1.2 - 0.9 * wave + noise(0.05)
+        acc_r, acc_f = 0.7 + 0.2 * wave, 0.7 + 0.2 * wave
+        gd, gg = 1.0 + 0.5 * np.abs(wave) + noise(0.05), 2.0 + noise(0.1)
+    elif kind == "collapsing":
+        ramp = np.clip((t - 80) / 40, 0, 1)
+        d_real = np.abs(0.35 * (1 - ramp) + 1e-3 + noise(5e-4))
+        d_fake = np.abs(0.35 * (1 - ramp) + 1e-3 + noise(5e-4))
+        g_adv = 0.9 + 7 * ramp + noise(0.1)
+        acc_r, acc_f = np.minimum(1, 0.6 + 0.4 * ramp), np.minimum(1, 0.6 + 0.4 * ramp)
+        gd, gg = 1.0 * (1 - ramp) + 1e-3 + np.abs(noise(1e-4)), 2.0 + noise(0.1)
+    else:
+        raise ValueError(kind)
+    series = {
+        "D/loss_real": d_real,
+        "D/loss_fake": d_fake,
+        "G/adv": g_adv,
+        "D/acc_real": acc_r,
+        "D/acc_fake": acc_f,
+        "D/grad_norm": np.abs(gd),
+        "G/grad_norm": np.abs(gg),
+        "G/L1": 0.1 + noise(0.005),
+    }
+    out = {k: [(int(s), float(v)) for s, v in zip(t, vals)] for k, vals in series.items()}
+    out["val/L1"] = [(s, 0.105) for s in range(99, STEPS, 100)]
+    return out
+
+
+def test_calm_scores_below_oscillating_below_collapsing():
+    calm, osc, col = (instability_score(run_series(k)) for k in ("calm", "oscillating", "collapsing"))
+    assert calm.score < osc.score < col.score
+    assert not (calm.diverged or osc.diverged or col.diverged)
+    assert calm.score < 0.2
+    assert osc.components["oscillation"] > 3 * calm.components["oscillation"]
+    assert col.components["collapse"] > 0.6
+    assert calm.components["collapse"] == 0.0
+
+
+def test_the_score_is_the_documented_weighted_sum():
+    rep = instability_score(run_series("oscillating"))
+    c = rep.components
+    assert rep.score == pytest.approx(2 * c["collapse"] + c["oscillation"] + 2 * c["grad_spikes"] + c["val_gap"])
+    assert "I = 2*C + O + 2*S + G" in FORMULA
+
+
+def test_nan_anywhere_means_diverged_at_its_step():
+    s = run_series("calm")
+    s["G/grad_norm"][137] = (137, math.nan)
+    s["D/loss_real"][250] = (250, math.inf)
+    rep = instability_score(s)
+    assert rep.diverged and math.isinf(rep.score)
+    assert rep.diverged_step == 137 and rep.diverged_tag == "G/grad_norm"
+    assert rep.to_dict()["score"] == "inf"
+
+
+def test_stats_jsonl_with_nan_strings_is_read_and_diverges(tmp_path):
+    rows = [{"step": i, "D/loss_real": 0.3, "D/loss_fake": 0.3, "G/adv": 1.0} for i in range(30)]
+    rows[21]["G/adv"] = "nan"
+    (tmp_path / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rep = instability_from_run(tmp_path)
+    assert rep.diverged and rep.diverged_step == 21 and rep.diverged_tag == "G/adv"
+
+
+def test_a_run_folder_without_stats_is_one_clear_line(tmp_path):
+    with pytest.raises(UsageError, match="stats.jsonl"):
+        instability_from_run(tmp_path)
+
+
+def test_gradient_spikes_raise_the_score():
+    s = run_series("calm")
+    spiky = {k: list(v) for k, v in s.items()}
+    for i in range(60, STEPS, 25):
+        spiky["D/grad_norm"][i] = (i, 40.0)
+    a, b = instability_score(s), instability_score(spiky)
+    assert b.components["grad_spikes"] > 0.1 > a.components["grad_spikes"]
+    assert b.score > a.score
+
+
+def test_spike_share_counts_exceedances_of_the_running_median():
+    x = np.ones(100)
+    x[[20, 50, 80]] = 10.0
+    assert spike_share(x) == pytest.approx(3 / 95)
+
+
+def test_train_validation_gap_counts():
+    s = run_series("calm")
+    s["val/L1"] = [(399, 0.15)]  # 50 % above the training L1 of 0.1
+    rep = instability_score(s)
+    assert rep.components["val_gap"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_windowed_cv_is_bounded_and_scale_free():
+    rng = np.random.default_rng(0)
+    x = 1 + 0.1 * rng.normal(size=200)
+    assert windowed_cv(x) == pytest.approx(windowed_cv(10 * x), rel=0.06)  # eps matters little at this scale
+    assert windowed_cv(rng.normal(size=200) * 100) <= 1.0
+
+
+def test_wasserstein_losses_do_not_trigger_the_loss_collapse_rule():
+    s = run_series("calm")
+    s["D/loss_real"] = [(i, -0.5) for i, _ in s["D/loss_real"]]  # a critic's losses can be negative
+    s["D/loss_fake"] = [(i, 0.5) for i, _ in s["D/loss_fake"]]
+    assert collapse_share(s) == 0.0
+
+
+def test_missing_series_are_listed():
+    rep = instability_score({"G/adv": [(i, 1.0) for i in range(50)]})
+    assert set(rep.missing) == {"collapse", "grad_spikes", "val_gap"}
+    assert rep.score == pytest.approx(0.0)
