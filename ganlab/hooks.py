@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, ClassVar, Mapping
@@ -65,7 +66,8 @@ def param(
 
     ``low``/``high`` bound the valid values (inclusive); ``choices`` lists them for categorical
     parameters. ``search`` narrows the range a study samples (defaults to ``(low, high)`` or
-    ``choices``); ``log`` asks for log-uniform sampling.
+    ``choices``; ``()`` keeps the parameter out of searches); ``log`` asks for log-uniform
+    sampling.
     """
     meta = {"low": low, "high": high, "choices": choices, "log": log, "search": search, "help": help}
     return field(default=default, metadata={"ganlab": meta})
@@ -91,6 +93,8 @@ class ParamInfo:
 
     def search_space(self) -> tuple | None:
         """``("float"|"int", lo, hi, log)`` or ``("categorical", choices)``, or None if fixed."""
+        if self.search is not None and len(self.search) == 0:
+            return None
         if self.search is not None and self.type not in (int, float):
             return ("categorical", tuple(self.search))
         if self.type is bool:
@@ -415,20 +419,14 @@ def registry() -> dict[str, type[Trick]]:
         try:
             cls = ep.load()
         except Exception as exc:  # a broken plugin must not take ganlab down
-            import warnings
-
             warnings.warn(f"trick plugin '{ep.name}' ({ep.value}) failed to load: {exc}", stacklevel=2)
             continue
         if not (isinstance(cls, type) and issubclass(cls, Trick)):
-            import warnings
-
             warnings.warn(f"trick plugin '{ep.name}' ({ep.value}) is not a ganlab.hooks.Trick subclass; ignored", stacklevel=2)
             continue
         if not cls.name:
             cls.name = ep.name
         elif cls.name != ep.name:
-            import warnings
-
             warnings.warn(
                 f"trick plugin '{ep.name}' ({ep.value}) calls itself '{cls.name}'; ignored "
                 f"(the entry point's name and the class's name must agree)",
@@ -603,7 +601,7 @@ class TrickStack:
                 "name": t.name,
                 "order": t.order,
                 "hooks": type(t).hooks_used(),
-                "params": dataclasses.asdict(t.params),
+                "params": {i.key: getattr(t.params, i.name) for i in param_infos(type(t.params))},
             }
             for i, t in enumerate(self.tricks)
         ]

@@ -1,0 +1,97 @@
+"""PixelTCL: the pixel transposed convolutional layer, an up-sampling layer without checkerboards.
+
+Gao, Yuan, Wang, Ji: "Pixel Transposed Convolutional Networks", IEEE TPAMI 42(5), 2019
+(arXiv:1705.06820, first as "Pixel Deconvolutional Networks").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganlab.hooks import NetSpec, Trick, param
+from ganlab.nets.blocks import register_upsample
+
+# The masked convolution sees the four direct neighbours of a position: on the 2x grid those
+# are exactly the positions the first two feature maps already filled.
+_CROSS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+class PixelTCL(nn.Module):
+    """2x up-sampling whose four output sub-grids are made one after another.
+
+    With ``y`` the (2H, 2W) output and ``x`` the (H, W) input:
+
+    1. ``f1 = conv1(x)`` fills ``y[0::2, 0::2]``;
+    2. ``f2 = conv2(f1)`` -- from the first map, not from the input -- fills ``y[1::2, 1::2]``,
+       so the two form a checkerboard on the output grid;
+    3. the remaining positions ``y[0::2, 1::2]`` and ``y[1::2, 0::2]`` come from a 3x3
+       convolution over that checkerboard whose kernel is masked to a position's four direct
+       neighbours, all of which are already filled.
+
+    Every output pixel therefore depends on its neighbours, unlike transposed convolution,
+    whose four sub-grids are computed independently from the input (the cause of its
+    checkerboard artefacts).
+    """
+
+    def __init__(self, c_in: int, c_out: int, bias: bool = True, kernel_size: int = 3):
+        super().__init__()
+        pad = kernel_size // 2
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel_size, 1, pad, bias=bias)
+        self.conv2 = nn.Conv2d(c_out, c_out, kernel_size, 1, pad, bias=bias)
+        self.conv3 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias)
+        self.register_buffer("mask", _CROSS.clone().view(1, 1, 3, 3), persistent=False)
+
+    @staticmethod
+    def interleave(s00: torch.Tensor, s01: torch.Tensor, s10: torch.Tensor, s11: torch.Tensor) -> torch.Tensor:
+        """Four (B, C, H, W) sub-grids -> one (B, C, 2H, 2W) map with ``y[r::2, s::2] = s_rs``."""
+        b, c, h, w = s00.shape
+        return F.pixel_shuffle(torch.stack((s00, s01, s10, s11), 2).reshape(b, c * 4, h, w), 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f1 = self.conv1(x)
+        f2 = self.conv2(f1)
+        zero = torch.zeros_like(f1)
+        board = self.interleave(f1, zero, zero, f2)
+        filled = F.conv2d(board, self.conv3.weight * self.mask, self.conv3.bias, padding=1)
+        return self.interleave(f1, filled[..., 0::2, 1::2], filled[..., 1::2, 0::2], f2)
+
+
+def _factory(c_in: int, c_out: int, bias: bool) -> nn.Module:
+    return PixelTCL(c_in, c_out, bias=bias)
+
+
+register_upsample("pixeltcl", _factory)
+
+
+@dataclass(frozen=True)
+class PixelTclParams:
+    pass
+
+
+class PixelTcl(Trick):
+    """PixelTCL up-sampling: every transposed convolution of the generator (the U-Net's decoder,
+    the ResNet-18 U-Net's decoder) becomes a PixelTCL layer. The interleaved sub-grids of the 2x
+    output are made one after another -- a first feature map from the input, a second from the
+    first, placed on a checkerboard, and the remaining positions filled by a masked convolution
+    over what is already there -- so neighbouring output pixels depend on each other and the
+    checkerboard artefacts of transposed convolution go.
+
+    Paper: Gao et al., "Pixel Transposed Convolutional Networks", IEEE TPAMI 2019.
+    """
+
+    name = "pixeltcl"
+    Params = PixelTclParams
+    summary = "G's transposed convolutions -> PixelTCL up-sampling (no checkerboard artefacts)"
+    paper = "Gao et al., Pixel Transposed Convolutional Networks, TPAMI 2019"
+    order = 20
+    replaces = frozenset({"upsampling"})
+    identity = None
+
+    def configure_nets(self, spec: NetSpec) -> NetSpec:
+        register_upsample("pixeltcl", _factory)  # idempotent; survives a reset of the factories
+        return dataclasses.replace(spec, upsample="pixeltcl")

@@ -1,0 +1,73 @@
+"""Spectral normalisation of the discriminator's convolutions.
+
+Miyato, Kataoka, Koyama, Yoshida: "Spectral Normalization for Generative Adversarial
+Networks", ICLR 2018.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ganlab.hooks import NetSpec, StepContext, Trick, param
+
+
+@dataclass(frozen=True)
+class SpectralNormParams:
+    n_power_iterations: int = param(1, low=1, high=10, search=(), help="power iterations per forward pass in training")
+
+
+def spectral_normalised(module: nn.Module) -> list[nn.Module]:
+    """The layers of ``module`` whose weight is spectrally normalised."""
+    out = []
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            if any(type(p).__name__ == "_SpectralNorm" for p in m.parametrizations.weight):
+                out.append(m)
+    return out
+
+
+@torch.no_grad()
+def refresh_estimates(module: nn.Module, iterations: int = 15) -> None:
+    """Re-run the power iteration of every spectrally normalised layer (after re-initialising
+    its weight, the singular vectors estimated at wrap time are stale)."""
+    for m in spectral_normalised(module):
+        for p in m.parametrizations.weight:
+            if type(p).__name__ == "_SpectralNorm":
+                w = m.parametrizations.weight.original
+                p._power_method(p._reshape_weight_to_matrix(w), iterations)
+
+
+class SpectralNorm(Trick):
+    """Spectral norm: every convolution of the discriminator is divided by its largest singular
+    value (estimated by power iteration, one step per forward pass in training), so each layer
+    is 1-Lipschitz and D's gradients cannot explode. Uses
+    ``torch.nn.utils.parametrizations.spectral_norm``; the estimate is refreshed (15 power
+    iterations) after the weights are initialised.
+
+    Paper: Miyato et al., "Spectral Normalization for Generative Adversarial Networks",
+    ICLR 2018.
+    """
+
+    name = "spectral-norm"
+    Params = SpectralNormParams
+    summary = "spectral normalisation of every convolution of D"
+    paper = "Miyato et al., Spectral Normalization for GANs, ICLR 2018"
+    order = 20
+    identity = None
+
+    def configure_nets(self, spec: NetSpec) -> NetSpec:
+        return dataclasses.replace(spec, d_wrap=spec.d_wrap + (self._wrap,))
+
+    def _wrap(self, conv: nn.Module) -> nn.Module:
+        return spectral_norm(conv, n_power_iterations=self.params.n_power_iterations)
+
+    def configure_modules(self, G, D):
+        if D is not None:
+            refresh_estimates(D)
+        return G, D
