@@ -116,7 +116,7 @@ def list_tricks(console, known: dict) -> None:
     table.add_column("what it does", ratio=3)
     table.add_column("hooks (order)", ratio=2)
     table.add_column(escape("parameter = default  [allowed]  searched range"), ratio=5)
-    table.add_column("cannot be combined with", ratio=2)
+    table.add_column("cannot be combined with", width=26)
     for name, cls in known.items():
         params = "\n".join(_param_summary(*row) for row in _param_lines(cls)) or "-"
         hooks = ", ".join(h for h in cls.hooks_used() if h != "state_dict") or "-"
