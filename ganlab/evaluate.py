@@ -271,7 +271,7 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         )
     # Weight-free distribution distances
     if cfg.size >= 16:
-        swd = sliced_wasserstein(torch.cat(acc.swd_r), torch.cat(acc.swd_f), seed=seed)
+        swd = sliced_wasserstein(torch.cat(acc.swd_r).to(device), torch.cat(acc.swd_f).to(device), seed=seed)
         metrics["swd"] = _ok(
             swd, min(n, SWD_MAX_IMAGES), "ganlab SWD x1e3 (Karras et al. 2018): 7x7 Laplacian-pyramid patches, 128/image, "
             "4x128 directions, normalised by real statistics"
