@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganlab.errors import GanlabError, UsageError
+from ganlab.errors import UsageError
 from ganlab.metrics.stability import FORMULA
 
 SWD_MAX_IMAGES = 1024
@@ -232,6 +232,7 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
 
     acc = _Accumulator(SWD_MAX_IMAGES)
     real_feats, fake_feats = [], []
+    broken = None
     t0 = time.perf_counter()
     with torch.inference_mode():
         for cond, target in val.fixed_batches(args.batch_size, device, n):
@@ -240,7 +241,8 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
             real = to_uint8(to_rgb(cfg.task, cond, target))
             fake = to_uint8(to_rgb(cfg.task, cond, out))
             if not torch.isfinite(out).all():
-                raise GanlabError(f"{run}: the generator outputs NaN/Inf; the checkpoint is unusable (the run diverged)")
+                broken = f"the generator ({args.checkpoint}) outputs NaN/Inf: the run diverged before this checkpoint"
+                break
             acc.add(real, fake, l1, lpips_model)
             if extractor is not None:
                 fake_feats.append(extractor(fake).cpu().numpy())
@@ -249,8 +251,13 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
 
     metrics: dict[str, Any] = {}
+    if broken is not None:
+        note(broken)
+        for key in _LABELS:
+            if key != "instability":
+                metrics[key] = _unavailable(broken)
     # FID / KID
-    if extractor is None:
+    elif extractor is None:
         short = "no Inception weights here (see the note above the table)"
         metrics["fid"] = metrics["kid"] = _unavailable(fid_reason, short)
     else:
@@ -269,37 +276,38 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         metrics["kid"] = _ok(
             res["kid"], n, f"{impl}; unbiased MMD^2, cubic polynomial kernel", std=res["kid_std"], subset_size=res["kid_subset_size"]
         )
-    # Weight-free distribution distances
-    if cfg.size >= 16:
-        swd = sliced_wasserstein(torch.cat(acc.swd_r).to(device), torch.cat(acc.swd_f).to(device), seed=seed)
-        metrics["swd"] = _ok(
-            swd, min(n, SWD_MAX_IMAGES), "ganlab SWD x1e3 (Karras et al. 2018): 7x7 Laplacian-pyramid patches, 128/image, "
-            "4x128 directions, normalised by real statistics"
+    if broken is None:
+        # Weight-free distribution distances
+        if cfg.size >= 16:
+            swd = sliced_wasserstein(torch.cat(acc.swd_r).to(device), torch.cat(acc.swd_f).to(device), seed=seed)
+            metrics["swd"] = _ok(
+                swd, min(n, SWD_MAX_IMAGES), "ganlab SWD x1e3 (Karras et al. 2018): 7x7 Laplacian-pyramid patches, 128/image, "
+                "4x128 directions, normalised by real statistics"
+            )
+        metrics["color_hist"] = _ok(
+            histogram_distance(acc.hist_r / acc.n, acc.hist_f / acc.n),
+            n,
+            "ganlab sliced W1 between 32x32 ab histograms over [-110, 110]^2 (Lab units)",
         )
-    metrics["color_hist"] = _ok(
-        histogram_distance(acc.hist_r / acc.n, acc.hist_f / acc.n),
-        n,
-        "ganlab sliced W1 between 32x32 ab histograms over [-110, 110]^2 (Lab units)",
-    )
-    # Per-image fidelity
-    finite = acc.n - acc.psnr_inf
-    metrics["psnr"] = (
-        _ok(acc.sums["psnr"] / finite, n, "ganlab PSNR on uint8 RGB, data range 255, mean over images", identical=acc.psnr_inf)
-        if finite
-        else _ok(math.inf, n, "ganlab PSNR on uint8 RGB (every pair identical)")
-    )
-    metrics["ssim"] = _ok(acc.sums["ssim"] / acc.n, n, "ganlab SSIM (Wang 2004), Gaussian 11x11 sigma 1.5, RGB mean")
-    metrics["uiqi"] = _ok(acc.sums["uiqi"] / acc.n, n, "ganlab UIQI (Wang & Bovik 2002), 8x8 windows, RGB mean")
-    metrics["ab_l1"] = _ok(acc.sums["ab_l1"] / acc.n, n, "mean |a|,|b| difference in Lab units, from uint8 RGB")
-    metrics["l1"] = _ok(acc.sums["l1"] / acc.n, n, "mean |G(x) - y| in the networks' scale (as val/L1)")
-    cr, cf = float(torch.cat(acc.col_r).mean()), float(torch.cat(acc.col_f).mean())
-    col_impl = "Hasler & Suesstrunk 2003 on uint8 RGB"
-    metrics["colorfulness_real"] = _ok(cr, n, col_impl)
-    metrics["colorfulness_fake"] = _ok(cf, n, col_impl)
-    metrics["colorfulness_ratio"] = _ok(cf / cr if cr > 0 else math.nan, n, f"{col_impl}; fake / real")
-    metrics["lpips"] = _ok(acc.sums["lpips"] / acc.n, n, LPIPS_IMPL) if lpips_model is not None else _unavailable(
-        lpips_reason, "no LPIPS weights here (see the note above the table)"
-    )
+        # Per-image fidelity
+        finite = acc.n - acc.psnr_inf
+        metrics["psnr"] = (
+            _ok(acc.sums["psnr"] / finite, n, "ganlab PSNR on uint8 RGB, data range 255, mean over images", identical=acc.psnr_inf)
+            if finite
+            else _ok(math.inf, n, "ganlab PSNR on uint8 RGB (every pair identical)")
+        )
+        metrics["ssim"] = _ok(acc.sums["ssim"] / acc.n, n, "ganlab SSIM (Wang 2004), Gaussian 11x11 sigma 1.5, RGB mean")
+        metrics["uiqi"] = _ok(acc.sums["uiqi"] / acc.n, n, "ganlab UIQI (Wang & Bovik 2002), 8x8 windows, RGB mean")
+        metrics["ab_l1"] = _ok(acc.sums["ab_l1"] / acc.n, n, "mean |a|,|b| difference in Lab units, from uint8 RGB")
+        metrics["l1"] = _ok(acc.sums["l1"] / acc.n, n, "mean |G(x) - y| in the networks' scale (as val/L1)")
+        cr, cf = float(torch.cat(acc.col_r).mean()), float(torch.cat(acc.col_f).mean())
+        col_impl = "Hasler & Suesstrunk 2003 on uint8 RGB"
+        metrics["colorfulness_real"] = _ok(cr, n, col_impl)
+        metrics["colorfulness_fake"] = _ok(cf, n, col_impl)
+        metrics["colorfulness_ratio"] = _ok(cf / cr if cr > 0 else math.nan, n, f"{col_impl}; fake / real")
+        metrics["lpips"] = _ok(acc.sums["lpips"] / acc.n, n, LPIPS_IMPL) if lpips_model is not None else _unavailable(
+            lpips_reason, "no LPIPS weights here (see the note above the table)"
+        )
     # Stability
     try:
         rep = instability_from_run(run if run.is_dir() else run.parent)

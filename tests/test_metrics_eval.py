@@ -158,3 +158,16 @@ def test_help_carries_the_instability_formula(capsys):
     assert rc in (0, None)
     out = capsys.readouterr().out
     assert "I = 2*C + O + 2*S + G" in out and "D/acc_real >= 0.98" in out
+
+
+def test_a_diverged_generator_lists_image_metrics_as_unavailable(run_dir, tmp_path, capsys):
+    (ckpt,) = sorted((run_dir / "checkpoints").glob("*.pt"))[-1:]
+    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+    payload["G"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in payload["G"].items()}
+    broken = tmp_path / "broken.pt"
+    torch.save(payload, broken)
+    assert main(["eval", str(run_dir), "--checkpoint", str(broken), "--no-download", "--device", "cpu"]) == 0
+    m = _metrics(run_dir)["metrics"]
+    for key in ("fid", "swd", "psnr", "colorfulness_ratio"):
+        assert m[key]["available"] is False and "NaN/Inf" in m[key]["reason"]
+    assert m["instability"]["available"]
