@@ -282,6 +282,9 @@ class Trick:
       ``label-targets``); ``requires_reason``/``conflicts`` give the sentence a refusal prints.
     - ``identity``: parameter values at which the trick leaves the step bit-identical to the
       baseline (``None`` when the trick has no such setting).
+
+    :mod:`ganlab.testing` holds the conformance checks every trick is expected to pass;
+    ``tricks/_template.py`` is a commented example to copy.
     """
 
     name: ClassVar[str] = ""

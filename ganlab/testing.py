@@ -34,7 +34,6 @@ or call :func:`check_trick` directly. Everything runs on the CPU in a few second
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import math
 from typing import Any, Callable, Iterator, Mapping

@@ -558,3 +558,29 @@ def test_weak_d_is_smaller_and_regularised():
     n_convs = lambda D: sum(isinstance(m, nn.Conv2d) for m in D.modules())  # noqa: E731
     assert n_convs(shallow.D) == n_convs(base.D) - 1
     run_iterations(weak, SyntheticPairs(weak.cfg), 0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Stateful tricks through a real checkpoint and resume
+# --------------------------------------------------------------------------------------------
+
+
+def test_resume_with_stateful_tricks_gives_the_same_run(tmp_path, image_dir, run_cli):
+    tricks = ["--trick", "image-pool:size=3", "--trick", "g-ema:decay=0.8", "--trick", "instance-noise:sigma0=0.2,anneal_steps=10",
+              "--trick", "label-flip:p=0.3"]
+    common = ["--data", image_dir, *TINY, "--eval-every", "0", "--save-every", "3", *tricks]
+    code, _, err = run_cli("train", *common, "--steps", "6", "--out", tmp_path / "a")
+    assert code == 0, err
+    code, _, err = run_cli("train", *common, "--steps", "3", "--out", tmp_path / "b")
+    assert code == 0, err
+    run_b = only_run(tmp_path / "b")
+    code, _, err = run_cli("train", "--resume", run_b, "--steps", "6", "--no-progress")
+    assert code == 0, err
+    a = torch.load(only_run(tmp_path / "a") / "checkpoints" / "step-0000006.pt", weights_only=False)
+    b = torch.load(run_b / "checkpoints" / "step-0000006.pt", weights_only=False)
+    for key in ("G", "D", "G_ema"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), (key, k)
+    pool_a, pool_b = a["tricks"]["image-pool"], b["tricks"]["image-pool"]
+    assert pool_a["count"] == pool_b["count"] == 3 and torch.equal(pool_a["fake"], pool_b["fake"])
+    assert a["tricks"]["g-ema"]["updates"] == b["tricks"]["g-ema"]["updates"] == 6

@@ -41,7 +41,9 @@ class InstanceNoise(Trick):
     to 0 over ``anneal_steps`` adversarial steps.
 
     ``schedule=linear``: sigma0 * (1 - t/N). ``schedule=exponential``: sigma0 * 0.01^(t/N),
-    then 0 from step N on. Noise makes the supports of the real and fake distributions
+    then 0 from step N on. ``anneal_steps=0`` follows the run's length (a run resumed with a
+    new --steps re-times the schedule; give ``anneal_steps`` to pin it). Noise makes the
+    supports of the real and fake distributions
     overlap, so D cannot separate them perfectly early in training and its gradients stay
     informative. The current sigma is logged as ``tricks/instance_noise_sigma``.
 

@@ -1,0 +1,164 @@
+"""Training-stability statistics of the baseline and of each trick alone, on the same data,
+steps and seed.
+
+Every configuration is one ``ganlab train`` run (in this process, one after another); the
+statistics are read back from each run's ``stats.jsonl`` with :func:`ganlab.stats.read_series`:
+
+``D acc r/f``   mean of D/acc_real and D/acc_fake over the run (how often D is right)
+``D wins``      share of steps where D is right on >= 98 % of both real and fake patches
+``osc``         loss oscillation: windowed coefficient of variation of D's loss and G's
+                adversarial loss (ganlab.metrics.stability.oscillation, 0 = flat)
+``|gD| |gG|``   median gradient norm of D and of G (and their 95th percentiles)
+``spikes``      gradient-spike term (steps with a norm > 5x the median of the 50 before)
+``I``           ganlab's instability score, 2C + O + 2S + G (ganlab eval's formula)
+``val L1``      L1 of the (evaluation) generator on the validation images at the end
+``s``           wall-clock seconds of the run
+
+Reproduce the table in docs/tricks.md (one CPU thread, about half an hour)::
+
+    python benchmarks/trick_stability.py --data ../shared/datasets/bsds500/train \\
+        --val-data ../shared/datasets/bsds500/val --steps 300 --batch-size 4 --size 64 \\
+        --ngf 16 --ndf 16 --seed 0 --out runs/trick-stability --markdown runs/trick_stability.md
+
+``--tricks a b`` restricts the set; ``--reuse`` reads finished runs from ``--out`` instead of
+training again; each trick runs at its default parameters (``--trick`` syntax is accepted:
+``--tricks wgan-gp:n_critic=2``). A Wasserstein critic's "accuracy" is the sign of its output
+(threshold 0), which is not a probability: read wgan-gp's D acc columns with that in mind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _mean(series, tag, start=0):
+    vals = [v for s, v in series.get(tag, []) if s >= start]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def _pct(series, tag, q):
+    vals = [v for _, v in series.get(tag, [])]
+    return float(np.percentile(vals, q)) if vals else math.nan
+
+
+def stats_of(run_dir: Path) -> dict:
+    from ganlab.metrics import stability
+    from ganlab.stats import read_series
+
+    series = read_series(run_dir / "stats.jsonl")
+    report = stability.instability_score(series)
+    wins = stability.collapse_share(series)
+    acc_r = dict(series.get("D/acc_real", []))
+    acc_f = dict(series.get("D/acc_fake", []))
+    both = [s for s in acc_r if s in acc_f]
+    d_wins = float(np.mean([acc_r[s] >= 0.98 and acc_f[s] >= 0.98 for s in both])) if both else math.nan
+    val = series.get("val/L1", [])
+    return {
+        "steps": len(both),
+        "d_acc_real": _mean(series, "D/acc_real"),
+        "d_acc_fake": _mean(series, "D/acc_fake"),
+        "d_wins": d_wins,
+        "collapse": wins if wins is not None else math.nan,
+        "oscillation": stability.oscillation(series) or 0.0,
+        "grad_d_median": _pct(series, "D/grad_norm", 50),
+        "grad_d_p95": _pct(series, "D/grad_norm", 95),
+        "grad_g_median": _pct(series, "G/grad_norm", 50),
+        "grad_g_p95": _pct(series, "G/grad_norm", 95),
+        "grad_spikes": stability.grad_spikes(series) or 0.0,
+        "instability": report.score,
+        "val_l1": val[-1][1] if val else math.nan,
+        "d_loss": _mean(series, "D/total"),
+        "g_adv": _mean(series, "G/adv"),
+    }
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    head = ("| run | D acc r/f | D wins | osc | \\|gD\\| med (p95) | \\|gG\\| med (p95) | spikes | I | val L1 | s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
+    body = ""
+    for r in rows:
+        s = r["stats"]
+        body += (
+            f"| {r['label']} | {s['d_acc_real']:.2f} / {s['d_acc_fake']:.2f} | {s['d_wins']:.2f} | {s['oscillation']:.3f} | "
+            f"{s['grad_d_median']:.3g} ({s['grad_d_p95']:.3g}) | {s['grad_g_median']:.3g} ({s['grad_g_p95']:.3g}) | "
+            f"{s['grad_spikes']:.2f} | {s['instability']:.2f} | {s['val_l1']:.4f} | {r['seconds']:.0f} |\n"
+        )
+    return f"Command: `{command}`\n\n" + head + body
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="training images")
+    p.add_argument("--val-data", help="validation images")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--ngf", type=int, default=16)
+    p.add_argument("--ndf", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (tiny networks on a shared CPU: 1 is fastest)")
+    p.add_argument("--out", default="runs/trick-stability")
+    p.add_argument("--tricks", nargs="*", help="trick specs to compare (default: every registered trick)")
+    p.add_argument("--reuse", action="store_true", help="read runs already in --out instead of training them again")
+    p.add_argument("--markdown", help="write the table to this file")
+    p.add_argument("--json", help="write all statistics to this file")
+    args = p.parse_args(argv)
+
+    import torch
+    from rich.console import Console
+
+    from ganlab.config import resolve
+    from ganlab.hooks import parse_trick_arg, registry
+    from ganlab.trainer import train
+
+    torch.set_num_threads(args.threads)
+    specs = args.tricks if args.tricks is not None else list(registry())
+    configs = [("baseline", [])] + [(parse_trick_arg(t)[0] if ":" not in t else t, [t]) for t in specs]
+    out = Path(args.out)
+    rows = []
+    for label, tricks in configs:
+        name = "stab-" + label.replace(":", "_").replace(",", "_").replace("=", "")
+        existing = sorted(out.glob(f"*-{name}")) if out.is_dir() else []
+        if args.reuse and existing and (existing[-1] / "stats.jsonl").is_file():
+            run_dir, seconds = existing[-1], json.loads((existing[-1] / "bench.json").read_text())["seconds"] if (existing[-1] / "bench.json").is_file() else math.nan
+        else:
+            flags = {
+                "data": args.data, "val_data": args.val_data, "steps": args.steps, "batch_size": args.batch_size,
+                "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "seed": args.seed, "device": args.device,
+                "out": str(out), "name": name, "eval_every": args.steps, "save_every": args.steps, "log_every": 50,
+                "tricks": tricks,
+            }
+            cfg = resolve(flags)
+            t0 = time.perf_counter()
+            quiet = Console(file=io.StringIO(), width=120)
+            result = train(cfg, progress=False, console=quiet)
+            seconds = time.perf_counter() - t0
+            run_dir = result.run_dir
+            (run_dir / "bench.json").write_text(json.dumps({"seconds": seconds}))
+        row = {"label": label, "tricks": tricks, "run": str(run_dir), "seconds": seconds, "stats": stats_of(run_dir)}
+        rows.append(row)
+        s = row["stats"]
+        print(f"{label:16s} acc {s['d_acc_real']:.2f}/{s['d_acc_fake']:.2f} osc {s['oscillation']:.3f} "
+              f"|gD| {s['grad_d_median']:.3g} |gG| {s['grad_g_median']:.3g} I {s['instability']:.2f} "
+              f"val/L1 {s['val_l1']:.4f} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+    command = "python benchmarks/trick_stability.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    table = markdown(rows, command)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
