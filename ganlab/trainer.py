@@ -39,7 +39,8 @@ from ganlab.errors import GanlabError, UsageError
 from ganlab.hooks import NetSpec, OptimSpec, StepContext, TrickStack
 from ganlab.io import atomic_torch_save, atomic_write, atomic_write_json
 from ganlab.nets import build_discriminator, build_generator, count_params
-from ganlab.runtime import Runtime, resolve_runtime
+from ganlab.accel import portable_optimizer_state
+from ganlab.runtime import Runtime, resolve_runtime, runtime_for
 from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, report
 from ganlab.step import Pix2PixStep
 
@@ -88,9 +89,10 @@ def build_stack(cfg: TrainConfig) -> TrickStack:
     return TrickStack.from_specs([(t.name, t.values) for t in cfg.tricks], cfg.gan_mode)
 
 
-def make_optimizer(params, lr: float, betas, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(params, lr: float, betas, weight_decay: float, device: torch.device, fused: bool | None = None) -> torch.optim.Adam:
+    """Adam; ``fused`` (default: on CUDA) runs the fused kernel, one pass over the parameters."""
     kwargs: dict[str, Any] = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay}
-    if device.type == "cuda":
+    if device.type == "cuda" if fused is None else fused:
         kwargs["fused"] = True
     return torch.optim.Adam(params, **kwargs)
 
@@ -133,16 +135,21 @@ class Model:
     step_fn: Pix2PixStep
 
 
-def build_model(cfg: TrainConfig, runtime: Runtime, total: int) -> Model:
+def build_model(cfg: TrainConfig, runtime: Runtime, total: int, dist=None) -> Model:
+    """``dist`` (a :class:`ganlab.distributed.Dist`) trains over processes: BatchNorm becomes
+    synchronised BatchNorm and the step runs G and D wrapped in DistributedDataParallel;
+    ``Model.G``/``Model.D`` stay the plain modules (their checkpoints are the same)."""
     stack = build_stack(cfg)
     torch.manual_seed(cfg.seed)
     spec = stack.configure_nets(net_spec(cfg))
     G, D = stack.configure_modules(build_generator(spec), build_discriminator(spec))
+    if dist is not None and dist.enabled:
+        G, D = dist.sync_batchnorm(G), dist.sync_batchnorm(D)
     G = G.to(runtime.device, memory_format=runtime.memory_format)
     D = D.to(runtime.device, memory_format=runtime.memory_format)
     ospec = stack.configure_optim(optim_spec(cfg))
-    opt_g = make_optimizer(G.parameters(), ospec.lr_g, ospec.betas_g, ospec.weight_decay, runtime.device)
-    opt_d = make_optimizer(D.parameters(), ospec.lr_d, ospec.betas_d, ospec.weight_decay, runtime.device)
+    opt_g = make_optimizer(G.parameters(), ospec.lr_g, ospec.betas_g, ospec.weight_decay, runtime.device, runtime.fused_adam)
+    opt_d = make_optimizer(D.parameters(), ospec.lr_d, ospec.betas_d, ospec.weight_decay, runtime.device, runtime.fused_adam)
     for opt in (opt_g, opt_d):
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
@@ -150,7 +157,13 @@ def build_model(cfg: TrainConfig, runtime: Runtime, total: int) -> Model:
     mode = stack.configure_loss(cfg.gan_mode)  # a trick may replace the adversarial loss
     ctx = StepContext(cfg=cfg, G=G, D=D, opt_g=opt_g, opt_d=opt_d, generator=gen, device=runtime.device, gan_mode=mode, total_steps=total)
     stack.setup(ctx)
-    step_fn = Pix2PixStep(G, D, opt_g, opt_d, gan_mode=mode, lambda_l1=cfg.lambda_l1, stack=stack, ctx=ctx, autocast=runtime.autocast)
+    G_run, D_run = (dist.wrap(G), dist.wrap(D)) if dist is not None and dist.enabled else (G, D)
+    step_fn = Pix2PixStep(G_run, D_run, opt_g, opt_d, gan_mode=mode, lambda_l1=cfg.lambda_l1, stack=stack, ctx=ctx,
+                          autocast=runtime.autocast, compile=runtime.compile)
+    if runtime.cuda_graphs:
+        from ganlab.accel import GraphedStep
+
+        step_fn = GraphedStep(step_fn)
     return Model(cfg, runtime, stack, spec, G, D, opt_g, opt_d, linear_decay(total, cfg.lr_decay_steps), ctx, step_fn)
 
 
@@ -159,7 +172,10 @@ def set_learning_rates(model: Model, step: int) -> None:
     factor = model.lr_factor(step)
     for opt in (model.opt_g, model.opt_d):
         for group in opt.param_groups:
-            group["lr"] = group["base_lr"] * factor
+            if isinstance(group["lr"], torch.Tensor):  # a captured CUDA graph reads this tensor
+                group["lr"].fill_(group["base_lr"] * factor)
+            else:
+                group["lr"] = group["base_lr"] * factor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,8 +274,8 @@ def save_checkpoint(run_dir: Path, model: Model, train_data, step: int) -> Path:
         "config": model.cfg.to_dict(),
         "G": model.G.state_dict(),
         "D": model.D.state_dict(),
-        "opt_g": model.opt_g.state_dict(),
-        "opt_d": model.opt_d.state_dict(),
+        "opt_g": portable_optimizer_state(model.opt_g),
+        "opt_d": portable_optimizer_state(model.opt_d),
         "tricks": model.stack.state_dict(),
         "rng": _rng_state(model, train_data),
     }
@@ -397,11 +413,14 @@ def train(
     *,
     resume: str | os.PathLike | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    on_start: Callable[[Path], None] | None = None,
+    datasets=None,
     console=None,
     progress: bool = True,
 ) -> RunResult:
     """Train (or resume) a run. ``on_eval(step, metrics)`` is called after every evaluation and
-    may raise to stop the run (a study's pruner does)."""
+    may raise to stop the run (a study's pruner does); ``on_start(run_dir)`` once the run folder
+    exists. ``datasets`` passes ready (train, val) splits (a study shares them between trials)."""
     from rich.console import Console
 
     console = console or Console(stderr=True, soft_wrap=True)
@@ -409,18 +428,24 @@ def train(
     def warn(msg: str) -> None:
         console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
-    runtime = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last, cfg.cudnn_benchmark)
-    build_stack(cfg)  # an impossible trick stack is refused before the data is read
+    from ganlab import distributed
+    from ganlab.distributed import Null
+
+    build_stack(cfg)  # an impossible trick stack is refused before any work
+    dist = distributed.setup(cfg)  # one process unless started by torchrun
+    if not dist.is_main:  # only rank 0 prints and writes
+        console, progress = Console(quiet=True), False
+    runtime = runtime_for(cfg.replace(device=dist.device_arg(cfg.device)))
 
     from ganlab.data import build_datasets
 
-    train_data, val_data = build_datasets(cfg, warn)
+    train_data, val_data = datasets if datasets is not None else build_datasets(cfg, warn)
     total = total_steps(cfg, len(train_data))
     if resume is not None:
         run_dir = Path(resume)
     else:
-        run_dir = new_run_dir(cfg.out, cfg.name or default_name(cfg))
-    model = build_model(cfg, runtime, total)
+        run_dir = dist.broadcast(lambda: new_run_dir(cfg.out, cfg.name or default_name(cfg)))
+    model = build_model(cfg, runtime, total, dist)
     train_data.seed(cfg.seed)
     start = 0
     if resume is not None:
@@ -436,22 +461,27 @@ def train(
             raise GanlabError(f"checkpoint {path} does not fit this run's networks ({type(exc).__name__}); start a new run") from None
         start = int(payload["step"])
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False)
-    else:
+    elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
         atomic_write_json(run_dir / "env.json", environment(runtime))
-    atomic_write_json(run_dir / "tricks.json", model.stack.describe())
-    atomic_write_json(run_dir / "status.json", {"status": "running", "step": start, "total": total})
+    dist.seed_workers(cfg.seed, start)
+    if dist.is_main:
+        atomic_write_json(run_dir / "tricks.json", model.stack.describe())
+    if on_start is not None:
+        on_start(run_dir)
+    if dist.is_main:
+        atomic_write_json(run_dir / "status.json", {"status": "running", "step": start, "total": total})
 
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir), purge_step=start if resume is not None else None)
-    jsonl = JsonlSink(run_dir / "stats.jsonl")
+    writer = SummaryWriter(str(run_dir), purge_step=start if resume is not None else None) if dist.is_main else Null()
+    jsonl = JsonlSink(run_dir / "stats.jsonl") if dist.is_main else Null()
     bus = StatsBus([TensorBoardSink(writer), jsonl])
     _banner(console, cfg, model, train_data, val_data, run_dir, runtime, total, start)
     if start == 0:
         writer.add_text("config", "```json\n" + __import__("json").dumps(cfg.to_dict(), indent=2) + "\n```", 0)
 
-    next_batch = train_data.batches(cfg.batch_size, runtime.device)
+    next_batch = dist.batches(train_data, cfg.batch_size, runtime, warn)  # this process's rows
     if runtime.channels_last:
         raw = next_batch
         next_batch = lambda: tuple(t.contiguous(memory_format=torch.channels_last) for t in raw())  # noqa: E731
@@ -491,15 +521,15 @@ def train(
                     model.step_fn.pretrain(next_batch)
                 else:
                     model.step_fn(next_batch)
-                report("lr/G", model.opt_g.param_groups[0]["lr"])
-                report("lr/D", model.opt_d.param_groups[0]["lr"])
+                report("lr/G", model.opt_g.param_groups[0]["base_lr"] * model.lr_factor(step))
+                report("lr/D", model.opt_d.param_groups[0]["base_lr"] * model.lr_factor(step))
                 n_window += 1
                 images_done += cfg.batch_size
                 done = step + 1
                 if done % cfg.log_every == 0 or done == total:
                     flush(step)
                     prog.update(task, completed=done, info=_loss_info(last_row))
-                if (cfg.eval_every and done % cfg.eval_every == 0) or done == total:
+                if dist.is_main and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total):
                     bus.step = step
                     metrics = evaluate(model, val_data, step, run_dir, writer)
                     for k, v in metrics.items():
@@ -508,12 +538,13 @@ def train(
                     result.metrics = metrics
                     if on_eval is not None:
                         on_eval(done, metrics)
-                if (cfg.save_every and done % cfg.save_every == 0) or done == total:
+                if dist.is_main and ((cfg.save_every and done % cfg.save_every == 0) or done == total):
                     save_checkpoint(run_dir, model, train_data, done)
                 result.step = done
     except Diverged as exc:
         status = "diverged"
-        atomic_write_json(run_dir / "status.json", {"status": "diverged", "step": exc.step, "value": exc.name, "total": total})
+        if dist.is_main:
+            atomic_write_json(run_dir / "status.json", {"status": "diverged", "step": exc.step, "value": exc.name, "total": total})
         raise
     except BaseException:
         status = "stopped"
@@ -522,8 +553,9 @@ def train(
         writer.flush()
         writer.close()
         jsonl.close()
-        if status != "diverged":
+        if status != "diverged" and dist.is_main:
             atomic_write_json(run_dir / "status.json", {"status": status, "step": result.step, "total": total})
+        dist.close()
     result.seconds = time.perf_counter() - t_start
     result.images_per_second = images_done / result.seconds if result.seconds > 0 else 0.0
     result.last = last_row

@@ -1,0 +1,307 @@
+"""``ganlab report NAME``: what a study found, as Markdown with plots and a CSV.
+
+- the importance of each trick and parameter for each objective (Optuna's evaluators),
+- the Pareto front (or the best trial) and a scatter plot of all trials,
+- a per-trick comparison: median and spread of each objective with the trick on and off,
+- loss curves of the best and the worst trials, from their run folders,
+- ``trials.csv`` with every trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ganlab.errors import UsageError
+
+DESCRIPTION = __doc__
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help="the study's name")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///runs/studies.db)")
+    p.add_argument("--runs", default="runs", metavar="DIR", help="the --out of the study (default runs), for the default storage")
+    p.add_argument("--out", metavar="DIR", help="where the report goes (default: <runs>/<NAME>/report)")
+
+
+def _objective_names(study) -> list[str]:
+    names = study.user_attrs.get("objectives")
+    if names and len(names) == len(study.directions):
+        return list(names)
+    return [f"objective{i}" for i in range(len(study.directions))]
+
+
+def _finished(study):
+    import optuna
+
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None
+            and all(math.isfinite(v) for v in t.values)]
+
+
+def importances(study, names: list[str]) -> dict[str, dict[str, float]]:
+    """Per objective: {parameter: importance}, or {} with the reason when it cannot be computed."""
+    import optuna
+
+    out: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        try:
+            out[name] = optuna.importance.get_param_importances(study, target=lambda t, i=i: t.values[i])
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            out[name] = {"_unavailable": str(exc).splitlines()[0][:120]}
+    return out
+
+
+def per_trick(study, trials, names: list[str]) -> list[dict[str, Any]]:
+    """For each trick that appeared: each objective's median and spread with it on and off."""
+    tricks = sorted({n for t in trials for n in t.user_attrs.get("tricks", [])}
+                    | {k.split(":", 1)[1] for t in trials for k in t.params if k.startswith("trick:")})
+    rows = []
+    for trick in tricks:
+        row: dict[str, Any] = {"trick": trick}
+        for i, name in enumerate(names):
+            on = [t.values[i] for t in trials if trick in t.user_attrs.get("tricks", [])]
+            off = [t.values[i] for t in trials if trick not in t.user_attrs.get("tricks", [])]
+            row[name] = {"on": _describe(on), "off": _describe(off)}
+        rows.append(row)
+    return rows
+
+
+def _describe(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    q = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
+    return {"n": len(values), "median": statistics.median(values), "q1": q[0], "q3": q[2]}
+
+
+def _plot_pareto(study, trials, names, front, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not trials:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    if len(names) == 2:
+        xs, ys = [t.values[0] for t in trials], [t.values[1] for t in trials]
+        ax.scatter(xs, ys, c="#bbbbbb", label="trials", zorder=1)
+        fr = sorted(front, key=lambda t: t.values[0])
+        ax.plot([t.values[0] for t in fr], [t.values[1] for t in fr], "o-", c="#d62728", label="Pareto front", zorder=2)
+        for t in fr:
+            ax.annotate(str(t.number), (t.values[0], t.values[1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(f"{names[0]} ({study.directions[0].name.lower()})")
+        ax.set_ylabel(f"{names[1]} ({study.directions[1].name.lower()})")
+    else:
+        ax.plot([t.number for t in trials], [t.values[0] for t in trials], "o", c="#1f77b4", label="trials")
+        best = front[0] if front else None
+        if best is not None:
+            ax.plot([best.number], [best.values[0]], "o", c="#d62728", label=f"best (#{best.number})")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(names[0])
+    ax.set_title(f"study {study.study_name}: {len(trials)} finished trials")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _plot_importances(imps: dict[str, dict[str, float]], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    usable = {k: v for k, v in imps.items() if v and "_unavailable" not in v}
+    if not usable:
+        return None
+    fig, axes = plt.subplots(1, len(usable), figsize=(5.5 * len(usable), 0.45 * max(len(v) for v in usable.values()) + 1.6), dpi=110, squeeze=False)
+    for ax, (name, values) in zip(axes[0], usable.items()):
+        items = sorted(values.items(), key=lambda kv: kv[1])
+        ax.barh([k for k, _ in items], [v for _, v in items], color="#1f77b4")
+        ax.set_title(f"importance for {name}")
+        ax.set_xlim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _plot_curves(trials_by_label: dict[str, Any], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ganlab.stats import read_series
+
+    series = {}
+    for label, t in trials_by_label.items():
+        run = t.user_attrs.get("run_dir")
+        if run and (Path(run) / "stats.jsonl").is_file():
+            series[label] = read_series(Path(run) / "stats.jsonl")
+    if not series:
+        return None
+    tags = [("D/loss_real", "D loss (real)"), ("D/loss_fake", "D loss (fake)"), ("G/adv", "G adversarial"), ("G/L1", "G L1")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), dpi=110)
+    for ax, (tag, title) in zip(axes.flat, tags):
+        for label, s in series.items():
+            if tag in s:
+                steps, values = zip(*s[tag])
+                ax.plot(steps, values, label=label, lw=0.9)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(study, out: Path) -> Path:
+    """Write report.md, trials.csv and the PNGs into ``out``; return the report's path."""
+    from ganlab.io import atomic_write_bytes
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = _objective_names(study)
+    trials = _finished(study)
+    multi = len(study.directions) > 1
+    if multi:
+        front = [t for t in study.best_trials if t in trials] if trials else []
+    else:
+        front = [min(trials, key=lambda t: t.values[0] if study.directions[0].name == "MINIMIZE" else -t.values[0])] if trials else []
+
+    atomic_write_bytes(out / "trials.csv", trials_csv(study, names).encode())
+
+    imps = importances(study, names) if len(trials) >= 2 else {n: {"_unavailable": "needs at least two finished trials"} for n in names}
+    pareto_png = _plot_pareto(study, trials, names, front, out / "pareto.png")
+    imp_png = _plot_importances(imps, out / "importance.png")
+    ranked = sorted(trials, key=lambda t: _rank_key(study, t))
+    curves = {}
+    if ranked:
+        curves[f"best #{ranked[0].number}"] = ranked[0]
+        if len(ranked) > 1:
+            curves[f"worst #{ranked[-1].number}"] = ranked[-1]
+    diverged = [t for t in study.trials if "diverged_step" in t.user_attrs]
+    for t in diverged[:1]:
+        curves[f"diverged #{t.number}"] = t
+    curves_png = _plot_curves(curves, out / "curves.png")
+
+    states: dict[str, int] = {}
+    for t in study.trials:
+        key = "refused" if t.user_attrs.get("refused") else ("diverged" if "diverged_step" in t.user_attrs else t.state.name.lower())
+        states[key] = states.get(key, 0) + 1
+    md = [f"# Study `{study.study_name}`", ""]
+    md.append(f"{len(study.trials)} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + ". "
+              f"Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + ".")
+    definition = study.user_attrs.get("definition", "")
+    question = [line[1:].strip() for line in definition.splitlines() if line.startswith("#")]
+    if question:
+        md += ["", "> " + " ".join(question)]
+    md += ["", "## Pareto front" if multi else "## Best trial", ""]
+    if front:
+        md.append("| trial | tricks | " + " | ".join(names) + " | parameters |")
+        md.append("|---|---|" + "---|" * len(names) + "---|")
+        for t in sorted(front, key=lambda t: t.values[0]):
+            params = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items() if not k.startswith(("trick:", "group:")))
+            md.append(f"| {t.number} | {', '.join(t.user_attrs.get('tricks', [])) or 'none'} | "
+                      + " | ".join(f"{v:.4g}" for v in t.values) + f" | {params} |")
+    else:
+        md.append("No finished trial yet.")
+    if pareto_png:
+        md += ["", f"![trials]({pareto_png.name})"]
+    md += ["", "## What mattered", ""]
+    for name, values in imps.items():
+        if "_unavailable" in values:
+            md.append(f"- **{name}**: importance unavailable ({values['_unavailable']}).")
+        else:
+            top = ", ".join(f"`{k}` {v:.2f}" for k, v in sorted(values.items(), key=lambda kv: -kv[1])[:6])
+            md.append(f"- **{name}**: {top}")
+    if imp_png:
+        md += ["", f"![importance]({imp_png.name})"]
+    md += ["", "## Each trick on and off", "", "Median [q1, q3] (n) of each objective over the finished trials.", ""]
+    rows = per_trick(study, trials, names)
+    if rows:
+        md.append("| trick | " + " | ".join(f"{n} on | {n} off" for n in names) + " |")
+        md.append("|---|" + "---|---|" * len(names))
+        for row in rows:
+            cells = []
+            for n in names:
+                for side in ("on", "off"):
+                    d = row[n][side]
+                    cells.append("-" if d is None else f"{d['median']:.4g} [{d['q1']:.3g}, {d['q3']:.3g}] ({d['n']})")
+            md.append(f"| {row['trick']} | " + " | ".join(cells) + " |")
+    else:
+        md.append("No trick was switched on in a finished trial.")
+    if curves_png:
+        md += ["", "## Loss curves", "", f"![curves]({curves_png.name})"]
+    refused = [t for t in study.trials if t.user_attrs.get("refused")]
+    if refused or diverged:
+        md += ["", "## Not trained, or diverged", ""]
+        for t in refused:
+            md.append(f"- #{t.number}: refused: {t.user_attrs['refused']}")
+        for t in diverged:
+            md.append(f"- #{t.number}: diverged at step {t.user_attrs['diverged_step']} ({t.user_attrs.get('diverged_value')})")
+    md += ["", "All trials: [trials.csv](trials.csv). Each trial's run folder is in the CSV's `user_attrs_run_dir`."]
+    path = out / "report.md"
+    atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
+    return path
+
+
+CSV_ATTRS = ("tricks", "run_dir", "instability", "seconds", "refused", "diverged_step", "reason", "samples")
+
+
+def trials_csv(study, names: list[str]) -> str:
+    """Every trial: number, state, objectives, parameters and the attributes ganlab records."""
+    import csv
+    import io
+
+    params = sorted({k for t in study.trials for k in t.params})
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["number", "state", *names, *params, *CSV_ATTRS, "duration_s"])
+    for t in study.trials:
+        values = list(t.values) if t.values else [""] * len(names)
+        attrs = []
+        for a in CSV_ATTRS:
+            v = t.user_attrs.get(a, "")
+            attrs.append(";".join(v) if isinstance(v, list) else v)
+        duration = t.duration.total_seconds() if t.duration else ""
+        w.writerow([t.number, t.state.name, *values, *(t.params.get(p, "") for p in params), *attrs, duration])
+    return buf.getvalue()
+
+
+def _rank_key(study, t) -> float:
+    # Best to worst by the first objective (in its direction).
+    v = t.values[0]
+    return v if study.directions[0].name == "MINIMIZE" else -v
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+    from rich.console import Console
+
+    from ganlab.study import default_storage, open_storage
+
+    console = Console(stderr=True, soft_wrap=True)
+    url = args.storage or default_storage(args.runs)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise UsageError(f"--storage {url}: no such study file; run ganlab study first, or give --storage/--runs")
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=args.name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UsageError(f"study {args.name}: not in {url}; studies there: {', '.join(names) or 'none'}") from None
+    out = Path(args.out).expanduser() if args.out else Path(args.runs).expanduser() / args.name / "report"
+    path = write_report(study, out)
+    console.print(f"report: {path} (with trials.csv and plots in {out})", highlight=False)
+    return 0
