@@ -342,8 +342,13 @@ def save_png(path: Path, image_u8: torch.Tensor) -> Path:
     return atomic_write(path, lambda fh: Image.fromarray(arr).save(fh, format="PNG"))
 
 
+EVAL_IMAGES = 64  # the fixed validation subset of the in-loop evaluation
+
+
 @torch.no_grad()
-def evaluate(model: Model, val_data, step: int, run_dir: Path | None, writer=None) -> dict[str, float]:
+def evaluate(model: Model, val_data, step: int, run_dir: Path | None, writer=None, feature_extractor=None) -> dict[str, float]:
+    """Validation L1 and the cheap metrics (KID too where the Inception weights are present) on
+    the first ``EVAL_IMAGES`` validation images, and the sample grid."""
     cfg, rt = model.cfg, model.runtime
     G = model.stack.eval_generator(model.G, model.ctx)
     was_training = G.training
@@ -354,7 +359,7 @@ def evaluate(model: Model, val_data, step: int, run_dir: Path | None, writer=Non
     total, count = 0.0, 0
     conds, fakes, reals = [], [], []
     try:
-        for cond, real in val_data.fixed_batches(max(cfg.batch_size, 8), rt.device):
+        for cond, real in val_data.fixed_batches(max(cfg.batch_size, 8), rt.device, EVAL_IMAGES):
             with rt.autocast():
                 fake = G(cond.contiguous(memory_format=rt.memory_format)).float()
             total += (fake - real).abs().mean(dim=(1, 2, 3)).sum().item()
@@ -366,14 +371,11 @@ def evaluate(model: Model, val_data, step: int, run_dir: Path | None, writer=Non
         G.train(was_training)
     cond, fake, real = torch.cat(conds), torch.cat(fakes), torch.cat(reals)
     metrics = {"val/L1": total / max(count, 1)}
-    try:
-        from ganlab.metrics.inloop import inloop_metrics
-    except ImportError:
-        inloop_metrics = None
-    if inloop_metrics is not None:
-        real_u8 = to_uint8(to_rgb(cfg.task, cond, real))
-        fake_u8 = to_uint8(to_rgb(cfg.task, cond, fake))
-        metrics.update(inloop_metrics(real_u8, fake_u8, seed=cfg.seed))
+    from ganlab.metrics.inloop import inloop_metrics
+
+    real_u8 = to_uint8(to_rgb(cfg.task, cond, real))
+    fake_u8 = to_uint8(to_rgb(cfg.task, cond, fake))
+    metrics.update(inloop_metrics(real_u8, fake_u8, seed=cfg.seed, feature_extractor=feature_extractor))
     n = cfg.val_samples
     grid = sample_grid(cfg.task, cond[:n], fake[:n], real[:n])
     if writer is not None:
@@ -481,6 +483,9 @@ def train(
     if start == 0:
         writer.add_text("config", "```json\n" + __import__("json").dumps(cfg.to_dict(), indent=2) + "\n```", 0)
 
+    from ganlab.metrics.inloop import inloop_feature_extractor
+
+    extractor = inloop_feature_extractor(device=runtime.device)  # None where the weights are absent
     next_batch = dist.batches(train_data, cfg.batch_size, runtime, warn)  # this process's rows
     if runtime.channels_last:
         raw = next_batch
@@ -531,7 +536,7 @@ def train(
                     prog.update(task, completed=done, info=_loss_info(last_row))
                 if dist.is_main and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total):
                     bus.step = step
-                    metrics = evaluate(model, val_data, step, run_dir, writer)
+                    metrics = evaluate(model, val_data, step, run_dir, writer, extractor)
                     for k, v in metrics.items():
                         report(k, v)
                     flush(step)
