@@ -25,6 +25,7 @@ NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
+ON_OFF = ("off", "on")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
     channels_last: str = "auto"
     cudnn_benchmark: str = "auto"
+    fused_adam: str = "auto"  # auto: the fused Adam kernel (CUDA and CPU)
+    device_data: str = "auto"  # auto: crops, flips and Lab batched on the GPU (CUDA)
+    compile: str = "off"  # torch.compile the G and D forwards
+    cuda_graphs: str = "off"  # capture the whole plain step in a CUDA graph (batch-1 recipe)
     out: str = "runs"
     name: str | None = None
     save_every: int = 1000
@@ -107,6 +112,18 @@ class TrainConfig:
         choice("precision", self.precision, PRECISIONS)
         choice("channels-last", self.channels_last, SWITCHES)
         choice("cudnn-benchmark", self.cudnn_benchmark, SWITCHES)
+        choice("fused-adam", self.fused_adam, SWITCHES)
+        choice("device-data", self.device_data, SWITCHES)
+        choice("compile", self.compile, ON_OFF)
+        choice("cuda-graphs", self.cuda_graphs, ON_OFF)
+        if self.cuda_graphs == "on":
+            if self.device == "cpu":
+                raise UsageError("--cuda-graphs on needs a CUDA device; use --device cuda (or auto) or --cuda-graphs off")
+            if self.tricks:
+                raise UsageError(f"--cuda-graphs on captures the plain step and cannot run --trick {self.tricks[0].name} "
+                                 "(tricks run Python between the step's kernels); use --cuda-graphs off")
+            if self.compile == "on":
+                raise UsageError("--cuda-graphs on and --compile on: choose one (the graph captures the eager step)")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise bad("device", self.device, "choose auto, cpu, cuda or cuda:N")
         if self.size < 32 or self.size % 32:

@@ -3,6 +3,12 @@
 ``--device auto`` picks CUDA when present. On CUDA the defaults are bf16 autocast (no
 GradScaler: bf16 has fp32's range), channels_last memory format, cudnn.benchmark and TF32
 matmuls; each can be turned off by a flag. On the CPU everything runs in fp32.
+
+Further speed settings, each with its flag: the fused Adam kernel (``--fused-adam``, on by
+default on CUDA and the CPU), batches cropped, flipped and converted on the device
+(``--device-data``, on by default on CUDA), ``torch.compile`` of the G and D forwards
+(``--compile``, off by default) and the whole plain step captured in one CUDA graph
+(``--cuda-graphs``, off by default; for the batch-1 recipe, where kernel launches dominate).
 """
 
 from __future__ import annotations
@@ -23,11 +29,16 @@ class Runtime:
     precision: str  # fp32 | bf16
     channels_last: bool
     cudnn_benchmark: bool
+    fused_adam: bool = False  # the fused Adam kernel
+    device_data: bool = False  # crops, flips and Lab conversion batched on the device
+    compile: bool = False  # torch.compile of the G and D forwards
+    cuda_graphs: bool = False  # the plain step captured in one CUDA graph
 
     @property
     def autocast(self) -> Callable[[], contextlib.AbstractContextManager]:
         if self.precision == "bf16":
-            return partial(torch.autocast, device_type=self.device.type, dtype=torch.bfloat16)
+            # Inside a CUDA graph the cast weights must not be cached across the capture.
+            return partial(torch.autocast, device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.cuda_graphs)
         return contextlib.nullcontext
 
     @property
@@ -38,10 +49,22 @@ class Runtime:
         extras = [self.precision]
         if self.device.type == "cuda":
             extras += ["channels_last" if self.channels_last else "contiguous", "cudnn.benchmark" if self.cudnn_benchmark else ""]
+            extras += ["data on the device" if self.device_data else "", "CUDA graphs" if self.cuda_graphs else ""]
+        extras += ["fused Adam" if self.fused_adam else "", "compiled G and D" if self.compile else ""]
         return f"{self.device} ({', '.join(e for e in extras if e)})"
 
 
-def resolve_runtime(device: str = "auto", precision: str = "auto", channels_last: str = "auto", cudnn_benchmark: str = "auto") -> Runtime:
+def resolve_runtime(
+    device: str = "auto",
+    precision: str = "auto",
+    channels_last: str = "auto",
+    cudnn_benchmark: str = "auto",
+    *,
+    fused_adam: str = "auto",
+    device_data: str = "auto",
+    compile: str = "off",
+    cuda_graphs: str = "off",
+) -> Runtime:
     if device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -58,4 +81,29 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", channels_last
         torch.backends.cudnn.benchmark = bench
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Runtime(dev, precision, cl, bench)
+    if cuda_graphs == "on" and not cuda:
+        raise UsageError(f"--cuda-graphs on needs a CUDA device (this run is on {dev}); use --cuda-graphs off")
+    return Runtime(
+        dev,
+        precision,
+        cl,
+        bench,
+        fused_adam=on.get(fused_adam, cuda or dev.type == "cpu"),
+        device_data=on.get(device_data, cuda),
+        compile=compile == "on",
+        cuda_graphs=cuda_graphs == "on",
+    )
+
+
+def runtime_for(cfg) -> Runtime:
+    """The runtime of a :class:`~ganlab.config.TrainConfig` (device, precision and every speed flag)."""
+    return resolve_runtime(
+        cfg.device,
+        cfg.precision,
+        cfg.channels_last,
+        cfg.cudnn_benchmark,
+        fused_adam=getattr(cfg, "fused_adam", "auto"),
+        device_data=getattr(cfg, "device_data", "auto"),
+        compile=getattr(cfg, "compile", "off"),
+        cuda_graphs=getattr(cfg, "cuda_graphs", "off"),
+    )

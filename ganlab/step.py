@@ -51,21 +51,31 @@ class Pix2PixStep:
         stack: TrickStack,
         ctx: StepContext,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        compile: bool = False,
     ):
         self.G, self.D, self.opt_g, self.opt_d = G, D, opt_g, opt_d
         self.gan_mode, self.lambda_l1 = gan_mode, lambda_l1
         self.stack, self.ctx, self.autocast = stack, ctx, autocast
         self.label_based = gan_mode in ("vanilla", "lsgan")
         self.threshold = losses.decision_threshold(gan_mode)
+        # --compile: the step's own passes run compiled forwards (same parameters); the passes a
+        # trick makes through Phase.d_forward stay eager, since a gradient penalty's double
+        # backward does not go through torch.compile.
+        self._G = torch.compile(G) if compile else G
+        self._D = torch.compile(D) if compile else D
 
     # Forward passes ---------------------------------------------------------------------------
     def generate(self, cond: torch.Tensor) -> torch.Tensor:
         with self.autocast():
-            return self.G(cond).float()
+            return self._G(cond).float()
 
-    def d_forward(self, cond: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def d_forward(self, cond: torch.Tensor, x: torch.Tensor, *, eager: bool = False) -> torch.Tensor:
         with self.autocast():
-            return self.D(torch.cat((cond, x), 1)).float()
+            return (self.D if eager else self._D)(torch.cat((cond, x), 1)).float()
+
+    def d_forward_eager(self, cond: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """D the way the step runs it, never compiled: what tricks get as ``Phase.d_forward``."""
+        return self.d_forward(cond, x, eager=True)
 
     # One iteration ----------------------------------------------------------------------------
     def __call__(self, next_batch: Callable[[], Batch]) -> None:
@@ -100,7 +110,7 @@ class Pix2PixStep:
         loss_fake = losses.d_fake_term(mode, d_fake, t_fake)
         loss_real = losses.d_real_term(mode, d_real, t_real)
         terms = {"fake": 0.5 * loss_fake, "real": 0.5 * loss_real}
-        phase = Phase(cond=cond, real=real, fake=fake, d_real=d_real, d_fake=d_fake, d_forward=self.d_forward)
+        phase = Phase(cond=cond, real=real, fake=fake, d_real=d_real, d_fake=d_fake, d_forward=self.d_forward_eager)
         terms = self.stack.d_loss(terms, phase, ctx)
         total = sum(terms.values())
         total.backward()
@@ -129,7 +139,7 @@ class Pix2PixStep:
             adv = losses.g_adv_term(self.gan_mode, d_fake)
             rec = losses.l1(fake, real)
             terms = {"adv": adv, "l1": self.lambda_l1 * rec}
-            phase = Phase(cond=cond, real=real, fake=fake, d_real=None, d_fake=d_fake, d_forward=self.d_forward)
+            phase = Phase(cond=cond, real=real, fake=fake, d_real=None, d_fake=d_fake, d_forward=self.d_forward_eager)
             terms = self.stack.g_loss(terms, phase, ctx)
             total = sum(terms.values())
             total.backward()

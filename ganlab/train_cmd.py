@@ -23,6 +23,7 @@ Examples:
   ganlab train --data facades/train --task paired --direction BtoA
   ganlab train --trick soft-labels --trick label-flip:p=0.05
   ganlab train --resume runs/00003-colorize-photos
+  torchrun --nproc-per-node 4 -m ganlab train --data photos/ --batch-size 64
 """
 
 # Flags that --resume may change: the run's length and where/how often it reports.
@@ -68,6 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=C.PRECISIONS, help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     g.add_argument("--channels-last", choices=C.SWITCHES, help="channels_last memory format (auto: on for CUDA)")
     g.add_argument("--cudnn-benchmark", choices=C.SWITCHES, help="cudnn.benchmark (auto: on for CUDA)")
+    g.add_argument("--fused-adam", choices=C.SWITCHES, help="the fused Adam kernel (auto: on)")
+    g.add_argument("--device-data", choices=C.SWITCHES, help="crop, flip and convert batches on the GPU (auto: on for CUDA)")
+    g.add_argument("--compile", choices=C.ON_OFF, help="torch.compile the G and D forwards (default off; penalties stay eager)")
+    g.add_argument("--cuda-graphs", choices=C.ON_OFF, help="capture the plain step in one CUDA graph, for batch 1 (default off)")
     g.add_argument("--out", metavar="DIR", help=f"where run folders go (default {d.out})")
     g.add_argument("--name", help="run name (default: task and data folder)")
     g.add_argument("--save-every", type=int, help=f"checkpoint every N steps, and at the end (default {d.save_every})")
