@@ -45,10 +45,15 @@ def importances(study, names: list[str]) -> dict[str, dict[str, float]]:
     """Per objective: {parameter: importance}, or {} with the reason when it cannot be computed."""
     import optuna
 
+    import warnings
+
     out: dict[str, Any] = {}
     for i, name in enumerate(names):
+        sign = 1.0 if study.directions[i].name == "MINIMIZE" else -1.0
         try:
-            out[name] = optuna.importance.get_param_importances(study, target=lambda t, i=i: t.values[i])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PED-ANOVA's reminder that it ranks for low targets
+                out[name] = optuna.importance.get_param_importances(study, target=lambda t, i=i: sign * t.values[i])
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             out[name] = {"_unavailable": str(exc).splitlines()[0][:120]}
     return out
@@ -245,7 +250,7 @@ def write_report(study, out: Path) -> Path:
             md.append(f"- #{t.number}: refused: {t.user_attrs['refused']}")
         for t in diverged:
             md.append(f"- #{t.number}: diverged at step {t.user_attrs['diverged_step']} ({t.user_attrs.get('diverged_value')})")
-    md += ["", "All trials: [trials.csv](trials.csv). Each trial's run folder is in the CSV's `user_attrs_run_dir`."]
+    md += ["", "All trials: [trials.csv](trials.csv). Each trial's run folder is in its `run_dir` column."]
     path = out / "report.md"
     atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
     return path
