@@ -72,7 +72,8 @@ def _study(tmp_path, data, name, steps=6, extra=""):
 
 
 def _worker(study_file, url, out, trials):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    # One thread each: two workers on two cores must not oversubscribe them.
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "ganlab", "study", "--study", str(study_file), "--storage", url,
                              "--trials", str(trials), "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, start_new_session=True)
