@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import resource
 import shutil
 import statistics
@@ -31,7 +30,7 @@ Every variant builds its own networks and optimisers exactly as `ganlab train` d
 batches through the trainer's data pipeline (cached uint8 images, crops, flips, Lab) and runs
 the trainer's step, statistics included. Variants are warmed up first (compilation, CUDA-graph
 capture and cuDNN's algorithm search happen there), then timed in interleaved rounds
-(A, B, C, B, C, A, ...) so that a busy machine slows them alike. Step times come from CUDA
+(A B C, then B C A, then C A B, ...) so that a busy machine slows them alike. Step times come from CUDA
 events on the GPU (no synchronisation inside the timed steps) and from the clock on the CPU;
 the table shows the median step.
 
@@ -253,8 +252,9 @@ class Runner:
     device: torch.device
     precision: str
     run: Callable[[], None]  # one training step
-    step_fn: Any = None  # the ganlab step, for counting passes
-    counter: Any = None
+    counter: Any = None  # a ganlab.flops.PassCounter
+    keep: Any = None  # what the step needs alive (networks, the counter's hooks)
+    cudnn_benchmark: bool = False  # a process-wide switch: set before each of its steps
     times_ms: list[float] = field(default_factory=list)
     round_ms: list[float] = field(default_factory=list)  # mean step time of each round
     syncs: int = 0
@@ -263,7 +263,6 @@ class Runner:
     resident_bytes: int = 0
     warmup_steps: int = 0
     steps_done: int = 0
-    error: str | None = None
 
 
 def _trainer_runner(variant: Variant, cfg, data, log_every: int, console_warn) -> Runner:
@@ -285,9 +284,10 @@ def _trainer_runner(variant: Variant, cfg, data, log_every: int, console_warn) -
     counter = PassCounter()
     step_fn = model.step_fn
     inner = step_fn.__dict__.get("step", step_fn)  # the eager step inside a CUDA-graph wrapper
-    runner = Runner(variant, vcfg.batch_size, runtime.device, runtime.precision, run=lambda: None, step_fn=inner, counter=counter)
-    runner.attached = counter.attach(inner)  # counts for the runner's lifetime (Python counters only)
-    runner.attached.__enter__()
+    runner = Runner(variant, vcfg.batch_size, runtime.device, runtime.precision, run=lambda: None, counter=counter,
+                    cudnn_benchmark=runtime.cudnn_benchmark)
+    attached = counter.attach(inner)  # counts for the runner's lifetime (Python counters only)
+    attached.__enter__()
 
     def one_step() -> None:
         step = runner.steps_done
@@ -303,7 +303,7 @@ def _trainer_runner(variant: Variant, cfg, data, log_every: int, console_warn) -
         runner.steps_done += 1
 
     runner.run = one_step
-    runner.model = model  # keeps the networks alive
+    runner.keep = (model, attached)
     return runner
 
 
@@ -311,9 +311,8 @@ def _plain_runner(variant: Variant, cfg, data) -> Runner:
     """A plain eager loop: what a user writes by hand around the same networks."""
     from ganlab.flops import PassCounter, plan_passes
     from ganlab.nets import build_discriminator, build_generator
-    from ganlab.trainer import net_spec
-
     from ganlab.runtime import runtime_for
+    from ganlab.trainer import net_spec
 
     device = runtime_for(cfg).device
     torch.manual_seed(cfg.seed)
@@ -350,7 +349,7 @@ def _plain_runner(variant: Variant, cfg, data) -> Runner:
         runner.steps_done += 1
 
     runner.run = one_step
-    runner.nets = (G, D)
+    runner.keep = (G, D, opt_g, opt_d)
     return runner
 
 
@@ -393,8 +392,15 @@ def _count_syncs(runner: Runner, enabled: bool):
     runner.syncs += sum("synchroniz" in str(w.message) for w in caught)
 
 
+def _use(runner: Runner) -> None:
+    """The process-wide settings of ``runner``'s variant (cudnn.benchmark is global in torch)."""
+    if runner.device.type == "cuda":
+        torch.backends.cudnn.benchmark = runner.cudnn_benchmark
+
+
 def _time_round(runner: Runner, steps: int) -> None:
     cuda = runner.device.type == "cuda"
+    _use(runner)
     clock = _Clock(runner.device, steps)
     if cuda:
         torch.cuda.synchronize(runner.device)
@@ -485,6 +491,7 @@ def bench(args, console) -> dict[str, Any]:
         r = _plain_runner(v, cfg, data) if v.plain else _trainer_runner(v, cfg, data, args.log_every, lambda m: console.print(f"[yellow]warning:[/] {m}"))
         # A CUDA graph is captured on the 4th step: warm-up covers it.
         r.warmup_steps = max(args.warmup, 4) if dict(v.overrides).get("cuda_graphs") == "on" else args.warmup
+        _use(r)
         for _ in range(r.warmup_steps):
             r.run()
         if cuda:

@@ -6,7 +6,6 @@ CUDA-only paths have ``gpu`` tests that run where a GPU is present (``pytest -m 
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
