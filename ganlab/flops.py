@@ -236,6 +236,24 @@ def step_flops(g: NetFlops, d: NetFlops, passes: Passes, batch_size: int) -> dic
     return {**parts, "total": total, "per_image": total / batch_size}
 
 
+def model_step_flops(model, plan=None, extra_d_passes: int | None = None) -> dict[str, Any]:
+    """FLOPs of one iteration of a built :class:`ganlab.trainer.Model` at its batch size.
+
+    ``plan`` (a StepPlan) defaults to what the model's trick stack plans at ``model.ctx.step``;
+    ``extra_d_passes`` (gradient-penalty passes per D update) to what its tricks make
+    (:func:`penalty_passes`).
+    """
+    from ganlab.hooks import StepPlan
+
+    cfg = model.cfg
+    g, d = model_flops(model.G, model.D, cfg.in_channels, cfg.out_channels, cfg.size)
+    if plan is None:
+        plan = model.stack.plan(StepPlan(), model.ctx)
+    if extra_d_passes is None:
+        extra_d_passes = penalty_passes(model.stack, model.ctx.step)
+    return step_flops(g, d, plan_passes(plan.d_steps, plan.g_steps, extra_d_passes), cfg.batch_size)
+
+
 # ---------------------------------------------------------------------------------------------
 # Counting the passes a running step makes
 # ---------------------------------------------------------------------------------------------
