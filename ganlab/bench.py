@@ -307,6 +307,27 @@ def _trainer_runner(variant: Variant, cfg, data, log_every: int, console_warn) -
     return runner
 
 
+def plain_step(G, D, opt_g, opt_d, A: torch.Tensor, B: torch.Tensor, lambda_l1: float) -> torch.Tensor:
+    """One pix2pix update written the plain way (the reference the trainer is measured against);
+    returns the generator's loss."""
+    fake = G(A)
+    opt_d.zero_grad()
+    pf = D(torch.cat((A, fake.detach()), 1))
+    pr = D(torch.cat((A, B), 1))
+    loss_d = (F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
+              + F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr))) * 0.5
+    loss_d.backward()
+    opt_d.step()
+    D.requires_grad_(False)
+    opt_g.zero_grad()
+    pf = D(torch.cat((A, fake), 1))
+    loss_g = F.binary_cross_entropy_with_logits(pf, torch.ones_like(pf)) + F.l1_loss(fake, B) * lambda_l1
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    return loss_g
+
+
 def _plain_runner(variant: Variant, cfg, data) -> Runner:
     """A plain eager loop: what a user writes by hand around the same networks."""
     from ganlab.flops import PassCounter, plan_passes
@@ -328,22 +349,7 @@ def _plain_runner(variant: Variant, cfg, data) -> Runner:
 
     def one_step() -> None:
         A, B = batches[runner.steps_done % len(batches)]
-        fake = G(A)
-        opt_d.zero_grad()
-        pf = D(torch.cat((A, fake.detach()), 1))
-        pr = D(torch.cat((A, B), 1))
-        loss_d = (F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
-                  + F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr))) * 0.5
-        loss_d.backward()
-        opt_d.step()
-        D.requires_grad_(False)
-        opt_g.zero_grad()
-        pf = D(torch.cat((A, fake), 1))
-        loss_g = F.binary_cross_entropy_with_logits(pf, torch.ones_like(pf)) + F.l1_loss(fake, B) * lam
-        loss_g.backward()
-        opt_g.step()
-        D.requires_grad_(True)
-        loss_g.item()  # a hand-written loop reads its loss every step
+        plain_step(G, D, opt_g, opt_d, A, B, lam).item()  # a hand-written loop reads its loss every step
         counter.current = plan_passes(1, 1)
         counter.end_step()
         runner.steps_done += 1

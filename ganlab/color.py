@@ -10,6 +10,8 @@ The networks see Lab scaled as the pix2pix colourisation recipe does: ``L/50 - 1
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 _XYZ_FROM_RGB = (
@@ -26,8 +28,16 @@ L_SCALE = 50.0
 AB_SCALE = 110.0
 
 
-def _matrix(rows, ref: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(rows, dtype=ref.dtype, device=ref.device)
+@functools.lru_cache(maxsize=None)
+def _const(name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The conversion constants, made once per dtype and device (no host-device copy per batch)."""
+    xyz_from_rgb = torch.tensor(_XYZ_FROM_RGB, dtype=torch.float64)
+    table = {
+        "xyz_from_rgb": xyz_from_rgb,
+        "rgb_from_xyz": torch.linalg.inv(xyz_from_rgb),
+        "white": torch.tensor(_WHITE_D65, dtype=torch.float64).view(3, 1, 1),
+    }
+    return table[name].to(device=device, dtype=dtype)
 
 
 def _apply(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -35,15 +45,11 @@ def _apply(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,...jhw->...ihw", m, x)
 
 
-def _white(ref: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(_WHITE_D65, dtype=ref.dtype, device=ref.device).view(3, 1, 1)
-
-
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> Lab (L in [0, 100], a/b roughly in [-110, 110])."""
     rgb = rgb if rgb.is_floating_point() else rgb.float() / 255.0
     lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = _apply(_matrix(_XYZ_FROM_RGB, lin), lin) / _white(lin)
+    xyz = _apply(_const("xyz_from_rgb", lin.dtype, lin.device), lin) / _const("white", lin.dtype, lin.device)
     f = torch.where(xyz > _EPS, xyz.clamp_min(_EPS) ** (1.0 / 3.0), _KAPPA * xyz + 16.0 / 116.0)
     fx, fy, fz = f.unbind(-3)
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
@@ -56,9 +62,8 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
     fx = a / 500.0 + fy
     fz = (fy - b / 200.0).clamp_min(0.0)
     f = torch.stack((fx, fy, fz), dim=-3)
-    xyz = torch.where(f > _F_EPS, f**3, (f - 16.0 / 116.0) / _KAPPA) * _white(f)
-    m = torch.linalg.inv(_matrix(_XYZ_FROM_RGB, xyz).double()).to(xyz.dtype)
-    lin = _apply(m, xyz)
+    xyz = torch.where(f > _F_EPS, f**3, (f - 16.0 / 116.0) / _KAPPA) * _const("white", f.dtype, f.device)
+    lin = _apply(_const("rgb_from_xyz", xyz.dtype, xyz.device), xyz)
     rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308) ** (1 / 2.4) - 0.055, 12.92 * lin)
     return rgb.clamp(0.0, 1.0) if clip else rgb
 
