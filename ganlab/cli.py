@@ -72,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ganlab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the environment said no: a full disk, a read-only or vanished folder
+        if debug:
+            raise
+        where = f"cannot write or read {exc.filename}: " if exc.filename else ""
+        print(f"ganlab: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if debug:
             raise
@@ -81,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print("ganlab: error: out of memory; lower --batch-size or --size", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        # torch reports a failed allocation as a RuntimeError (torch.OutOfMemoryError on CUDA).
+        if debug or not (type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)):
+            raise
+        print("ganlab: error: out of memory; lower --batch-size, --size, --ngf or --ndf", file=sys.stderr)
         return 1
 
 

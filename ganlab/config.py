@@ -124,7 +124,7 @@ class TrainConfig:
                                  "(tricks run Python between the step's kernels); use --cuda-graphs off")
             if self.compile == "on":
                 raise UsageError("--cuda-graphs on and --compile on: choose one (the graph captures the eager step)")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise bad("device", self.device, "choose auto, cpu, cuda or cuda:N")
         if self.size < 32 or self.size % 32:
             raise bad("size", self.size, "the networks need a multiple of 32 (e.g. 64, 128, 256)")
@@ -144,6 +144,8 @@ class TrainConfig:
         ):
             if value < low:
                 raise bad(flag, value, f"must be a whole number >= {low}")
+        if not 0 <= self.seed < 2**32:
+            raise bad("seed", self.seed, f"must be a whole number in [0, {2**32 - 1}]")
         if self.steps is not None and self.epochs is not None:
             raise UsageError("--steps and --epochs: give one of them, not both")
         if self.steps is not None and self.steps < 1:
@@ -218,6 +220,8 @@ def _coerce_value(key: str, typ, value, where: str):
         inner = [a for a in args if a is not type(None)]
         return _coerce_value(key, inner[0], value, where)
     if key == "tricks":
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise UsageError(f"{where}: 'tricks' = {value!r} should be a list, e.g. tricks = [\"soft-labels\", \"label-flip:p=0.05\"]")
         return tuple(_coerce_trick(v, where) for v in (value or ()))
     if typ is bool:
         if isinstance(value, bool):

@@ -43,14 +43,17 @@ Objectives (minimised unless marked):
 Two objectives make a Pareto study (NSGA-II or multi-objective TPE, unpruned); one objective,
 or two with [study].weights, make a single scalar that can be pruned on the in-loop metric.
 
-Storage: a SQLite file by default (<out>/studies.db); --storage postgresql://user@host/db lets
-any number of workers join the same study. A diverged trial (NaN) is recorded as failed with
+Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
+Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets
+any number of workers on many machines join the same study. A trial whose worker died is marked
+failed and run again once. A diverged trial (NaN) is recorded as failed with
 its step; an impossible trick stack is pruned at once with its reason, never trained.
 
 Examples:
   ganlab study --trials 4
   ganlab study --study studies/label-tricks.toml --data photos/ --trials 40
   ganlab study --study label-tricks --storage postgresql://ganlab@db/ganlab --trials 10
+  ganlab study --study label-tricks --storage journal:///scratch/label-tricks.log --trials 10 &  # x4
   ganlab report quickstart
 """
 
@@ -237,6 +240,14 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
     for key in ("steps", "eval_every", "population_size", "heartbeat_interval", "grace_period"):
         if key in kwargs and kwargs[key] < 1:
             raise _bad(where, f"'study.{key}' must be >= 1")
+    if kwargs.get("population_size", 2) < 2:
+        raise _bad(where, f"'study.population_size' = {kwargs['population_size']}: must be >= 2 (NSGA-II breeds pairs)")
+    if kwargs.get("max_retry", 0) < 0:
+        raise _bad(where, f"'study.max_retry' = {kwargs['max_retry']}: must be >= 0")
+    if kwargs.get("seed") is not None and not 0 <= kwargs["seed"] < 2**32:
+        raise _bad(where, f"'study.seed' = {kwargs['seed']}: must be in [0, {2**32 - 1}]")
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise _bad(where, f"'study.name' = {name!r}: use a plain name (letters, digits, - and _); it names a folder")
 
     train = _expect(where, "train", data.get("train", {}), dict, "a table")
     if "tricks" in {k.replace("-", "_") for k in train}:
@@ -249,7 +260,10 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
     for key, value in search_tbl.items():
         if key.replace("-", "_") not in fields or key in ("data", "val_data", "out", "name", "tricks"):
             raise _bad(where, f"unknown key 'search.{key}' (a `ganlab train` setting such as lr, beta1, lambda_l1, ndf, n_layers, gan_mode)")
-        search.append((key.replace("-", "_"), _range(where, f"search.{key}", value)))
+        r = _range(where, f"search.{key}", value)
+        for v in (r.choices if r.choices is not None else (r.low, r.high)):  # wrong types now, not per trial
+            coerce_fields(TrainConfig, {key: v}, f"{where} [search]")
+        search.append((key.replace("-", "_"), r))
 
     tricks_tbl = _expect(where, "tricks", data.get("tricks", {}), dict, "a table")
     unknown = set(tricks_tbl) - {"optional", "always", "groups", "params", "fixed"}
@@ -281,14 +295,23 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
         for pname, value in _expect(where, f"tricks.params.{tname}", params, dict, "a table").items():
             if pname not in infos:
                 raise _bad(where, f"'tricks.params.{tname}.{pname}': unknown parameter (allowed: {', '.join(infos)})")
-            rs.append((pname, _range(where, f"tricks.params.{tname}.{pname}", value)))
+            r = _range(where, f"tricks.params.{tname}.{pname}", value)
+            for v in (r.choices if r.choices is not None else (r.low, r.high)):  # within what the trick allows
+                try:
+                    known[tname].parse_params({pname: v})
+                except UsageError as exc:
+                    raise _bad(where, f"'tricks.params.{tname}.{pname}': {exc}") from None
+            rs.append((pname, r))
         ranges.append((tname, tuple(rs)))
     fixed = []
     for tname, params in _expect(where, "tricks.fixed", tricks_tbl.get("fixed", {}), dict, "a table").items():
         if tname not in spec_names:
             raise _bad(where, f"'tricks.fixed.{tname}': the trick is not in optional, always or groups")
         _expect(where, f"tricks.fixed.{tname}", params, dict, "a table")
-        known[tname].parse_params(params)  # refuses unknown names and bad values now
+        try:
+            known[tname].parse_params(params)  # refuses unknown names and bad values now
+        except UsageError as exc:
+            raise _bad(where, f"'tricks.fixed.{tname}': {exc}") from None
         fixed.append((tname, tuple(params.items())))
     return StudySpec(
         name=name, objectives=tuple(objectives), weights=tuple(weights.items()), train=tuple(train.items()),
@@ -389,6 +412,8 @@ def open_storage(url: str, spec: StudySpec | None = None):
     hb = spec.heartbeat_interval if spec else 30
     grace = spec.grace_period if spec else 90
     retry = spec.max_retry if spec else 1
+    if is_journal(url):
+        return open_journal(url)
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         try:
@@ -404,7 +429,11 @@ def open_storage(url: str, spec: StudySpec | None = None):
             warnings.simplefilter("ignore", FutureWarning)
             return RDBStorage(
                 url,
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                engine_kwargs=None if url.startswith("sqlite") else {
+                    "pool_pre_ping": True,
+                    # a server that cannot be reached is reported in seconds, not after minutes
+                    **({"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}),
+                },
                 heartbeat_interval=hb,
                 grace_period=grace,
                 failed_trial_callback=RetryFailedTrialCallback(max_retry=retry),
@@ -423,12 +452,134 @@ def open_storage(url: str, spec: StudySpec | None = None):
                     raise
                 time.sleep(0.5 + random.random())
     except ImportError as exc:
-        raise UsageError(f"--storage {url}: the database driver is missing ({exc.name or exc}); "
-                         "pip install 'psycopg[binary]' for PostgreSQL") from None
+        hint = ("pip install 'psycopg[binary]' for PostgreSQL" if url.startswith("postgresql")
+                else "install the driver for this database, or use sqlite:///FILE.db or journal:///FILE.log")
+        raise UsageError(f"--storage {url}: the database driver is missing ({exc.name or exc}); {hint}") from None
     except Exception as exc:  # sqlalchemy's OperationalError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"--storage {url}: cannot open the study storage ({first[:200]}); "
                          f"check the URL, that the server is up and reachable") from None
+
+
+def is_journal(url: str) -> bool:
+    """``journal:///path/study.log`` or a plain path ending in ``.log``: Optuna's JournalStorage
+    on a JournalFileBackend, the storage Optuna advises for many workers on one machine."""
+    return url.startswith("journal://") or ("://" not in url and url.endswith(".log"))
+
+
+def open_journal(url: str):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(url[len("journal://"):] if url.startswith("journal://") else url).expanduser()
+    if not path.name or path.is_dir():
+        raise UsageError(f"--storage {url}: give the journal file, e.g. journal:///path/to/study.log")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--storage {url}: cannot write {path} ({exc.strerror}); choose a writable place") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return JournalStorage(JournalFileBackend(str(path)))
+    except Exception as exc:  # noqa: BLE001 - a file that is not an Optuna journal
+        raise UsageError(f"--storage {url}: {path} is not an Optuna journal ({type(exc).__name__}); "
+                         "point --storage at another file") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Trials whose worker died
+# ---------------------------------------------------------------------------------------------
+
+WORKER_ATTR = "worker"
+_PER_WORKER_ATTRS = (WORKER_ATTR, "run_dir", "last_eval_step", "seconds")
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), telling a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _process_alive(pid: int, start: str | None) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X"):  # killed, not yet reaped
+            return False
+        return start is None or fields[19].decode() == start
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def stamp_worker(trial) -> None:
+    """Record which process runs ``trial`` (host, pid, its start time), first thing in a trial."""
+    import socket
+
+    trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(),
+                                      "pid_start": _process_start(os.getpid()), "trial": trial.number})
+
+
+def _worker_is_dead(trial, grace_period: float) -> bool:
+    import socket
+    from datetime import datetime
+
+    stamp = trial.user_attrs.get(WORKER_ATTR)
+    if isinstance(stamp, dict) and stamp.get("trial") == trial.number:
+        if stamp.get("host") != socket.gethostname():
+            return False  # another machine's worker: its storage's heartbeats judge it
+        return not _process_alive(int(stamp["pid"]), stamp.get("pid_start"))
+    # No stamp (or one inherited from the trial it retries): the worker died between taking the
+    # trial and its first line, or is just about to write it.
+    started = trial.datetime_start
+    return started is not None and (datetime.now() - started).total_seconds() > grace_period
+
+
+def recover_dead_trials(study, spec: StudySpec) -> list[int]:
+    """Fail the RUNNING trials whose worker process is gone and enqueue each once for a retry,
+    as Optuna's RetryFailedTrialCallback does for a stale heartbeat. Needed for the journal
+    storage (no heartbeats), and for the moment before an RDB trial's first heartbeat. Of several
+    workers that find the same trial, the storage lets exactly one fail it."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _worker_is_dead(trial, spec.grace_period):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except (UpdateFinishedTrialError, KeyError):
+            continue  # another worker failed it first (or it finished after all)
+        except Exception:  # noqa: BLE001 - a busy storage: the next pass tries again
+            continue
+        failed.append(trial.number)
+        system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+        system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
+        if spec.max_retry < len(system_attrs["retry_history"]):
+            continue
+        study.add_trial(optuna.create_trial(
+            state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+            user_attrs={k: v for k, v in trial.user_attrs.items() if k not in _PER_WORKER_ATTRS},
+            system_attrs=system_attrs,
+        ))
+    return failed
 
 
 def make_sampler(spec: StudySpec, seed: int | None):
@@ -518,6 +669,7 @@ class StudyRunner:
         from ganlab.metrics.stability import instability_from_run
         from ganlab.trainer import Diverged, train
 
+        stamp_worker(trial)  # first: a worker that dies from here on is found by recover_dead_trials
         t0 = time.time()
         base, tricks = sample_trial(self.spec, trial)
         trial.set_user_attr("tricks", [n for n, _ in tricks])
@@ -675,7 +827,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", metavar="FILE.toml|NAME", help="a study definition (default: the built-in quickstart)")
     p.add_argument("--data", metavar="PATH", help="override the study's training data")
     p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<out>/studies.db)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL: sqlite:///FILE.db (default <out>/studies.db), "
+                   "journal:///FILE.log (many workers, one machine) or postgresql://...")
     p.add_argument("--name", help="study name in the storage (default: the definition's name)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--n-jobs", type=int, default=1, help="trials run in parallel threads in this process")
@@ -705,7 +858,9 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
     spec = load_study_file(args.study)
-    if args.name:
+    if args.name is not None:
+        if not args.name or "/" in args.name or "\\" in args.name or args.name.startswith("."):
+            raise UsageError(f"--name {args.name!r}: use a plain name (letters, digits, - and _); it names a folder")
         spec = dataclasses.replace(spec, name=args.name)
     overrides = {k: v for k, v in (("data", args.data), ("val_data", args.val_data), ("device", args.device)) if v is not None}
     check_inception(spec, args.inception_weights)
@@ -739,6 +894,10 @@ def run(args: argparse.Namespace) -> int:
     elif stored != spec.digest:
         raise UsageError(f"study {spec.name} in {_redact(storage_url)} was created from a different definition; "
                          f"use --name NEW to start another study, or the original file to continue")
+    revived = recover_dead_trials(study, spec)
+    if revived:
+        console.print(f"trial(s) {', '.join(map(str, revived))}: their worker died; marked failed and queued again",
+                      highlight=False)
     n_before = len(study.trials)
     console.print(f"[bold]ganlab study[/] {spec.name}: {', '.join(spec.objectives)}"
                   f"{' (weighted)' if spec.weights else ''}, sampler {spec.sampler if not spec.scalarised or spec.sampler != 'nsga2' else 'tpe'}, "
@@ -748,6 +907,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     with Live(trials_table(study, spec), console=console, refresh_per_second=2, transient=False) as live:
         def refresh(study, trial) -> None:
+            recover_dead_trials(study, spec)  # a worker that died meanwhile: its trial is queued again
             live.update(trials_table(study, spec))
 
         study.optimize(runner, n_trials=n_trials, timeout=args.timeout, n_jobs=args.n_jobs, callbacks=[refresh],

@@ -281,26 +281,51 @@ def save_checkpoint(run_dir: Path, model: Model, train_data, step: int) -> Path:
     }
     if G_eval is not model.G:
         payload["G_ema"] = G_eval.state_dict()
+    bad = _first_nonfinite_weight(payload)
+    if bad is not None:  # never write a checkpoint that a resume would have to refuse
+        raise Diverged(step, f"weight {bad}", float("nan"))
     folder = run_dir / "checkpoints"
     folder.mkdir(exist_ok=True)
     path = atomic_torch_save(folder / f"step-{step:07d}.pt", payload)
     for old in checkpoint_files(run_dir)[KEEP_CHECKPOINTS:]:
         old.unlink(missing_ok=True)
+    for stale in folder.glob(".step-*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     return path
 
 
-def read_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Load and validate one checkpoint file; raise GanlabError naming it if it is unusable."""
+def _first_nonfinite_weight(payload: dict) -> str | None:
+    """The name of the first G or D tensor holding NaN or Inf, or None."""
+    for net in ("G", "D", "G_ema"):
+        for name, t in (payload.get(net) or {}).items():
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"{net}.{name}"
+    return None
+
+
+def read_checkpoint(path: Path, map_location="cpu", *, for_resume: bool = False) -> dict:
+    """Load and validate one checkpoint file; raise GanlabError naming it if it is unusable.
+    ``for_resume`` also asks for everything a resumed run needs, all of it finite (an explicit
+    file given to eval or colorize may hold a diverged G, or only G, on purpose)."""
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:
         raise GanlabError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "G" not in payload:
         raise GanlabError(f"checkpoint {path} is not a ganlab checkpoint")
+    if not for_resume:
+        return payload
+    missing = [k for k in ("step", "config", "G", "D", "opt_g", "opt_d", "rng") if k not in payload]
+    if missing or not isinstance(payload["step"], int) or not all(isinstance(payload[k], dict) for k in ("G", "D")):
+        raise GanlabError(f"checkpoint {path} is incomplete ({', '.join(missing) or 'malformed'})")
+    bad = _first_nonfinite_weight(payload)
+    if bad is not None:
+        raise GanlabError(f"checkpoint {path} holds NaN or Inf weights ({bad})")
     return payload
 
 
-def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = lambda m: None, map_location="cpu") -> tuple[Path, dict]:
+def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = lambda m: None, map_location="cpu", *,
+                      for_resume: bool = False) -> tuple[Path, dict]:
     """The newest checkpoint that loads; a corrupt newer one is reported and passed over."""
     files = checkpoint_files(run_dir)
     if not files:
@@ -308,7 +333,7 @@ def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = lambda m: Non
     errors = []
     for path in files:
         try:
-            return path, read_checkpoint(path, map_location)
+            return path, read_checkpoint(path, map_location, for_resume=for_resume)
         except GanlabError as exc:
             errors.append(str(exc))
             warn(f"{exc}; falling back to the previous checkpoint")
@@ -402,6 +427,24 @@ class RunResult:
     status: str = "finished"
 
 
+def _quietly(fn, *args) -> OSError | None:
+    """Run a clean-up write; an OSError (the disk that stopped the run) is returned, not raised."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _write_failed(exc: OSError, run_dir: Path, step: int) -> GanlabError:
+    """One line for a write that failed mid-run: what, why, and where the run can go on from."""
+    what = exc.filename or run_dir
+    good = checkpoint_files(run_dir) if run_dir.is_dir() else []
+    then = (f"its newest checkpoint {good[0].name} is intact; fix that and continue with: ganlab train --resume {run_dir}"
+            if good else "no checkpoint was written yet; fix that and start it again")
+    return GanlabError(f"cannot write {what} ({exc.strerror or exc}); the run stopped after step {step}; {then}")
+
+
 def _first_nonfinite(rows) -> tuple[int, str, float] | None:
     for step, row in rows:
         for name, value in row.items():
@@ -428,7 +471,10 @@ def train(
     console = console or Console(stderr=True, soft_wrap=True)
 
     def warn(msg: str) -> None:
-        console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # File names may hold "[...]": printed as they are, never read as console markup.
+        console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False, soft_wrap=True)
 
     from ganlab import distributed
     from ganlab.distributed import Null
@@ -445,13 +491,19 @@ def train(
     total = total_steps(cfg, len(train_data))
     if resume is not None:
         run_dir = Path(resume)
+        try:  # a run folder that became read-only: say so before any work
+            probe = run_dir / f".ganlab-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"--resume {resume}: cannot write there ({exc.strerror}); make the run folder writable") from None
     else:
         run_dir = dist.broadcast(lambda: new_run_dir(cfg.out, cfg.name or default_name(cfg)))
     model = build_model(cfg, runtime, total, dist)
     train_data.seed(cfg.seed)
     start = 0
     if resume is not None:
-        path, payload = latest_checkpoint(run_dir, warn, map_location=runtime.device)
+        path, payload = latest_checkpoint(run_dir, warn, map_location=runtime.device, for_resume=True)
         try:
             model.G.load_state_dict(payload["G"])
             model.D.load_state_dict(payload["D"])
@@ -462,7 +514,7 @@ def train(
         except (KeyError, RuntimeError, ValueError) as exc:
             raise GanlabError(f"checkpoint {path} does not fit this run's networks ({type(exc).__name__}); start a new run") from None
         start = int(payload["step"])
-        console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False)
+        console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
     elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
         atomic_write_json(run_dir / "env.json", environment(runtime))
@@ -543,23 +595,31 @@ def train(
                     result.metrics = metrics
                     if on_eval is not None:
                         on_eval(done, metrics)
-                if dist.is_main and ((cfg.save_every and done % cfg.save_every == 0) or done == total):
-                    save_checkpoint(run_dir, model, train_data, done)
+                if (cfg.save_every and done % cfg.save_every == 0) or done == total:
+                    flush(step)  # every rank: a NaN logged since the last flush stops the run before it is saved
+                    if dist.is_main:
+                        save_checkpoint(run_dir, model, train_data, done)
                 result.step = done
     except Diverged as exc:
         status = "diverged"
         if dist.is_main:
-            atomic_write_json(run_dir / "status.json", {"status": "diverged", "step": exc.step, "value": exc.name, "total": total})
+            _quietly(atomic_write_json, run_dir / "status.json", {"status": "diverged", "step": exc.step, "value": exc.name, "total": total})
         raise
+    except OSError as exc:  # a full disk, a folder gone read-only: one line, the checkpoints intact
+        status = "stopped"
+        raise _write_failed(exc, run_dir, result.step) from None
     except BaseException:
         status = "stopped"
         raise
     finally:
-        writer.flush()
-        writer.close()
-        jsonl.close()
+        # Closing the logs on a full disk fails too; that must not hide why the run stopped.
+        _quietly(writer.flush)
+        _quietly(writer.close)
+        _quietly(jsonl.close)
         if status != "diverged" and dist.is_main:
-            atomic_write_json(run_dir / "status.json", {"status": status, "step": result.step, "total": total})
+            failed = _quietly(atomic_write_json, run_dir / "status.json", {"status": status, "step": result.step, "total": total})
+            if failed is not None and status == "finished":
+                warn(f"could not write {run_dir / 'status.json'} ({failed.strerror or failed})")
         dist.close()
     result.seconds = time.perf_counter() - t_start
     result.images_per_second = images_done / result.seconds if result.seconds > 0 else 0.0
@@ -596,10 +656,12 @@ def _loss_info(row: dict[str, float]) -> str:
 
 def _banner(console, cfg, model: Model, train_data, val_data, run_dir: Path, runtime, total: int, start: int) -> None:
     data = cfg.data or "built-in sample set (scikit-image photographs)"
-    console.print(f"[bold]ganlab[/] {cfg.task} run [cyan]{run_dir}[/]", highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[bold]ganlab[/] {cfg.task} run [cyan]{escape(str(run_dir))}[/]", highlight=False)
     console.print(
         f"  data: {data}: {len(train_data)} train / {len(val_data)} val images, {train_data.skipped.summary()}",
-        highlight=False,
+        highlight=False, markup=False,
     )
     console.print(
         f"  nets: {cfg.generator} G ({count_params(model.G) / 1e6:.2f}M), {cfg.discriminator} D "
@@ -626,13 +688,13 @@ def _summary(console, result: RunResult, cfg: TrainConfig) -> None:
         table.add_row(key, f"{value:.4f}")
     console.print(table)
     ckpts = checkpoint_files(result.run_dir)
-    console.print(f"TensorBoard logs: {result.run_dir}", highlight=False)
-    console.print(f"samples:          {result.run_dir / 'samples'}", highlight=False)
+    console.print(f"TensorBoard logs: {result.run_dir}", highlight=False, markup=False)
+    console.print(f"samples:          {result.run_dir / 'samples'}", highlight=False, markup=False)
     if ckpts:
-        console.print(f"checkpoint:       {ckpts[0]}", highlight=False)
-    console.print(f"look at it with:  tensorboard --logdir {result.run_dir.parent}", highlight=False)
+        console.print(f"checkpoint:       {ckpts[0]}", highlight=False, markup=False)
+    console.print(f"look at it with:  tensorboard --logdir {result.run_dir.parent}", highlight=False, markup=False)
     if cfg.task == "colorize":
-        console.print(f"colourise photos: ganlab colorize {result.run_dir} PHOTO_OR_FOLDER --out colorized", highlight=False)
+        console.print(f"colourise photos: ganlab colorize {result.run_dir} PHOTO_OR_FOLDER --out colorized", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from ganlab.color import rgb_to_scaled_lab, scaled_lab_to_rgb
-from ganlab.data.images import BadImage, Skipped, decode, find_images, is_greyscale
+from ganlab.data.images import BadImage, Skipped, aspect_problem, decode, find_images, is_greyscale
 from ganlab.errors import UsageError
 
 SAMPLE_IMAGES = (
@@ -76,13 +76,26 @@ class Prepared:
 class ImageSet:
     """The images of one split, decoded and prepared once (or on access past the cache budget)."""
 
-    def __init__(self, files: list[Path], prepare: Callable[[Path], torch.Tensor], cache_bytes: float, workers: int = 4):
+    def __init__(self, files: list[Path], prepare: Callable[[Path], torch.Tensor], cache_bytes: float, workers: int = 4,
+                 warn: Callable[[str], None] = lambda msg: None):
         self.files = list(files)
         self._prepare = prepare
+        self._warn = warn
+        self._gone: set = set()
         self.items: list[Prepared] = []
         used = 0.0
+
+        def attempt(path):
+            try:
+                return prepare(path)
+            except BadImage as exc:  # changed or removed since it was checked
+                return exc
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for path, tensor in zip(self.files, pool.map(prepare, self.files)):
+            for path, tensor in zip(self.files, pool.map(attempt, self.files)):
+                if isinstance(tensor, BadImage):
+                    warn(f"skipped {path}: {tensor}")
+                    continue
                 if used + tensor.numel() <= cache_bytes:
                     used += tensor.numel()
                     self.items.append(Prepared(path, tensor))
@@ -94,8 +107,21 @@ class ImageSet:
         return len(self.items)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        item = self.items[i]
-        return item.tensor if item.tensor is not None else self._prepare(item.path)
+        # Past the cache budget an image is decoded again on each draw. One that changed or
+        # vanished since the start is reported once and the next readable image stands in for
+        # it, so the run goes on.
+        for j in range(len(self.items)):
+            item = self.items[(i + j) % len(self.items)]
+            if item.tensor is not None:
+                return item.tensor
+            if item.path in self._gone:
+                continue
+            try:
+                return self._prepare(item.path)
+            except BadImage as exc:
+                self._gone.add(item.path)
+                self._warn(f"skipped {item.path}: {exc} (it changed during the run)")
+        raise UsageError("no training image can be read any more (every file changed or vanished during the run)")
 
 
 def _scan(files: list[Path], task: str, skipped: Skipped, warn: Callable[[str], None]) -> list[Path]:
@@ -109,6 +135,8 @@ def _scan(files: list[Path], task: str, skipped: Skipped, warn: Callable[[str], 
             return str(exc)
         if task == "colorize" and is_greyscale(arr):
             return "greyscale (a colourisation target needs colour)"
+        if task == "colorize" and (why := aspect_problem(arr)):
+            return why
         if task == "paired":
             h, w = arr.shape[:2]
             if abs(w - 2 * h) > 1:
@@ -269,9 +297,11 @@ def build_datasets(cfg, warn: Callable[[str], None] = lambda msg: None) -> tuple
         train_files = [f for i, f in enumerate(train_files) if i not in val_idx]
     budget = cfg.cache_gb * 2**30
     prepare = _preparer(cfg.task, cfg.size, cfg.effective_load_size)
-    train = PairedImages(ImageSet(train_files, prepare, budget), cfg.task, cfg.direction, cfg.size, skipped)
+    train = PairedImages(ImageSet(train_files, prepare, budget, warn=warn), cfg.task, cfg.direction, cfg.size, skipped)
     val_prepare = _preparer(cfg.task, cfg.size, cfg.effective_load_size)
-    val = PairedImages(ImageSet(val_files, val_prepare, budget - train.images.cached_bytes), cfg.task, cfg.direction, cfg.size, Skipped())
+    val = PairedImages(ImageSet(val_files, val_prepare, budget - train.images.cached_bytes, warn=warn), cfg.task, cfg.direction, cfg.size, Skipped())
+    if not len(train) or not len(val):
+        raise UsageError(f"--data {cfg.data or 'the sample set'}: the images changed while they were read; run again")
     return train, val
 
 

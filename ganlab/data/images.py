@@ -7,6 +7,7 @@ Greyscale content is detected by the pixels (a grey photo saved as RGB is still 
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 GREY_TOLERANCE = 2.0  # mean |R-G|+|G-B| below this (in 8-bit levels) counts as greyscale
+MAX_ASPECT = 8  # long side / short side beyond this is a strip, not a photograph to crop
 Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # large photographs are fine; a decompression bomb is not
 
 
@@ -54,30 +56,65 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a damaged EXIF block leaves the pixels as stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - malformed EXIF must not cost the whole image
+        return img
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, without the file name it may repeat."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
+
+
 def decode(path: str | os.PathLike) -> np.ndarray:
-    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array with EXIF orientation applied."""
+    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array with EXIF orientation applied.
+
+    Anything that goes wrong -- a missing, empty, special or truncated file, a format Pillow
+    does not know, a decoder error on damaged data, too many pixels -- raises :class:`BadImage`
+    with a short reason, never another exception.
+    """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        st = os.stat(path)  # follows links: a dangling link or a link loop fails here
+        if not stat.S_ISREG(st.st_mode):
+            raise BadImage("not a regular file")
+        if st.st_size == 0:
             raise BadImage("empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                img = _exif_transpose(img)
                 rgb = _to_rgb(img)
                 arr = np.array(rgb, dtype=np.uint8)  # a writable copy
     except BadImage:
         raise
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise BadImage(f"unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     except Image.DecompressionBombError:
-        raise BadImage("too many pixels") from None
+        raise BadImage(f"too many pixels (more than {Image.MAX_IMAGE_PIXELS:,})") from None
+    except MemoryError:
+        raise BadImage("too large to decode in the memory available") from None
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data, whatever the decoder raises
+        raise BadImage(f"unreadable ({_reason(exc)})") from None
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise BadImage(f"unexpected shape {arr.shape}")
     return arr
+
+
+def aspect_problem(arr: np.ndarray) -> str | None:
+    """Why an image is too elongated to train on, or None. Its short side is resized to the
+    load size, so a 10000x20 strip would become a 143000x286 one: crops of a smeared line."""
+    h, w = arr.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        return f"too elongated ({w}x{h}; at most {MAX_ASPECT}:1)"
+    return None
 
 
 def is_greyscale(arr: np.ndarray) -> bool:

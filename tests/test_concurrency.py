@@ -1,0 +1,265 @@
+"""Several ``ganlab study`` workers on one storage, killed at random: no trial is lost or
+duplicated. On one machine the storage is Optuna's JournalStorage on a JournalFileBackend
+(``--storage journal:///path/study.log``); across machines, PostgreSQL.
+
+A worker stamps each trial with its host and pid when the trial starts. A worker that starts
+(and every worker after each trial) fails the RUNNING trials whose process is gone and queues
+each once again, as Optuna's RetryFailedTrialCallback does for a stale heartbeat.
+
+The fast tests (default suite) kill one worker in the middle of a trial; the 20-trial tests with
+random kills are marked slow: ``python -m pytest -m slow tests/test_concurrency.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from test_study import TINY_TRAIN
+from test_study_postgres import postgres_url  # noqa: F401 - the PostgreSQL server fixture
+
+ENV = dict(os.environ, PYTHONWARNINGS="ignore")
+
+
+def _study_file(tmp_path: Path, data: Path, name: str, grace: int) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f"# Question: a test.\n[study]\nname = \"{name}\"\nobjectives = [\"val_l1\"]\nsampler = \"random\"\n"
+        f"steps = 4\neval_every = 4\nheartbeat_interval = 2\ngrace_period = {grace}\nmax_retry = 10\n"
+        "[search]\nlr = { low = 1e-4, high = 1e-3, log = true }\n" + TINY_TRAIN.format(data=data))
+    return path
+
+
+class Workers:
+    """Start, kill and reap ``ganlab study`` worker processes on one study."""
+
+    def __init__(self, tmp_path: Path, study_file: Path, url: str, name: str):
+        self.tmp_path, self.study_file, self.url, self.name = tmp_path, study_file, url, name
+        self.live: list[subprocess.Popen] = []
+        self.killed = 0
+        self.started = 0
+        self._study = None
+
+    def start(self, trials: int) -> subprocess.Popen:
+        log = open(self.tmp_path / f"worker{self.started}.log", "w")
+        self.started += 1
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ganlab", "study", "--study", str(self.study_file), "--storage", self.url,
+             "--trials", str(trials), "--out", str(self.tmp_path / "runs")],
+            stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+        proc.log = log.name  # type: ignore[attr-defined]
+        self.live.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()  # reaped: its pid is gone, as after any crash
+        self.live.remove(proc)
+        self.killed += 1
+
+    def reap(self) -> None:
+        for proc in list(self.live):
+            if proc.poll() is not None:
+                assert proc.returncode == 0, Path(proc.log).read_text()[-4000:]
+                self.live.remove(proc)
+
+    def trials(self):
+        if self._study is None:
+            try:
+                self._study = optuna.load_study(study_name=self.name, storage=_storage(self.url))
+            except KeyError:  # no worker has created it yet
+                return []
+        return self._study.get_trials(deepcopy=False)
+
+    def drain(self, grace: float) -> None:
+        """After the last worker: run workers until no trial is RUNNING (a dead worker's) or WAITING."""
+        self.wait_all()
+        for _ in range(20):
+            open_ = [t for t in self.trials() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+            if not open_:
+                return
+            time.sleep(grace / 2)
+            self.start(len(open_))
+            self.wait_all()
+        raise AssertionError(f"trials still open: {[(t.number, t.state.name) for t in self.trials()]}")
+
+    def wait_all(self) -> None:
+        while self.live:
+            self.reap()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for proc in list(self.live):
+            self.kill(proc)
+
+
+def _storage(url: str):
+    if url.startswith("journal://"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url[len("journal://"):]))
+    return url
+
+
+def _check_nothing_lost_or_duplicated(trials, target: int) -> dict:
+    """The invariants, whatever the kills hit."""
+    numbers = sorted(t.number for t in trials)
+    assert numbers == list(range(len(trials))), "trial numbers have a gap"
+    states = Counter(t.state for t in trials)
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0, states
+    assert states[TrialState.COMPLETE] >= target, states
+    # every failed trial was retried exactly once ...
+    retried_from = Counter(t.system_attrs["retry_history"][-1] for t in trials if "retry_history" in t.system_attrs)
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            assert retried_from[t.number] == 1, (t.number, retried_from[t.number])
+        else:
+            assert retried_from[t.number] == 0, t.number  # nothing that finished is run again
+    # ... with its own parameters, and each chain of retries ends in exactly one finished trial
+    by_number = {t.number: t for t in trials}
+    chains: dict[int, list] = defaultdict(list)
+    for t in trials:
+        origin = t.system_attrs.get("failed_trial", t.number)
+        chains[origin].append(t)
+        if origin != t.number:
+            assert t.params == by_number[origin].params
+    for origin, members in chains.items():
+        finished = [m for m in members if m.state == TrialState.COMPLETE]
+        assert len(finished) == 1, (origin, [(m.number, m.state.name) for m in members])
+    run_dirs = [t.user_attrs["run_dir"] for t in trials if t.state == TrialState.COMPLETE]
+    assert len(run_dirs) == len(set(run_dirs)), "two finished trials share a run folder"
+    return {"trials": len(trials), "complete": states[TrialState.COMPLETE], "failed (killed)": states[TrialState.FAIL]}
+
+
+def _one_kill_mid_trial(tmp_path, image_dir, url: str, name: str, grace: int):
+    f = _study_file(tmp_path, image_dir, name, grace)
+    w = Workers(tmp_path, f, url, name)
+    try:
+        victim = w.start(2)
+        w.start(2)
+        deadline = time.monotonic() + 600
+        target = None
+        while target is None and time.monotonic() < deadline:
+            w.reap()
+            assert victim in w.live, "the first worker finished before it could be killed"
+            running = [t for t in w.trials() if t.state == TrialState.RUNNING
+                       and t.user_attrs.get("worker", {}).get("pid") == victim.pid]
+            if running and any(t.state == TrialState.COMPLETE for t in w.trials()):
+                target = running[0]
+            time.sleep(0.1)
+        assert target is not None, "never saw the first worker in a trial"
+        w.kill(victim)
+        w.drain(grace)
+    finally:
+        w.stop()
+    trials = w.trials()
+    summary = _check_nothing_lost_or_duplicated(trials, target=2)
+    killed = next(t for t in trials if t.number == target.number)
+    assert killed.state == TrialState.FAIL  # the kill landed inside this trial ...
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == target.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE  # ... and it was run again, once
+    return summary
+
+
+def _random_kills(tmp_path, image_dir, url: str, name: str, grace: int, target: int = 20, kills: int = 6, seed: int = 0):
+    f = _study_file(tmp_path, image_dir, name, grace)
+    w = Workers(tmp_path, f, url, name)
+    rng = random.Random(seed)
+    try:
+        for _ in range(3):
+            w.start(4)
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.2, 2.5))
+            w.reap()
+            done = sum(t.state == TrialState.COMPLETE for t in w.trials())
+            if done >= target:
+                break
+            # kill a worker that is inside a trial (a kill during start-up proves little)
+            busy = {t.user_attrs.get("worker", {}).get("pid") for t in w.trials() if t.state == TrialState.RUNNING}
+            candidates = [p for p in w.live if p.pid in busy]
+            if w.killed < kills and candidates:
+                w.kill(rng.choice(candidates))
+            while len(w.live) < 3:
+                w.start(4)
+        w.drain(grace)
+    finally:
+        w.stop()
+    summary = _check_nothing_lost_or_duplicated(w.trials(), target)
+    assert summary["failed (killed)"] >= 1, "no kill landed inside a trial; the test proved nothing"
+    print(f"\n{name}: {w.killed} workers killed, {summary}")
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def journal_url(tmp_path: Path) -> str:
+    return f"journal://{tmp_path / 'study.log'}"
+
+
+def test_journal_storage_a_killed_worker_loses_and_duplicates_nothing(tmp_path, image_dir):
+    _one_kill_mid_trial(tmp_path, image_dir, journal_url(tmp_path), "journal-fast", grace=5)
+
+
+def test_postgres_a_killed_worker_loses_and_duplicates_nothing(tmp_path, image_dir, postgres_url):  # noqa: F811
+    _one_kill_mid_trial(tmp_path, image_dir, postgres_url, "pg-fast", grace=10)
+
+
+@pytest.mark.slow
+def test_journal_storage_20_trials_with_workers_killed_at_random(tmp_path, image_dir):
+    _random_kills(tmp_path, image_dir, journal_url(tmp_path), "journal-20", grace=5)
+
+
+@pytest.mark.slow
+def test_postgres_20_trials_with_workers_killed_at_random(tmp_path, image_dir, postgres_url):  # noqa: F811
+    _random_kills(tmp_path, image_dir, postgres_url, "pg-20", grace=10)
+
+
+def test_the_journal_url_forms(tmp_path):
+    from ganlab.study import is_journal, open_storage
+
+    assert is_journal("journal:///abs/study.log") and is_journal("runs/study.log")
+    assert not is_journal("sqlite:///runs/studies.db") and not is_journal("postgresql://u@h/db")
+    for url in (f"journal://{tmp_path / 'a' / 'study.log'}", str(tmp_path / "b" / "study.log")):
+        storage = open_storage(url)
+        study = optuna.create_study(study_name="s", storage=storage)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+        assert len(optuna.load_study(study_name="s", storage=open_storage(url)).trials) == 2
+
+
+def test_a_dead_workers_trial_is_failed_and_queued_once_even_when_two_workers_find_it(tmp_path):
+    """Two workers that start together both see the dead worker's trial; the storage lets one fail
+    it, so it is queued exactly once. A trial whose worker lives is left alone."""
+    from ganlab.study import StudySpec, open_storage, recover_dead_trials
+
+    url = f"journal://{tmp_path / 'study.log'}"
+    spec = StudySpec(name="s", objectives=("val_l1",), grace_period=5, max_retry=3)
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid in (dead.pid, os.getpid()):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-3, log=True)
+        trial.set_user_attr("worker", {"host": os.uname().nodename, "pid": pid, "pid_start": None, "trial": trial.number})
+    import socket
+
+    assert socket.gethostname() == os.uname().nodename
+    other = optuna.load_study(study_name="s", storage=open_storage(url))  # a second worker's view
+    first, second = recover_dead_trials(study, spec), recover_dead_trials(other, spec)
+    assert sorted(first + second) == [0]
+    trials = optuna.load_study(study_name="s", storage=open_storage(url)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    assert trials[2].system_attrs["failed_trial"] == 0 and trials[2].params == trials[0].params
+    assert "worker" not in trials[2].user_attrs  # the dead worker's stamp is not inherited
