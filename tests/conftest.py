@@ -69,3 +69,17 @@ def only_run(out_dir: Path) -> Path:
     runs = [p for p in Path(out_dir).iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
+
+
+def nan_loss_trick(name: str, from_step: int):
+    """A test trick that poisons the generator's loss from ``from_step`` on (a diverging run)."""
+    from ganlab.hooks import Trick
+
+    class NanLoss(Trick):
+        def g_loss(self, terms, phase, ctx):
+            if ctx.step >= from_step:
+                terms = dict(terms, adv=terms["adv"] * float("nan"))
+            return terms
+
+    NanLoss.name = name
+    return NanLoss

@@ -14,14 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
 
-from conftest import TINY, only_run, write_images
+from conftest import TINY, nan_loss_trick, only_run, write_images
 from ganlab.hooks import Trick, register
 from ganlab.stats import read_series
 from ganlab.trainer import checkpoint_files, latest_checkpoint, read_checkpoint
@@ -385,21 +384,7 @@ def test_learning_rate_10_diverges_with_one_line_and_writes_no_poisoned_checkpoi
     assert all(read_checkpoint(p, for_resume=True)["step"] <= bad_step for p in checkpoint_files(run))
 
 
-@dataclass(frozen=True)
-class _NoParams:
-    pass
-
-
-class NanFromStep5(Trick):
-    """Poisons the generator's loss from step 5 on."""
-
-    name = "test-nan-from-5"
-    Params = _NoParams
-
-    def g_loss(self, terms, phase, ctx):
-        if ctx.step >= 5:
-            terms = dict(terms, adv=terms["adv"] * float("nan"))
-        return terms
+NanFromStep5 = nan_loss_trick("test-nan-from-5", 5)
 
 
 def test_a_run_that_diverges_between_log_flushes_resumes_from_the_last_finite_checkpoint(tmp_path, image_dir, run_cli):
@@ -421,7 +406,6 @@ class PoisonWeightsAtStep3(Trick):
     are all finite: only the weights tell)."""
 
     name = "test-poison-weights"
-    Params = _NoParams
 
     def after_g_update(self, ctx):
         if ctx.step == 3:

@@ -1,12 +1,11 @@
 """Studies: trials add up in the storage, impossible stacks are never trained, NaN does not stop a study."""
 
 import json
-from dataclasses import dataclass
-
 import optuna
 import pytest
 
-from ganlab.hooks import Trick, register
+from conftest import nan_loss_trick
+from ganlab.hooks import register
 
 TINY_TRAIN = """
 [train]
@@ -80,21 +79,7 @@ def test_an_impossible_stack_is_refused_not_trained(tmp_path, image_dir, run_cli
     assert not (tmp_path / "runs" / "tiny").exists() or not any((tmp_path / "runs" / "tiny").iterdir())
 
 
-@dataclass(frozen=True)
-class _NoParams:
-    pass
-
-
-class NanAfterTwo(Trick):
-    """A test trick that poisons the generator's loss from the third step on."""
-
-    name = "test-nan"
-    Params = _NoParams
-
-    def g_loss(self, terms, phase, ctx):
-        if ctx.step >= 2:
-            terms = dict(terms, adv=terms["adv"] * float("nan"))
-        return terms
+NanAfterTwo = nan_loss_trick("test-nan", 2)
 
 
 def test_a_diverged_trial_is_recorded_and_the_study_goes_on(tmp_path, image_dir, run_cli):
