@@ -217,6 +217,12 @@ class GraphedStep:
                 if not isinstance(group["lr"], torch.Tensor):
                     device = group["params"][0].device
                     group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+                for p in group["params"]:
+                    # Non-fused Adam keeps its step counter on the host; a captured step needs
+                    # it beside the parameter.
+                    st = opt.state.get(p)
+                    if st and isinstance(st.get("step"), torch.Tensor) and st["step"].device != p.device:
+                        st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
 
     def _capture(self, cond: torch.Tensor, real: torch.Tensor) -> None:
         self._make_capturable()
@@ -226,9 +232,9 @@ class GraphedStep:
         self.step.opt_d.zero_grad(set_to_none=True)
         bus = StatsBus()
         graph = torch.cuda.CUDAGraph()
-        with bus.activate(), warnings.catch_warnings():
+        with bus.activate(), warnings.catch_warnings(), torch.cuda.device(cond.device):
             warnings.simplefilter("ignore")
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=self._side_stream(cond.device)):
                 self.step(lambda: (self.static_cond, self.static_real))
                 tensors, self.names, self.constants = [], [], []
                 for name, values in bus._buf.get(bus.step, {}).items():
@@ -241,10 +247,16 @@ class GraphedStep:
                 self.static_stats = torch.stack(tensors) if tensors else torch.zeros(0, device=cond.device)
         self.graph = graph
 
+    def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
+        """One side stream, on the batch's GPU, for the warm-up steps and the capture."""
+        if getattr(self, "_side", None) is None:
+            self._side = torch.cuda.Stream(device=device)
+        return self._side
+
     def __call__(self, next_batch: Callable[[], Batch]) -> None:
         cond, real = next_batch()
         if self.graph is None and self.calls < self.warmup:
-            side = torch.cuda.Stream(device=cond.device)
+            side = self._side_stream(cond.device)
             side.wait_stream(torch.cuda.current_stream(cond.device))
             with torch.cuda.stream(side):
                 self.step(lambda: (cond, real))

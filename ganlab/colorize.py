@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     if args.max_side < 0:
         raise UsageError(f"--max-side {args.max_side}: must be 0 (no limit) or a positive number of pixels")
-    device = resolve_runtime(args.device, "fp32").device
+    device = resolve_runtime(args.device, "fp32", cudnn_benchmark="off").device  # photos differ in size
     files = _inputs(args.inputs)
     which = args.weights
     if which == "auto":

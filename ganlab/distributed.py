@@ -64,8 +64,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
-                count = float(n)
-                unbiased = var.detach() * (count / (count - 1) if count > 1 else 1.0)
+                # n / (n - 1) on the device: reading n back would stop the host once per layer.
+                unbiased = var.detach() * (n / (n - 1).clamp_min(1.0))
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
         y = centred * torch.rsqrt(var + self.eps).reshape(shape)
         if self.affine:

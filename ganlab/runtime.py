@@ -71,9 +71,19 @@ def resolve_runtime(
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UsageError(f"--device {device}: no CUDA device is visible here; use --device cpu or auto")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            n = torch.cuda.device_count()
+            raise UsageError(f"--device {device}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
     cuda = dev.type == "cuda"
+    if cuda:
+        # Make the run's GPU the current one: streams, events, graphs and generators made
+        # without a device then live where the run's tensors do.
+        dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
     if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        # bf16 only where it is native (compute capability 8.0 and up); emulated bf16 on older
+        # GPUs (V100, T4) is slower than fp32.
+        precision = "bf16" if cuda and torch.cuda.get_device_capability(dev) >= (8, 0) else "fp32"
     on = {"on": True, "off": False}
     cl = on.get(channels_last, cuda)
     bench = on.get(cudnn_benchmark, cuda)

@@ -106,7 +106,7 @@ class SyntheticPairs:
         return {"gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.gen.set_state(state["gen"])
+        self.gen.set_state(state["gen"].cpu())
 
 
 def bare_context(seed: int = 0, *, step: int = 0, total_steps: int = 100, gan_mode: str = "vanilla", cfg: Any = None,

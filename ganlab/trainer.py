@@ -251,19 +251,23 @@ def _rng_state(model: Model, train_data) -> dict:
         "tricks": model.ctx.generator.get_state(),
         "data": train_data.state_dict(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if model.runtime.device.type == "cuda":  # the training GPU's generator only (dropout draws)
+        state["cuda"] = torch.cuda.get_rng_state(model.runtime.device)
     return state
 
 
 def _set_rng_state(state: dict, model: Model, train_data) -> None:
-    torch.set_rng_state(state["torch"])
+    # Generator states must be CPU byte tensors, whatever device the checkpoint was mapped to.
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    model.ctx.generator.set_state(state["tricks"])
+    model.ctx.generator.set_state(state["tricks"].cpu())
     train_data.load_state_dict(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: every visible GPU's; the first one trained
+        cuda = cuda[0] if cuda else None
+    if cuda is not None and model.runtime.device.type == "cuda":
+        torch.cuda.set_rng_state(cuda.cpu(), model.runtime.device)
 
 
 def save_checkpoint(run_dir: Path, model: Model, train_data, step: int) -> Path:
@@ -296,10 +300,21 @@ def save_checkpoint(run_dir: Path, model: Model, train_data, step: int) -> Path:
 
 def _first_nonfinite_weight(payload: dict) -> str | None:
     """The name of the first G or D tensor holding NaN or Inf, or None."""
+    names, flags = [], []
     for net in ("G", "D", "G_ema"):
         for name, t in (payload.get(net) or {}).items():
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                return f"{net}.{name}"
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                names.append(f"{net}.{name}")
+                flags.append(torch.isfinite(t).all())
+    if not flags:
+        return None
+    by_device: dict[torch.device, list[int]] = {}
+    for i, f in enumerate(flags):
+        by_device.setdefault(f.device, []).append(i)
+    for idx in by_device.values():  # one read-back per device, not one per tensor
+        ok = torch.stack([flags[i] for i in idx]).cpu()
+        if not bool(ok.all()):
+            return names[idx[int((~ok).nonzero()[0])]]
     return None
 
 
@@ -511,7 +526,7 @@ def train(
             model.opt_d.load_state_dict(payload["opt_d"])
             model.stack.load_state_dict(payload["tricks"])
             _set_rng_state(payload["rng"], model, train_data)
-        except (KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise GanlabError(f"checkpoint {path} does not fit this run's networks ({type(exc).__name__}); start a new run") from None
         start = int(payload["step"])
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)

@@ -175,7 +175,7 @@ class PairedImages:
         return {"generator": self.generator.get_state(), "perm": list(self.perm), "epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
         self.perm, self.epoch = list(state["perm"]), int(state["epoch"])
 
     # Drawing ----------------------------------------------------------------------------------
