@@ -474,6 +474,12 @@ def bench(args, console) -> dict[str, Any]:
             if dict(v.overrides).get("cuda_graphs") == "on" and not cuda:
                 raise UsageError(f"--variants {v.name}: CUDA graphs need a CUDA device (this bench runs on {device})")
 
+    from ganlab.memory import check_fits
+
+    close = check_fits(cfg, runtime_for(cfg))  # an impossible batch is one line, not an out-of-memory kill
+    if close:
+        console.print(f"[yellow]warning:[/] {close}", highlight=False)
+
     if cfg.data is not None:
         from ganlab.data import build_datasets
 

@@ -681,6 +681,10 @@ class StudyRunner:
         try:
             cfg = TrainConfig.from_dict(cfg_dict, f"study {self.spec.name}").validate()
             TrickStack([build_trick(n, v) for n, v in tricks], cfg.gan_mode)
+            from ganlab.memory import check_fits
+            from ganlab.runtime import runtime_for
+
+            check_fits(cfg, runtime_for(cfg))  # a drawn batch or width that cannot fit
         except UsageError as exc:
             # An impossible combination is never trained: the trial is pruned with its reason.
             trial.set_user_attr("refused", str(exc))

@@ -499,6 +499,11 @@ def train(
     if not dist.is_main:  # only rank 0 prints and writes
         console, progress = Console(quiet=True), False
     runtime = runtime_for(cfg.replace(device=dist.device_arg(cfg.device)))
+    from ganlab.memory import check_fits
+
+    close = check_fits(cfg, runtime, batch=len(dist.rows(cfg.batch_size)))  # one line, not an out-of-memory kill
+    if close:
+        warn(close)
 
     from ganlab.data import build_datasets
 

@@ -79,6 +79,15 @@ def test_an_impossible_stack_is_refused_not_trained(tmp_path, image_dir, run_cli
     assert not (tmp_path / "runs" / "tiny").exists() or not any((tmp_path / "runs" / "tiny").iterdir())
 
 
+def test_a_drawn_batch_that_cannot_fit_is_refused_not_trained(tmp_path, image_dir, run_cli):
+    f = study_file(tmp_path, image_dir, 'objectives = ["val_l1"]\nsampler = "random"\n'
+                   '[search]\nbatch_size = [100000000]\n')
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 0, err
+    (trial,) = load(tmp_path).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and "images fit per step" in trial.user_attrs["refused"]
+
+
 NanAfterTwo = nan_loss_trick("test-nan", 2)
 
 
