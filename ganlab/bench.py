@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 import math
-import resource
 import shutil
 import statistics
 import time
@@ -474,7 +473,7 @@ def bench(args, console) -> dict[str, Any]:
             if dict(v.overrides).get("cuda_graphs") == "on" and not cuda:
                 raise UsageError(f"--variants {v.name}: CUDA graphs need a CUDA device (this bench runs on {device})")
 
-    from ganlab.memory import check_fits
+    from ganlab.memory import check_fits, peak_rss_bytes
 
     close = check_fits(cfg, runtime_for(cfg))  # an impossible batch is one line, not an out-of-memory kill
     if close:
@@ -575,7 +574,7 @@ def bench(args, console) -> dict[str, Any]:
         "tricks": [str(t) for t in cfg.tricks], "peak_sources": sorted({row["peak_source"] for row in rows}),
         "reference": reference["variant"],
         "flops_per_image_breakdown": {k: v for k, v in breakdown.items() if k != "per_image"},
-        "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "process_max_rss_bytes": peak_rss_bytes(),
         "torch": torch.__version__,
         "variants": rows,
     }

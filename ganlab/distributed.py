@@ -185,8 +185,15 @@ class Dist:
             raise value
         return value
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """Leave the process group; after a finished run, only once every process is done with
+        it (after a failure, a barrier could wait forever on a peer stuck in a collective)."""
         if self.owns_group and tdist.is_initialized():
+            if finished:
+                try:
+                    tdist.barrier()
+                except Exception:  # noqa: BLE001 - a peer that already failed: tear down anyway
+                    pass
             tdist.destroy_process_group()
 
 

@@ -101,6 +101,22 @@ def available_bytes(device: torch.device) -> tuple[int, str] | None:
     return (avail, "available on this machine") if avail is not None else None
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory. Linux's VmHWM belongs to the process image; the
+    ``ru_maxrss`` of getrusage carries over a forked parent's peak across exec."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":

@@ -640,7 +640,7 @@ def train(
             failed = _quietly(atomic_write_json, run_dir / "status.json", {"status": status, "step": result.step, "total": total})
             if failed is not None and status == "finished":
                 warn(f"could not write {run_dir / 'status.json'} ({failed.strerror or failed})")
-        dist.close()
+        dist.close(finished=status == "finished")
     result.seconds = time.perf_counter() - t_start
     result.images_per_second = images_done / result.seconds if result.seconds > 0 else 0.0
     result.last = last_row

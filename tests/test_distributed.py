@@ -118,6 +118,7 @@ def _bn_worker(rank: int, port: int, x: torch.Tensor, folder: str) -> None:
         for g in grads:
             tdist.all_reduce(g)  # what DistributedDataParallel sums
         torch.save((y.detach(), part.grad, grads, bn.running_mean, bn.running_var), f"{folder}/{rank}.pt")
+        tdist.barrier()  # neither process tears the group down while the other still uses it
     finally:
         tdist.destroy_process_group()
 

@@ -75,10 +75,10 @@ def test_the_estimate_is_close_to_a_real_steps_peak_memory():
     # A real step in a fresh process: its peak resident memory over the memory before the
     # networks were built, against the estimate (measured 0.97-1.10 at batches 8-64).
     script = textwrap.dedent("""
-        import os, resource, torch
+        import os, torch
         torch.set_num_threads(1)
         from ganlab.config import TrainConfig
-        from ganlab.memory import estimate
+        from ganlab.memory import estimate, peak_rss_bytes
         from ganlab.runtime import runtime_for
         from ganlab.trainer import build_model
         cfg = TrainConfig(size=128, batch_size=16, ngf=16, ndf=16, device="cpu", steps=4).validate()
@@ -88,7 +88,7 @@ def test_the_estimate_is_close_to_a_real_steps_peak_memory():
         cond, real = torch.rand(16, 1, 128, 128) * 2 - 1, torch.rand(16, 2, 128, 128) * 2 - 1
         for _ in range(2):
             model.step_fn(lambda: (cond, real))
-        used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss
+        used = peak_rss_bytes() - rss
         print(est / used)
     """)
     if not sys.platform.startswith("linux"):
