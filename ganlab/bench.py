@@ -469,9 +469,12 @@ def bench(args, console) -> dict[str, Any]:
         if v.plain and cfg.tricks:
             raise UsageError(f"--variants plain cannot run --trick {cfg.tricks[0].name}: the plain loop is the plain pix2pix step")
         if not v.plain:
-            cfg.replace(**dict(v.overrides)).validate()  # refuse e.g. cuda-graphs with a trick before any work
             if dict(v.overrides).get("cuda_graphs") == "on" and not cuda:
                 raise UsageError(f"--variants {v.name}: CUDA graphs need a CUDA device (this bench runs on {device})")
+            try:  # refuse e.g. cuda-graphs with a trick before any work
+                cfg.replace(**dict(v.overrides)).validate()
+            except UsageError as exc:
+                raise UsageError(f"--variants {v.name}: {exc}") from None
 
     from ganlab.memory import check_fits, peak_rss_bytes
 

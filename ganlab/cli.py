@@ -60,9 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args, extras = parser.parse_known_args(argv)
         except SystemExit as exc:  # --help, --version, or a usage error already printed
             return exc.code if isinstance(exc.code, int) else 2
+        if extras:  # named with the subcommand whose --help lists what it takes
+            prog = f"ganlab {args.command}" if getattr(args, "command", None) else "ganlab"
+            sys.stderr.write(f"{prog}: error: unrecognized arguments: {' '.join(extras)}; see {prog} --help\n")
+            return 2
         if not getattr(args, "command", None):
             parser.print_help()
             return 2

@@ -113,11 +113,34 @@ class TensorBoardSink:
             self.writer.add_scalar(name, value, step)
 
 
+def truncate_stats(path: str | os.PathLike, before: int) -> None:
+    """Keep the rows of ``stats.jsonl`` for steps before ``before`` (and drop a torn last line):
+    a resumed run computes the steps after its checkpoint again, and each step is written once.
+    The file is replaced atomically."""
+    from ganlab.io import atomic_write_bytes
+
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+                step = int(row["step"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if step < before:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    atomic_write_bytes(path, "".join(kept).encode("utf-8"))
+
+
 def read_series(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     """Read ``stats.jsonl`` into ``{name: [(step, value), ...]}`` sorted by step.
 
-    Rows written twice for the same step (a resumed run repeats the steps after its last
-    checkpoint) keep the last one. A truncated final line (a killed run) is ignored.
+    Rows written twice for the same step keep the last one (a resume truncates the file to its
+    checkpoint, so this only matters for files edited by hand). A truncated final line (a killed
+    run) is ignored.
     """
     by_step: dict[int, dict[str, float]] = {}
     with open(path, encoding="utf-8") as fh:

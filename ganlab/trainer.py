@@ -4,7 +4,7 @@
 ``Pix2PixStep`` for the configured number of iterations. Everything a run makes lives in a
 numbered folder ``<out>/<NNNNN>-<name>/``::
 
-    config.json      the fully resolved configuration
+    config.json      the configuration as layered (auto values stay auto; env.json says what ran)
     tricks.json      the trick stack in its fold order, with parameters
     env.json         versions and device
     status.json      running | finished | diverged (with the step)
@@ -41,7 +41,7 @@ from ganlab.io import atomic_torch_save, atomic_write, atomic_write_json
 from ganlab.nets import build_discriminator, build_generator, count_params
 from ganlab.accel import portable_optimizer_state
 from ganlab.runtime import Runtime, resolve_runtime, runtime_for
-from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, report
+from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, report, truncate_stats
 from ganlab.step import Pix2PixStep
 
 CHECKPOINT_FORMAT = "ganlab-checkpoint/1"
@@ -422,7 +422,7 @@ def evaluate(model: Model, val_data, step: int, run_dir: Path | None, writer=Non
         writer.add_image("samples/input|generated|truth", grid, step)
     if run_dir is not None:
         (run_dir / "samples").mkdir(exist_ok=True)
-        save_png(run_dir / "samples" / f"step-{step:07d}.png", grid)
+        save_png(run_dir / "samples" / f"step-{step + 1:07d}.png", grid)  # named by steps done, as checkpoints are
     return metrics
 
 
@@ -495,6 +495,10 @@ def train(
     from ganlab.distributed import Null
 
     build_stack(cfg)  # an impossible trick stack is refused before any work
+    if cfg.generator == "resnet18-unet" and cfg.backbone_weights not in ("none", "") and resume is None:
+        from ganlab.nets.resnet_unet import load_imagenet_resnet18
+
+        load_imagenet_resnet18(cfg.backbone_weights)  # absent offline: one line, before any data or run folder
     dist = distributed.setup(cfg)  # one process unless started by torchrun
     if not dist.is_main:  # only rank 0 prints and writes
         console, progress = Console(quiet=True), False
@@ -534,6 +538,9 @@ def train(
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise GanlabError(f"checkpoint {path} does not fit this run's networks ({type(exc).__name__}); start a new run") from None
         start = int(payload["step"])
+        if start >= total:
+            raise UsageError(f"--resume {resume}: the run is finished at step {start} of {total}; "
+                             f"give --steps N (more than {start - cfg.pretrain_steps}) to train it further")
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
     elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
@@ -549,6 +556,8 @@ def train(
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir), purge_step=start if resume is not None else None) if dist.is_main else Null()
+    if dist.is_main and resume is not None:  # the steps after the checkpoint are computed again
+        truncate_stats(run_dir / "stats.jsonl", before=start)
     jsonl = JsonlSink(run_dir / "stats.jsonl") if dist.is_main else Null()
     bus = StatsBus([TensorBoardSink(writer), jsonl])
     _banner(console, cfg, model, train_data, val_data, run_dir, runtime, total, start)
@@ -619,6 +628,9 @@ def train(
                     flush(step)  # every rank: a NaN logged since the last flush stops the run before it is saved
                     if dist.is_main:
                         save_checkpoint(run_dir, model, train_data, done)
+                        if done < total:  # how far a run got, also after it is killed
+                            atomic_write_json(run_dir / "status.json", {"status": "running", "step": done, "total": total,
+                                                                        "checkpoint": done})
                 result.step = done
     except Diverged as exc:
         status = "diverged"
@@ -678,7 +690,7 @@ def _banner(console, cfg, model: Model, train_data, val_data, run_dir: Path, run
     data = cfg.data or "built-in sample set (scikit-image photographs)"
     from rich.markup import escape
 
-    console.print(f"[bold]ganlab[/] {cfg.task} run [cyan]{escape(str(run_dir))}[/]", highlight=False)
+    console.print(f"[bold]ganlab train[/] ({cfg.task}): [cyan]{escape(str(run_dir))}[/]", highlight=False)
     console.print(
         f"  data: {data}: {len(train_data)} train / {len(val_data)} val images, {train_data.skipped.summary()}",
         highlight=False, markup=False,
@@ -750,7 +762,7 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     key = "G"
     if checkpoint == "ema":
         if "G_ema" not in payload:
-            raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use --checkpoint latest")
+            raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
         key = "G_ema"
     G.load_state_dict(payload[key])
     return cfg, G.to(device).eval()

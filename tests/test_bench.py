@@ -67,7 +67,7 @@ def test_bench_counts_the_extra_passes_of_a_trick(tmp_path, run_cli):
         (["--variants", "trainer+turbo"], "unknown setting 'turbo'"),
         (["--variants", "plain+compile"], "plain is the reference loop"),
         (["--variants", "plain", "--trick", "r1"], "plain cannot run --trick r1"),
-        (["--variants", "trainer+cuda-graphs"], "needs a CUDA device"),
+        (["--variants", "trainer+cuda-graphs"], "--variants trainer+cuda-graphs: CUDA graphs need a CUDA device"),
         (["--variants", "trainer,trainer"], "named twice"),
         (["--steps", "0"], "--steps 0"),
         (["--peak-tflops", "-1"], "--peak-tflops -1"),

@@ -146,7 +146,7 @@ def _one_kill_mid_trial(tmp_path, image_dir, url: str, name: str, grace: int):
     f = _study_file(tmp_path, image_dir, name, grace)
     w = Workers(tmp_path, f, url, name)
     try:
-        victim = w.start(2)
+        victim = w.start(4)
         w.start(2)
         deadline = time.monotonic() + 600
         target = None
@@ -156,7 +156,14 @@ def _one_kill_mid_trial(tmp_path, image_dir, url: str, name: str, grace: int):
             running = [t for t in w.trials() if t.state == TrialState.RUNNING
                        and t.user_attrs.get("worker", {}).get("pid") == victim.pid]
             if running and any(t.state == TrialState.COMPLETE for t in w.trials()):
-                target = running[0]
+                # Freeze the worker, then make sure its trial is still running: a busy machine
+                # must not let the trial finish between the look and the kill.
+                os.killpg(victim.pid, signal.SIGSTOP)
+                now = {t.number: t.state for t in w.trials()}
+                if now.get(running[0].number) == TrialState.RUNNING:
+                    target = running[0]
+                    break
+                os.killpg(victim.pid, signal.SIGCONT)
             time.sleep(0.1)
         assert target is not None, "never saw the first worker in a trial"
         w.kill(victim)

@@ -26,7 +26,7 @@ def _one_line(code, err, *needles):
 @pytest.mark.parametrize(
     "args,needles",
     [
-        (["--no-such-flag"], ["unrecognized arguments: --no-such-flag", "--help"]),
+        (["--no-such-flag"], ["ganlab train: error: unrecognized arguments: --no-such-flag; see ganlab train --help"]),
         (["--size", "big"], ["--size", "'big'", "invalid int"]),
         (["--size", "17"], ["--size 17", "multiple of 32"]),
         (["--lr", "-0.001"], ["--lr -0.001", "positive number"]),

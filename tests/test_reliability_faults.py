@@ -99,6 +99,8 @@ def test_sigkill_during_training_then_resume_gives_the_uninterrupted_result(tmp_
             assert torch.equal(a[net][k], b[net][k]), (net, k)
     # the log continues without a gap or a duplicated step (a torn last line is passed over)
     assert [s for s, _ in read_series(run / "stats.jsonl")["G/L1"]] == list(range(target))
+    raw = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in raw if "G/L1" in r] == list(range(target))  # in the file itself, each step once
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 

@@ -34,13 +34,13 @@ def test_a_20_step_run_writes_logs_config_and_checkpoint(tmp_path, image_dir, ru
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     assert "torch" in json.loads((run / "env.json").read_text())
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000010.pt", "step-0000020.pt"]
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000009.png", "step-0000019.png"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000010.png", "step-0000020.png"]  # named by steps done, as checkpoints
     tags, acc = _tb_tags(run)
     for tag in TAGS:
         assert tag in tags["scalars"], tag
     assert len(acc.Scalars("G/L1")) == 20  # one point per step
     assert tags["images"] == ["samples/input|generated|truth"]
-    grid = Image.open(run / "samples" / "step-0000019.png")
+    grid = Image.open(run / "samples" / "step-0000020.png")
     assert grid.size[0] == 3 * 32 + 4 * 2  # input | generated | truth
     for line in (run / "stats.jsonl").read_text().splitlines():
         json.loads(line)
@@ -133,3 +133,44 @@ def test_default_sample_run(tmp_path, run_cli):
     assert code == 0, err
     run = only_run(tmp_path)
     assert (run / "checkpoints" / "step-0000600.pt").is_file()
+
+
+def test_missing_backbone_weights_stop_the_run_before_its_folder_exists(tmp_path, image_dir, run_cli, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    out = tmp_path / "runs"
+    code, _, err = run_cli("train", "--data", image_dir, *TINY, "--generator", "resnet18-unet", "--out", out)
+    assert code != 0 and "--backbone-weights none" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())  # no empty numbered folder left behind
+
+
+def test_status_says_how_far_a_run_got_and_a_finished_run_is_not_resumed(tmp_path, image_dir, run_cli):
+    out = tmp_path / "runs"
+    seen = []
+    from ganlab import trainer
+
+    real = trainer.save_checkpoint
+
+    def spy(run_dir, *a, **k):
+        path = real(run_dir, *a, **k)
+        seen.append(json.loads((run_dir / "status.json").read_text()))
+        return path
+
+    trainer.save_checkpoint = spy
+    try:
+        code, _, err = run_cli("train", "--data", image_dir, *TINY, "--steps", "6", "--save-every", "2", "--out", out)
+    finally:
+        trainer.save_checkpoint = real
+    assert code == 0, err
+    # status.json is written after each checkpoint: the one read at the next save names the previous
+    assert [s["step"] for s in seen] == [0, 2, 4]
+    run = only_run(out)
+    assert json.loads((run / "status.json").read_text()) == {"status": "finished", "step": 6, "total": 6}
+    code, _, err = run_cli("train", "--resume", run)
+    assert code == 2 and "finished at step 6 of 6" in err and "--steps N" in err
+    code, _, err = run_cli("train", "--resume", run, "--steps", "8", "--no-progress")
+    assert code == 0 and "from step 6" in err
