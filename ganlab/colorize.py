@@ -4,7 +4,17 @@ Images are processed at their original size: the network is fully convolutional,
 input is padded (by reflection) to a multiple of the generator's stride and the output
 cropped back. For colourisation the lightness L is kept from the input at full resolution
 and only a/b come from the network (computed on a copy whose long side is at most
-``--max-side``, then up-sampled). Paired models translate A -> B. PNGs are written.
+``--max-side``, then up-sampled).
+
+A paired (A|B translation) model takes each INPUT as one image of its source domain and
+translates it in the run's direction: A -> B, or B -> A for a run trained with
+--direction BtoA. It does not split a side-by-side A|B file: such a file is translated as
+one image (crop the source half first).
+
+PNGs are written under --out, mirroring each folder INPUT's sub-folders
+(photos/2019/IMG_0001.jpg -> OUT/2019/IMG_0001.png). Inputs that would land on the same
+output (a.jpg and a.png, or two files called a.jpg) are never overwritten: the later ones
+are written as a-2.png, a-3.png, ..., with one warning each.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ DESCRIPTION = __doc__
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its latest good checkpoint) or a checkpoint file")
-    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files or folders (greyscale or colour)")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files or folders (greyscale or colour; for a paired run: single images of its source domain)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
     p.add_argument("--weights", choices=("auto", "latest", "ema"), default="auto",
                    help="auto: the moving average of G when the run kept one, else G")
@@ -73,11 +83,18 @@ def translate_array(G, rgb: np.ndarray, stride: int, device) -> np.ndarray:
     return ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
 
 
+def _direction(cfg) -> tuple[str, str]:
+    """(source, target) domain of a paired run."""
+    return ("B", "A") if getattr(cfg, "direction", "AtoB") == "BtoA" else ("A", "B")
+
+
 def _inputs(paths: list[str]) -> list[tuple[Path, Path]]:
-    """(file, name relative to its INPUT) for every image under the given files and folders."""
+    """(file, name relative to its INPUT) for every image under the given files and folders;
+    a file reached twice (a folder and a file inside it) is listed once."""
     from ganlab.data.images import find_images
 
     found = []
+    seen: set[Path] = set()
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.exists():
@@ -85,10 +102,42 @@ def _inputs(paths: list[str]) -> list[tuple[Path, Path]]:
         files = find_images(p)
         if p.is_file() and not files:
             raise UsageError(f"{raw}: not an image file (jpg, png, webp, tif, bmp, gif)")
-        found += [(f, Path(f.name) if p.is_file() else f.relative_to(p)) for f in files]
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((f, Path(f.name) if p.is_file() else f.relative_to(p)))
     if not found:
         raise UsageError(f"{' '.join(paths)}: no image files found")
     return found
+
+
+def output_names(rels: list[Path]) -> list[tuple[Path, Path | None]]:
+    """The output name (relative to --out) of each input, in order, and for an input whose
+    natural name ``rel.png`` an earlier input already takes, that natural name (else None).
+
+    The later inputs get ``stem-2.png``, ``stem-3.png``, ...: the smallest suffix that no
+    input's natural name and no earlier output uses. Names are compared case-insensitively,
+    so that nothing is overwritten on a case-insensitive file system either."""
+    natural = [rel.with_suffix(".png") for rel in rels]
+    taken = {str(n).casefold() for n in natural}
+    used: set[str] = set()
+    names: list[tuple[Path, Path | None]] = []
+    for nat in natural:
+        if str(nat).casefold() not in used:
+            used.add(str(nat).casefold())
+            names.append((nat, None))
+            continue
+        k = 2
+        while True:
+            cand = nat.with_name(f"{nat.stem}-{k}.png")
+            key = str(cand).casefold()
+            if key not in used and key not in taken:
+                break
+            k += 1
+        used.add(key)
+        names.append((cand, nat))
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"--out {args.out}: cannot create the folder ({exc.strerror})") from None
     done, skipped = 0, 0
-    for path, rel in files:
+    names = output_names([rel for _, rel in files])
+    for (path, _), (rel, clash) in zip(files, names):
         try:
             rgb = decode(path)
         except BadImage as exc:
@@ -134,13 +184,20 @@ def run(args: argparse.Namespace) -> int:
             result = colorize_array(G, rgb, stride, args.max_side, device)
         else:
             result = translate_array(G, rgb, stride, device)
-        target = out / rel.with_suffix(".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = out / rel
+        if clash is not None:
+            console.print(f"[yellow]warning:[/] {path}: {out / clash} is an earlier input's output; "
+                          f"writing {target} instead", highlight=False, soft_wrap=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: cannot create {target.parent} ({exc.strerror})") from None
         try:
             atomic_write(target, lambda fh: Image.fromarray(result).save(fh, format="PNG"))
         except OSError as exc:
             raise UsageError(f"--out {args.out}: cannot write {target.name} ({exc.strerror})") from None
         done += 1
     verb = "colourised" if cfg.task == "colorize" else "translated"
-    console.print(f"{verb} {done} image(s) into {out}" + (f" ({skipped} skipped)" if skipped else ""), highlight=False)
+    how = "" if cfg.task == "colorize" else " ({} -> {})".format(*_direction(cfg))
+    console.print(f"{verb} {done} image(s){how} into {out}" + (f" ({skipped} skipped)" if skipped else ""), highlight=False)
     return 0 if done else 1

@@ -45,7 +45,7 @@ Instability score (from RUN_DIR/stats.jsonl):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'ganlab train'")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'ganlab train', or a checkpoint file in one (= RUN --checkpoint FILE)")
     parser.add_argument("--data", metavar="VAL_DIR", default=None, help="validation images (default: the run's validation split)")
     parser.add_argument(
         "--checkpoint",
@@ -154,7 +154,12 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def _check_args(args) -> Path:
+def _check_args(args) -> tuple[Path, Path, str, str]:
+    """(run folder, what to load: the run folder or a file, latest|ema|PATH, label).
+
+    A checkpoint file given as RUN_DIR is read as ``RUN --checkpoint FILE`` of the run it
+    belongs to (RUN/checkpoints/FILE or RUN/FILE), so that metrics.json and the stability
+    score are those of that run."""
     run = Path(args.run_dir).expanduser()
     if not run.exists():
         raise UsageError(f"{args.run_dir}: no such run folder; give a folder written by 'ganlab train'")
@@ -164,7 +169,43 @@ def _check_args(args) -> Path:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     if args.data is not None and not Path(args.data).expanduser().exists():
         raise UsageError(f"--data {args.data}: no such folder; give a folder of validation images")
-    return run
+    which = args.checkpoint
+    if run.is_file():
+        from ganlab.trainer import is_run_dir
+
+        if which not in ("latest", "ema"):
+            raise UsageError(f"{args.run_dir}: RUN_DIR is a file and --checkpoint {which} names another; "
+                             "give the run folder as RUN_DIR and one file as --checkpoint PATH")
+        parent = run.resolve().parent
+        owner = parent.parent if parent.name == "checkpoints" else parent
+        if not is_run_dir(owner):
+            raise UsageError(f"{args.run_dir}: this file is not inside a run folder; give the run folder and the "
+                             "file: ganlab eval RUN_DIR --checkpoint PATH")
+        # "latest" of a file is its G; "ema" its moving average of G
+        return owner, run, which, run.name + (" (ema)" if which == "ema" else "")
+    label = which if which in ("latest", "ema") else Path(which).name
+    return run, run, which, label
+
+
+def _load_generator(run: Path, source: Path, which: str, device):
+    """The generator to evaluate, or one line saying why this run has none (checked before
+    the weights notes and any download)."""
+    from ganlab.errors import GanlabError
+    from ganlab.trainer import checkpoint_files, is_run_dir, load_generator
+
+    if source.is_dir() and which in ("latest", "ema") and is_run_dir(source) and not checkpoint_files(source):
+        raise GanlabError(f"{run}: this run has no checkpoint yet (it stopped or diverged before its first "
+                          "--save-every), so there is no generator to evaluate")
+    try:
+        return load_generator(str(source), which, device=device)
+    except GanlabError as exc:
+        msg = str(exc)
+        if "no moving average" in msg:
+            raise UsageError(f"{run}: no EMA weights to evaluate: they exist only in runs trained with "
+                             "--trick g-ema; use --checkpoint latest") from None
+        if msg.endswith("; start a new run"):
+            raise type(exc)(msg[: -len("; start a new run")] + "; nothing to evaluate") from None
+        raise
 
 
 def evaluate_run(args, console=None) -> dict[str, Any]:
@@ -181,14 +222,14 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     from ganlab.metrics.stability import instability_from_run
     from ganlab.metrics.swd import sliced_wasserstein
     from ganlab.metrics.color_hist import histogram_distance
-    from ganlab.trainer import load_generator
-
     console = console or Console(stderr=True)
     note = lambda msg: console.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
-    run = _check_args(args)
+    run, source, which, label = _check_args(args)
     device = _device(args.device)
+    # The generator first: a run without one fails here, before any note or download.
+    cfg, G = _load_generator(run, source, which, device)
 
-    # Weights first, before any work: one line each for what is missing.
+    # Then the weights, before any other work: one line each for what is missing.
     weights, fid_reason = inception_status(args.inception_weights, download=not args.no_download)
     if fid_reason:
         note(fid_reason)
@@ -199,7 +240,6 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         lpips_reason = str(exc)
         note(lpips_reason)
 
-    cfg, G = load_generator(str(run), args.checkpoint, device=device)
     if args.data is not None:
         cfg = dataclasses.replace(cfg, data=args.data, val_data=args.data)
     seed = cfg.seed if args.seed is None else args.seed
@@ -241,7 +281,7 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
             real = to_uint8(to_rgb(cfg.task, cond, target))
             fake = to_uint8(to_rgb(cfg.task, cond, out))
             if not torch.isfinite(out).all():
-                broken = f"the generator ({args.checkpoint}) outputs NaN/Inf: the run diverged before this checkpoint"
+                broken = f"the generator ({label}) outputs NaN/Inf: the run diverged before this checkpoint"
                 break
             acc.add(real, fake, l1, lpips_model)
             if extractor is not None:
@@ -304,13 +344,17 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         col_impl = "Hasler & Suesstrunk 2003 on uint8 RGB"
         metrics["colorfulness_real"] = _ok(cr, n, col_impl)
         metrics["colorfulness_fake"] = _ok(cf, n, col_impl)
-        metrics["colorfulness_ratio"] = _ok(cf / cr if cr > 0 else math.nan, n, f"{col_impl}; fake / real")
+        metrics["colorfulness_ratio"] = (
+            _ok(cf / cr, n, f"{col_impl}; fake / real")
+            if cr > 0
+            else _unavailable("the real images have no colour (colourfulness 0), so the ratio is undefined")
+        )
         metrics["lpips"] = _ok(acc.sums["lpips"] / acc.n, n, LPIPS_IMPL) if lpips_model is not None else _unavailable(
             lpips_reason, "no LPIPS weights here (see the note above the table)"
         )
     # Stability
     try:
-        rep = instability_from_run(run if run.is_dir() else run.parent)
+        rep = instability_from_run(run)
         metrics["instability"] = {
             "available": True,
             "value": rep.score,
@@ -325,9 +369,15 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     except UsageError as exc:
         metrics["instability"] = _unavailable(str(exc))
 
+    for key, m in metrics.items():  # a number that is not one is never reported as available
+        if m.get("available") and isinstance(m.get("value"), float) and math.isnan(m["value"]):
+            metrics[key] = _unavailable(f"{_LABELS.get(key, key)} is not a number (NaN) on these images")
+    ckpt_file = source.resolve() if source.is_file() else (
+        Path(which).expanduser().resolve() if which not in ("latest", "ema") else None)
     return {
         "run": str(run),
-        "checkpoint": args.checkpoint,
+        "checkpoint": label,
+        **({"checkpoint_file": str(ckpt_file)} if ckpt_file else {}),
         "task": cfg.task,
         "data": cfg.val_data if cfg.val_data is not None else (f"split of {cfg.data}" if cfg.data else "split of the sample set"),
         "n": n,
@@ -406,8 +456,7 @@ def run(args) -> int:
     from ganlab.io import atomic_write_json
 
     result = evaluate_run(args)
-    run_dir = Path(args.run_dir).expanduser()
-    out_dir = run_dir if run_dir.is_dir() else run_dir.parent
+    out_dir = Path(result["run"])
     print_table(result)
     path = atomic_write_json(out_dir / "metrics.json", _json_safe(result))
     from rich.console import Console

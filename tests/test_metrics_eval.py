@@ -171,3 +171,76 @@ def test_a_diverged_generator_lists_image_metrics_as_unavailable(run_dir, tmp_pa
     for key in ("fid", "swd", "psnr", "colorfulness_ratio"):
         assert m[key]["available"] is False and "NaN/Inf" in m[key]["reason"]
     assert m["instability"]["available"]
+
+
+def test_a_checkpoint_file_as_run_dir_is_that_run_with_checkpoint_path(run_dir, capsys):
+    ckpt = sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1]
+    (run_dir / "metrics.json").unlink(missing_ok=True)
+    assert main(["eval", str(ckpt), "--no-download", "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert not (run_dir / "checkpoints" / "metrics.json").exists()
+    result = _metrics(run_dir)
+    assert result["run"] == str(run_dir) and result["checkpoint"] == ckpt.name
+    assert result["checkpoint_file"] == str(ckpt.resolve())
+    assert result["metrics"]["instability"]["available"] is True
+    assert ckpt.name in out and "latest" not in out.splitlines()[0]
+    assert f"wrote {run_dir / 'metrics.json'}" in " ".join(err.split())
+
+
+def test_a_checkpoint_file_outside_a_run_folder_is_one_line(run_dir, tmp_path, capsys):
+    loose = tmp_path / "step-0000004.pt"
+    loose.write_bytes(sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1].read_bytes())
+    assert main(["eval", str(loose), "--no-download", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ganlab: error:")
+    assert "run folder" in err[0] and "--checkpoint PATH" in err[0]
+
+
+def test_a_run_without_checkpoints_fails_before_any_note_or_download(run_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    empty = tmp_path / "00001-diverged"
+    empty.mkdir()
+    for name in ("config.json", "stats.jsonl"):
+        shutil.copy(run_dir / name, empty / name)
+    asked = []
+    monkeypatch.setattr(inc, "inception_status", lambda *a, **k: asked.append(1) or (None, "no weights"))
+    rc = main(["eval", str(empty), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and not asked
+    assert len(err) == 1 and err[0].startswith("ganlab: error:") and str(empty) in err[0]
+    assert "no checkpoint yet" in err[0] and "start a new run" not in err[0]
+
+
+def test_ema_on_a_run_without_it_fails_before_any_note(run_dir, capsys, monkeypatch):
+    asked = []
+    monkeypatch.setattr(inc, "inception_status", lambda *a, **k: asked.append(1) or (None, "no weights"))
+    rc = main(["eval", str(run_dir), "--checkpoint", "ema", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not asked
+    assert len(err) == 1 and "--trick g-ema" in err[0] and "--checkpoint latest" in err[0]
+
+
+def test_a_nan_metric_is_unavailable_with_a_reason(tmp_path, capsys):
+    # a paired B -> A run whose A (the target) is grey: the real images have no colour
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(10):
+        b = rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)
+        a = np.repeat(b.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+        Image.fromarray(np.concatenate((a, b), axis=1)).save(pairs / f"{i:02d}.png")
+    assert main(["train", "--data", str(pairs), "--task", "paired", "--direction", "BtoA", "--size", "32",
+                 "--load-size", "32", "--steps", "2", "--batch-size", "2", "--ngf", "4", "--ndf", "4",
+                 "--out", str(tmp_path / "runs"), "--no-progress", "--device", "cpu"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--no-download", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    m = _metrics(run)["metrics"]
+    assert m["colorfulness_real"]["value"] == 0.0
+    ratio = m["colorfulness_ratio"]
+    assert ratio["available"] is False and "value" not in ratio and "no colour" in ratio["reason"]
+    assert '"nan"' not in (run / "metrics.json").read_text().lower()
+    (row,) = [line for line in out.splitlines() if "colourfulness ratio" in line]
+    assert "unavailable" in row and "nan" not in row
