@@ -166,8 +166,23 @@ def _plot_curves(trials_by_label: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+FEW_TRIALS = 10  # below this many finished trials, the importances get a caveat
+
+
+def _pruned_text(t, names: list[str]) -> str:
+    """How a pruned trial is described: the objective's value only if the pruner watched it."""
+    from ganlab.study import trial_cells
+
+    values, state = trial_cells(t, len(names))
+    if t.user_attrs.get("pruned_on_objective") and any(v != "-" for v in values):
+        return f"{state.replace('pruned@', 'pruned at step ')}: " + ", ".join(f"{n} = {v.split(' @')[0]}" for n, v in zip(names, values))
+    return state.replace("pruned@", "pruned at step ")
+
+
 def write_report(study, out: Path) -> Path:
     """Write report.md, trials.csv and the PNGs into ``out``; return the report's path."""
+    import optuna
+
     from ganlab.io import atomic_write_bytes
 
     out.mkdir(parents=True, exist_ok=True)
@@ -219,6 +234,9 @@ def write_report(study, out: Path) -> Path:
     if pareto_png:
         md += ["", f"![trials]({pareto_png.name})"]
     md += ["", "## What mattered", ""]
+    if 2 <= len(trials) < FEW_TRIALS:
+        md += [f"Caveat: these importances come from only {len(trials)} finished trials; below about "
+               f"{FEW_TRIALS} they are mostly noise (and several objectives often get the same numbers).", ""]
     for name, values in imps.items():
         if "_unavailable" in values:
             md.append(f"- **{name}**: importance unavailable ({values['_unavailable']}).")
@@ -244,19 +262,23 @@ def write_report(study, out: Path) -> Path:
     if curves_png:
         md += ["", "## Loss curves", "", f"![curves]({curves_png.name})"]
     refused = [t for t in study.trials if t.user_attrs.get("refused")]
-    if refused or diverged:
-        md += ["", "## Not trained, or diverged", ""]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED and not t.user_attrs.get("refused")]
+    if refused or diverged or pruned:
+        md += ["", "## Not trained, diverged or pruned", ""]
         for t in refused:
             md.append(f"- #{t.number}: refused: {t.user_attrs['refused']}")
         for t in diverged:
             md.append(f"- #{t.number}: diverged at step {t.user_attrs['diverged_step']} ({t.user_attrs.get('diverged_value')})")
+        for t in pruned:
+            md.append(f"- #{t.number}: {_pruned_text(t, names)}")
     md += ["", "All trials: [trials.csv](trials.csv). Each trial's run folder is in its `run_dir` column."]
     path = out / "report.md"
     atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
     return path
 
 
-CSV_ATTRS = ("tricks", "run_dir", "instability", "seconds", "refused", "diverged_step", "reason", "samples")
+CSV_ATTRS = ("tricks", "run_dir", "instability", "seconds", "refused", "diverged_step", "reason", "samples",
+             "pruned_step", "pruned_on", "pruned_value")
 
 
 def trials_csv(study, names: list[str]) -> str:
@@ -264,14 +286,19 @@ def trials_csv(study, names: list[str]) -> str:
     import csv
     import io
 
-    params = sorted({k for t in study.trials for k in t.params})
+    from optuna.trial import TrialState
+
+    params = sorted({k for t in study.trials for k in t.params} - {"number", "state", *names})
+    attrs_shown = [a for a in CSV_ATTRS if a not in names]  # an objective named instability: one column
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["number", "state", *names, *params, *CSV_ATTRS, "duration_s"])
+    w.writerow(["number", "state", *names, *params, *attrs_shown, "duration_s"])
     for t in study.trials:
-        values = list(t.values) if t.values else [""] * len(names)
+        values = list(t.values) if t.values and len(t.values) == len(names) else [""] * len(names)
+        if t.state == TrialState.PRUNED and not t.user_attrs.get("pruned_on_objective"):
+            values = [""] * len(names)  # Optuna's value of a pruned trial is what the pruner watched
         attrs = []
-        for a in CSV_ATTRS:
+        for a in attrs_shown:
             v = t.user_attrs.get(a, "")
             attrs.append(";".join(v) if isinstance(v, list) else v)
         duration = t.duration.total_seconds() if t.duration else ""

@@ -41,7 +41,9 @@ Objectives (minimised unless marked):
   psnr, ssim (maximised)                                 per-image fidelity
   instability                                            the instability score (see ganlab eval --help)
 Two objectives make a Pareto study (NSGA-II or multi-objective TPE, unpruned); one objective,
-or two with [study].weights, make a single scalar that can be pruned on the in-loop metric.
+or two with [study].weights, make a single scalar that can be pruned. The pruner watches the
+objective itself at every evaluation when training measures it (all but fid and instability),
+else val/L1; [study].prune_on = "val/swd" (any in-loop metric) picks another.
 
 Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
 Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets
@@ -82,6 +84,18 @@ OBJECTIVES: dict[str, Objective] = {
     )
 }
 
+# What the in-loop evaluation (``trainer.evaluate``: ``val/L1`` plus ``metrics.inloop``) reports
+# every ``eval_every`` steps, with the direction in which each is better. ``val/kid`` only where
+# the Inception weights are already here.
+INLOOP_METRICS: dict[str, str] = {
+    "val/L1": "minimize", "val/swd": "minimize", "val/color_hist": "minimize", "val/psnr": "maximize",
+    "val/ssim": "maximize", "val/ab_l1": "minimize", "val/colorfulness_gap": "minimize", "val/kid": "minimize",
+}
+# What a pruned study watches when its objective is not measured in the training loop (fid,
+# instability): the validation L1, in the network's scaling.
+PRUNE_PROXY = "val/L1"
+WEIGHTED = "weighted"
+
 SAMPLERS = ("nsga2", "tpe", "random")
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
 NONE = "none"
@@ -108,7 +122,7 @@ class StudySpec:
     weights: tuple[tuple[str, float], ...] = ()
     sampler: str = "nsga2"
     pruner: str = "none"
-    prune_on: str = "val/L1"
+    prune_on: str | None = None  # None: the objective itself where it is measured in the loop, else PRUNE_PROXY
     population_size: int = 8
     steps: int = 200
     eval_every: int = 50
@@ -139,11 +153,55 @@ class StudySpec:
     def digest(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
+    @property
+    def pruning_target(self) -> tuple[str, bool]:
+        """What the pruner watches, and whether it is the study's objective itself.
+
+        The label is an objective's name, ``"weighted"`` (the weighted objective) or an in-loop
+        metric key such as ``val/L1`` (a proxy). By default: the objective when the training loop
+        measures it, else :data:`PRUNE_PROXY`; ``[study].prune_on`` overrides it."""
+        single = len(self.objectives) == 1 and not self.weights
+        if self.prune_on:
+            p = self.prune_on
+            if p == WEIGHTED:
+                return WEIGHTED, True
+            key = OBJECTIVES[p].metric if p in OBJECTIVES else p
+            if single and key == OBJECTIVES[self.objectives[0]].metric:
+                return self.objectives[0], True
+            return key, False
+        if self.weights:
+            if all(_measured_in_loop(o) for o, w in self.weights if w):
+                return WEIGHTED, True
+            return PRUNE_PROXY, False
+        if single and _measured_in_loop(self.objectives[0]):
+            return self.objectives[0], True
+        return PRUNE_PROXY, False
+
     def candidate_tricks(self) -> list[str]:
         names = list(self.always) + list(self.optional)
         for _, members in self.groups:
             names += [m for m in members if m != NONE]
         return names
+
+
+def _measured_in_loop(objective: str) -> bool:
+    return OBJECTIVES[objective].metric in INLOOP_METRICS
+
+
+def _check_prune_on(where: str, value: str, objectives, weights) -> None:
+    ok = [*INLOOP_METRICS, *(o for o in OBJECTIVES if _measured_in_loop(o))]
+    if value == WEIGHTED:
+        if not weights:
+            raise _bad(where, "'study.prune_on' = \"weighted\" needs study.weights")
+        outside = [o for o, w in weights.items() if w and not _measured_in_loop(o)]
+        if outside:
+            raise _bad(where, f"'study.prune_on' = \"weighted\": {outside[0]} is not measured during training; "
+                              f"prune on one of {', '.join(ok)}")
+        return
+    if value not in ok:
+        why = " (not measured during training)" if value in OBJECTIVES else ""
+        raise _bad(where, f"'study.prune_on' = {value!r}{why}: choose an in-loop metric: {', '.join(ok)}"
+                          f"{', weighted' if weights else ''}")
 
 
 _STUDY_KEYS = {f.name for f in dataclasses.fields(StudySpec)} - {
@@ -237,6 +295,8 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
     if kwargs.get("pruner", "none") != "none" and len(objectives) == 2 and not weights:
         raise _bad(where, "'study.pruner': a Pareto study of two objectives cannot be pruned; "
                           "set study.weights to scalarise it, or pruner = \"none\"")
+    if "prune_on" in kwargs:
+        _check_prune_on(where, kwargs["prune_on"], objectives, weights)
     for key in ("steps", "eval_every", "population_size", "heartbeat_interval", "grace_period"):
         if key in kwargs and kwargs[key] < 1:
             raise _bad(where, f"'study.{key}' must be >= 1")
@@ -629,8 +689,43 @@ def objective_values(spec: StudySpec, metrics: Mapping[str, float], instability:
     return [values[n] for n in spec.objectives]
 
 
+def _inloop_value(key: str, metrics: Mapping[str, float]) -> float | None:
+    v = metrics.get(key)
+    if v is None:
+        return None
+    return abs(v) if key == "val/colorfulness_gap" else float(v)  # as the objective counts it
+
+
 def _scalar_for_pruning(spec: StudySpec, metrics: Mapping[str, float]) -> float | None:
-    return metrics.get(spec.prune_on)
+    """The value reported to the pruner at an evaluation, in the study's direction; None when the
+    evaluation did not produce it."""
+    label, _ = spec.pruning_target
+    if label == WEIGHTED:
+        w = dict(spec.weights)
+        total = 0.0
+        for n in spec.objectives:
+            if not w.get(n, 0.0):
+                continue
+            v = _inloop_value(OBJECTIVES[n].metric or "", metrics)
+            if v is None:
+                return None
+            total += (1.0 if OBJECTIVES[n].direction == "minimize" else -1.0) * w[n] * v
+        return total
+    if label in OBJECTIVES:
+        return _inloop_value(OBJECTIVES[label].metric or "", metrics)
+    v = _inloop_value(label, metrics)
+    if v is not None and INLOOP_METRICS.get(label, "minimize") != spec.directions[0]:
+        v = -v  # a higher-is-better proxy in a minimised study (or the reverse)
+    return v
+
+
+def describe_pruning(spec: StudySpec) -> str:
+    label, is_objective = spec.pruning_target
+    if is_objective:
+        return f"on the objective ({label}) at each evaluation"
+    outside = [o for o in spec.objectives if not _measured_in_loop(o)]
+    why = "set by prune_on" if spec.prune_on else f"{', '.join(outside) or 'the objective'} is not measured during training"
+    return f"on {label} at each evaluation ({why})"
 
 
 @dataclass
@@ -644,6 +739,7 @@ class StudyRunner:
     inception_weights: str | None = None
     _datasets: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    ran: list = field(default_factory=list)  # numbers of the trials this worker took, retries included
 
     def base_config(self) -> dict[str, Any]:
         cfg = {k.replace("-", "_"): v for k, v in self.spec.train}
@@ -670,6 +766,8 @@ class StudyRunner:
         from ganlab.trainer import Diverged, train
 
         stamp_worker(trial)  # first: a worker that dies from here on is found by recover_dead_trials
+        with self._lock:
+            self.ran.append(trial.number)
         t0 = time.time()
         base, tricks = sample_trial(self.spec, trial)
         trial.set_user_attr("tricks", [n for n, _ in tricks])
@@ -701,7 +799,14 @@ class StudyRunner:
                 if value is not None and math.isfinite(value):
                     trial.report(value, step)
                     if trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned at step {step} on {self.spec.prune_on} = {value:.4g}")
+                        label, is_objective = self.spec.pruning_target
+                        # Optuna stores the last reported value as the pruned trial's value; these
+                        # say what it is, so that no table shows a proxy under the objective's name.
+                        trial.set_user_attr("pruned_step", step)
+                        trial.set_user_attr("pruned_on", label)
+                        trial.set_user_attr("pruned_on_objective", is_objective)
+                        trial.set_user_attr("pruned_value", _inloop_value(label, metrics) if label in INLOOP_METRICS else value)
+                        raise optuna.TrialPruned(f"pruned at step {step} on {label} = {value:.4g}")
 
         run_dir = None
         try:
@@ -787,27 +892,78 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def trial_cells(t, n_values: int) -> tuple[list[str], str]:
+    """The objective cells and the state of one trial, as the table and the report show them.
+
+    Optuna keeps a pruned trial's last reported value as its value. That is shown under the
+    objective's name only when the pruner watched the objective itself (with the step it was
+    measured at); a proxy's value (``val/L1``) goes into the state, never under the objective."""
+    from optuna.trial import TrialState
+
+    state = t.state.name.lower()
+    values = [_fmt(v) for v in t.values] if t.values and t.state == TrialState.COMPLETE else ["-"] * n_values
+    if t.user_attrs.get("refused"):
+        state = "refused"
+    elif "diverged_step" in t.user_attrs:
+        state = f"diverged@{t.user_attrs['diverged_step']}"
+    elif t.state == TrialState.PRUNED:
+        step = t.user_attrs.get("pruned_step", t.last_step)
+        label = t.user_attrs.get("pruned_on")
+        value = t.user_attrs.get("pruned_value")
+        if value is None and t.intermediate_values and t.last_step is not None:
+            value = t.intermediate_values[t.last_step]
+        if t.user_attrs.get("pruned_on_objective") and t.values and len(t.values) == n_values:
+            values = [f"{_fmt(v)} @{step}" for v in t.values]
+            state = f"pruned@{step}"
+        elif step is not None:
+            state = f"pruned@{step} ({label or 'reported value'} = {_fmt(value)})"
+    return values, state
+
+
 def trials_table(study, spec: StudySpec, last: int = 15):
     from rich.table import Table
-    import optuna
 
     names = list(spec.objectives) if not spec.weights else ["weighted"]
     table = Table(title=f"study {study.study_name}: {len(study.trials)} trials", expand=False)
-    for col in ("#", "tricks on", "parameters", *names, "state", "s"):
+    for col in ("#", "tricks on"):
+        table.add_column(col, overflow="fold")
+    table.add_column("parameters", overflow="fold", min_width=20, max_width=70)  # wraps, never cut
+    for col in (*names, "state", "s"):
         table.add_column(col, overflow="fold")
     best = {t.number for t in _best(study)}
     for t in study.trials[-last:]:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items() if not k.startswith(("trick:", "group:")))
-        values = [_fmt(v) for v in t.values] if t.values else ["-"] * len(names)
-        state = t.state.name.lower()
-        if t.user_attrs.get("refused"):
-            state = "refused"
-        elif "diverged_step" in t.user_attrs:
-            state = f"diverged@{t.user_attrs['diverged_step']}"
+        values, state = trial_cells(t, len(names))
         mark = "*" if t.number in best else ""
-        table.add_row(f"{t.number}{mark}", ", ".join(t.user_attrs.get("tricks", [])) or "-", params[:60], *values,
+        table.add_row(f"{t.number}{mark}", ", ".join(t.user_attrs.get("tricks", [])) or "-", params or "-", *values,
                       state, _fmt(float(t.user_attrs.get("seconds", 0.0))))
     return table
+
+
+def _agree_on_pruning(study, spec: StudySpec, console) -> StudySpec:
+    """Every worker of a study, and every continuation, reports the same metric to the pruner.
+
+    The metric is kept in the study's user attributes. A study begun before they were kept
+    pruned on ``prune_on`` or else ``val/L1``; when it holds intermediate values it goes on with
+    that metric, since the pruner compares trials at the same step."""
+    if not spec.scalarised:
+        return spec
+    label, _ = spec.pruning_target
+    stored = study.user_attrs.get("prune_on")
+    if stored is None:
+        if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            stored = spec.prune_on or PRUNE_PROXY
+        else:
+            stored = label
+        study.set_user_attr("prune_on", stored)
+    if stored != label:
+        old = dataclasses.replace(spec, prune_on=stored)
+        if old.pruning_target != spec.pruning_target:
+            console.print(f"note: study {spec.name} was begun pruning on {old.pruning_target[0]}; it goes on with it "
+                          f"(trials are compared step by step); use --name NEW for a study pruned on {label}",
+                          highlight=False, markup=False)
+        return old
+    return spec
 
 
 def _best(study):
@@ -898,6 +1054,7 @@ def run(args: argparse.Namespace) -> int:
     elif stored != spec.digest:
         raise UsageError(f"study {spec.name} in {_redact(storage_url)} was created from a different definition; "
                          f"use --name NEW to start another study, or the original file to continue")
+    spec = _agree_on_pruning(study, spec, console)
     revived = recover_dead_trials(study, spec)
     if revived:
         console.print(f"trial(s) {', '.join(map(str, revived))}: their worker died; marked failed and queued again",
@@ -905,18 +1062,37 @@ def run(args: argparse.Namespace) -> int:
     n_before = len(study.trials)
     console.print(f"[bold]ganlab study[/] {spec.name}: {', '.join(spec.objectives)}"
                   f"{' (weighted)' if spec.weights else ''}, sampler {spec.sampler if not spec.scalarised or spec.sampler != 'nsga2' else 'tpe'}, "
-                  f"pruner {spec.pruner}, {spec.steps} steps per trial; storage {_redact(storage_url)} "
+                  f"pruner {spec.pruner}"
+                  f"{' ' + describe_pruning(spec) if spec.pruner != 'none' and spec.scalarised else ''}, "
+                  f"{spec.steps} steps per trial; storage {_redact(storage_url)} "
                   f"({n_before} trials so far); runs in {out / spec.name}", highlight=False)
     n_trials = args.trials if args.trials is not None else (None if args.timeout else 4)
     t0 = time.time()
-    with Live(trials_table(study, spec), console=console, refresh_per_second=2, transient=False) as live:
-        def refresh(study, trial) -> None:
-            recover_dead_trials(study, spec)  # a worker that died meanwhile: its trial is queued again
-            live.update(trials_table(study, spec))
+    if console.is_terminal:
+        with Live(trials_table(study, spec), console=console, refresh_per_second=2, transient=False) as live:
+            def refresh(study, trial) -> None:
+                recover_dead_trials(study, spec)  # a worker that died meanwhile: its trial is queued again
+                live.update(trials_table(study, spec))
 
-        study.optimize(runner, n_trials=n_trials, timeout=args.timeout, n_jobs=args.n_jobs, callbacks=[refresh],
+            study.optimize(runner, n_trials=n_trials, timeout=args.timeout, n_jobs=args.n_jobs, callbacks=[refresh],
+                           catch=(GanlabError,), gc_after_trial=True)
+    else:
+        # A log, not a terminal: no live redrawing; one line per finished trial, then the table
+        # once, wide enough that its cells do not wrap over many lines.
+        def log_trial(study, trial) -> None:
+            recover_dead_trials(study, spec)
+            names = list(spec.objectives) if not spec.weights else [WEIGHTED]
+            values, state = trial_cells(trial, len(names))
+            console.print(f"trial {trial.number}: {state}; " + ", ".join(f"{n} {v}" for n, v in zip(names, values)),
+                          highlight=False, markup=False)
+
+        study.optimize(runner, n_trials=n_trials, timeout=args.timeout, n_jobs=args.n_jobs, callbacks=[log_trial],
                        catch=(GanlabError,), gc_after_trial=True)
-    done = study.trials[n_before:]
+        wide = Console(file=console.file, width=max(console.width, 160), soft_wrap=True, color_system=None)
+        wide.print(trials_table(study, spec))
+    by_number = {t.number: t for t in study.trials}
+    # The trials this worker ran, counted by number: a retried trial (queued before n_before) too.
+    done = [by_number[n] for n in sorted(set(runner.ran)) if n in by_number]
     counts: dict[str, int] = {}
     for t in done:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1

@@ -160,3 +160,189 @@ def test_builtin_studies_parse():
     for name in names:
         spec = load_study_file(name)
         assert spec.source.startswith("#"), f"{name} opens with the question it answers"
+
+
+# --- pruning watches the objective; a pruned trial never shows a proxy under the objective's name
+
+
+def _spec(body: str):
+    from ganlab.study import parse_study
+
+    return parse_study("[study]\n" + body, "--study t.toml", "t")
+
+
+def test_the_pruner_watches_the_objective_when_training_measures_it():
+    from ganlab.study import PRUNE_PROXY, WEIGHTED, _scalar_for_pruning
+
+    metrics = {"val/L1": 0.05, "val/swd": 108.8, "val/psnr": 20.0, "val/colorfulness_gap": -3.0}
+    spec = _spec('objectives = ["swd"]\npruner = "median"\n')
+    assert spec.pruning_target == ("swd", True) and _scalar_for_pruning(spec, metrics) == 108.8
+    spec = _spec('objectives = ["psnr"]\npruner = "median"\n')
+    assert spec.pruning_target == ("psnr", True) and _scalar_for_pruning(spec, metrics) == 20.0
+    spec = _spec('objectives = ["colorfulness_gap"]\npruner = "median"\n')
+    assert _scalar_for_pruning(spec, metrics) == 3.0  # as the objective counts it
+    # not measured in the loop: the stated proxy
+    for objective in ("instability", "fid"):
+        spec = _spec(f'objectives = ["{objective}"]\npruner = "median"\n')
+        assert spec.pruning_target == (PRUNE_PROXY, False) and _scalar_for_pruning(spec, metrics) == 0.05
+    # weighted: the weighted objective where every term is measured in the loop
+    spec = _spec('objectives = ["swd", "psnr"]\nweights = { swd = 1.0, psnr = 2.0 }\npruner = "median"\n')
+    assert spec.pruning_target == (WEIGHTED, True) and _scalar_for_pruning(spec, metrics) == 108.8 - 40.0
+    spec = _spec('objectives = ["swd", "instability"]\nweights = { swd = 1.0, instability = 2.0 }\npruner = "median"\n')
+    assert spec.pruning_target == (PRUNE_PROXY, False)
+    # prune_on overrides; a higher-is-better metric in a minimised study is negated
+    spec = _spec('objectives = ["swd", "instability"]\nweights = { swd = 1.0, instability = 2.0 }\n'
+                 'pruner = "median"\nprune_on = "val/psnr"\n')
+    assert spec.pruning_target == ("val/psnr", False) and _scalar_for_pruning(spec, metrics) == -20.0
+    spec = _spec('objectives = ["swd"]\npruner = "median"\nprune_on = "val/L1"\n')
+    assert spec.pruning_target == ("val/L1", False) and _scalar_for_pruning(spec, metrics) == 0.05
+
+
+@pytest.mark.parametrize("value,needle", [("beauty", "'study.prune_on' = 'beauty'"),
+                                          ("fid", "not measured during training"),
+                                          ("weighted", "needs study.weights")])
+def test_a_bad_prune_on_is_one_line(tmp_path, image_dir, run_cli, value, needle):
+    f = study_file(tmp_path, image_dir, f'objectives = ["swd"]\npruner = "median"\nprune_on = "{value}"\n')
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganlab: error:") and needle in lines[0], err
+
+
+def test_a_one_objective_study_reports_its_objective_to_the_pruner(tmp_path, image_dir, run_cli):
+    from ganlab.stats import read_series
+
+    f = study_file(tmp_path, image_dir, 'objectives = ["swd"]\nsampler = "random"\npruner = "median"\n'
+                   '[search]\nlr = { low = 1e-4, high = 1e-3, log = true }\n')
+    code, _, err = run_cli("study", "--study", f, "--trials", "3", "--out", tmp_path / "runs")
+    assert code == 0, err
+    assert "on the objective (swd)" in err
+    study = load(tmp_path)
+    assert study.user_attrs["prune_on"] == "swd"
+    for t in study.trials:
+        assert t.intermediate_values, t
+        series = read_series(f"{t.user_attrs['run_dir']}/stats.jsonl")
+        swd = {step + 1: v for step, v in series["val/swd"]}  # logged at the step index, reported after it
+        for step, value in t.intermediate_values.items():
+            assert value == pytest.approx(swd[step]), (step, value, swd)
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.values[0] == pytest.approx(swd[max(swd)])
+
+
+def _cells(table, column: str) -> list[str]:
+    (col,) = [c for c in table.columns if c.header == column]
+    return [str(c) for c in col._cells]
+
+
+def _study_with_a_pruned_trial(attrs: dict):
+    from optuna.distributions import FloatDistribution
+
+    study = optuna.create_study(study_name="p", directions=["minimize"])
+    study.set_user_attr("objectives", ["swd"])
+    dist = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}
+    study.add_trial(optuna.trial.create_trial(value=106.3, params={"lr": 2e-4}, distributions=dist,
+                                              intermediate_values={10: 120.0, 20: 106.3}))
+    t = study.ask(dist)
+    t.report(0.05547, 10)  # what the old default watched: val/L1
+    for k, v in attrs.items():
+        t.set_user_attr(k, v)
+    study.tell(t, state=optuna.trial.TrialState.PRUNED)
+    assert study.trials[-1].values == [0.05547]  # Optuna keeps the last reported value
+    return study
+
+
+@pytest.mark.parametrize("attrs", [{"pruned_step": 10, "pruned_on": "val/L1", "pruned_on_objective": False,
+                                    "pruned_value": 0.05547}, {}])
+def test_a_pruned_trial_shows_no_proxy_value_under_the_objective(tmp_path, attrs):
+    from ganlab.report import trials_csv, write_report
+    from ganlab.study import StudySpec, trials_table
+
+    study = _study_with_a_pruned_trial(attrs)
+    table = trials_table(study, StudySpec(name="p", objectives=("swd",)))
+    swd, state = _cells(table, "swd"), _cells(table, "state")
+    assert swd == ["106.3", "-"], swd
+    assert state[1].startswith("pruned@10") and "0.05547" in state[1]
+    if attrs:
+        assert "val/L1 = 0.05547" in state[1]
+    rows = trials_csv(study, ["swd"]).splitlines()
+    header = rows[0].split(",")
+    assert rows[2].split(",")[header.index("swd")] == ""
+    text = write_report(study, tmp_path / "report").read_text()
+    assert "pruned at step 10" in text and "0.05547" in text.split("## Not trained")[1]
+    assert "| 0.05547" not in text
+
+
+def test_a_trial_pruned_on_its_objective_shows_the_value_with_its_step():
+    from ganlab.study import StudySpec, trials_table
+
+    study = _study_with_a_pruned_trial({"pruned_step": 10, "pruned_on": "swd", "pruned_on_objective": True,
+                                        "pruned_value": 0.05547})
+    table = trials_table(study, StudySpec(name="p", objectives=("swd",)))
+    assert _cells(table, "swd")[1] == "0.05547 @10" and _cells(table, "state")[1] == "pruned@10"
+
+
+# --- the table, the summary, trials.csv and the importances caveat
+
+
+def test_the_parameters_column_is_not_cut():
+    import io
+
+    from optuna.distributions import FloatDistribution
+    from rich.console import Console
+
+    from ganlab.study import StudySpec, trials_table
+
+    study = optuna.create_study(study_name="w", directions=["minimize"])
+    params = {f"soft-labels.parameter_{i}": 0.123456 for i in range(6)}
+    study.add_trial(optuna.trial.create_trial(value=1.0, params=params,
+                                              distributions={k: FloatDistribution(0, 1) for k in params}))
+    buf = io.StringIO()
+    Console(file=buf, width=100).print(trials_table(study, StudySpec(name="w", objectives=("swd",))))
+    flat = "".join(line.split("│")[3].strip() for line in buf.getvalue().splitlines() if line.count("│") > 3)
+    assert all(f"soft-labels.parameter_{i}=0.1235" in flat for i in range(6)), buf.getvalue()
+
+
+def test_the_summary_is_on_its_own_line_and_counts_a_retried_trial(tmp_path, image_dir, run_cli):
+    import socket
+    import subprocess
+    import sys
+
+    f = study_file(tmp_path, image_dir, 'objectives = ["val_l1"]\nsampler = "random"\n')
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 0, err
+    summary = [line for line in err.splitlines() if "trial(s) in" in line]
+    assert summary and summary[0].startswith("1 trial(s) in") and "1 complete" in summary[0], err
+    # a trial whose worker died: the next worker fails it, retries it, and counts the retry
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study = load(tmp_path)
+    t = study.ask()
+    t.set_user_attr("worker", {"host": socket.gethostname(), "pid": int(dead.stdout), "pid_start": "0", "trial": t.number})
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 0, err
+    assert f"trial(s) {t.number}: their worker died" in err
+    summary = [line for line in err.splitlines() if "trial(s) in" in line]
+    assert summary and summary[0].startswith("1 trial(s) in") and "1 complete" in summary[0], err
+    retried = [x for x in load(tmp_path).trials if x.system_attrs.get("failed_trial") == t.number]
+    assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_trials_csv_has_each_column_once_and_few_trials_get_a_caveat(tmp_path):
+    import csv
+    import io
+
+    from optuna.distributions import FloatDistribution
+
+    from ganlab.report import write_report
+
+    study = optuna.create_study(study_name="c", directions=["minimize", "minimize"])
+    study.set_user_attr("objectives", ["swd", "instability"])
+    dist = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}
+    for i, lr in enumerate((1e-4, 2e-4, 4e-4, 8e-4)):
+        study.add_trial(optuna.trial.create_trial(values=[100.0 + i, 0.5 - 0.1 * i], params={"lr": lr}, distributions=dist,
+                                                  user_attrs={"instability": 0.5 - 0.1 * i, "tricks": []}))
+    path = write_report(study, tmp_path / "report")
+    header = next(csv.reader(io.StringIO((tmp_path / "report" / "trials.csv").read_text())))
+    assert len(header) == len(set(header)), header
+    assert header.count("instability") == 1
+    text = path.read_text()
+    assert "Caveat: these importances come from only 4 finished trials" in text
