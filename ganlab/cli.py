@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -74,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GanlabError as exc:
         if debug:
             raise
-        print(f"ganlab: error: {exc}", file=sys.stderr)
+        # Under torchrun every process meets the same usage error: rank 0 says it once.
+        if not (isinstance(exc, UsageError) and int(os.environ.get("RANK", "0") or 0) > 0):
+            print(f"ganlab: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # the environment said no: a full disk, a read-only or vanished folder
         if debug:
