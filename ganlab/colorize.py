@@ -155,16 +155,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-side {args.max_side}: must be 0 (no limit) or a positive number of pixels")
     device = resolve_runtime(args.device, "fp32", cudnn_benchmark="off").device  # photos differ in size
     files = _inputs(args.inputs)
-    which = args.weights
-    if which == "auto":
-        try:
-            cfg, G = load_generator(args.checkpoint, "ema", device)
-        except UsageError as exc:
-            if "no moving average" not in str(exc):
-                raise
-            cfg, G = load_generator(args.checkpoint, "latest", device)
-    else:
-        cfg, G = load_generator(args.checkpoint, which, device)
+    cfg, G = load_generator(args.checkpoint, args.weights, device)  # auto: the moving average where kept
     stride = generator_stride(G)
     out = Path(args.out).expanduser()
     try:

@@ -68,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ok(value: float, n: int, implementation: str, **extra: Any) -> dict[str, Any]:
+    if isinstance(value, float) and math.isnan(value):  # a number that is not one is never available
+        return _unavailable("not a number (NaN) on these images")
     return {"available": True, "value": value, "n": n, "implementation": implementation, **extra}
 
 
@@ -187,27 +189,6 @@ def _check_args(args) -> tuple[Path, Path, str, str]:
     return run, run, which, label
 
 
-def _load_generator(run: Path, source: Path, which: str, device):
-    """The generator to evaluate, or one line saying why this run has none (checked before
-    the weights notes and any download)."""
-    from ganlab.errors import GanlabError
-    from ganlab.trainer import checkpoint_files, is_run_dir, load_generator
-
-    if source.is_dir() and which in ("latest", "ema") and is_run_dir(source) and not checkpoint_files(source):
-        raise GanlabError(f"{run}: this run has no checkpoint yet (it stopped or diverged before its first "
-                          "--save-every), so there is no generator to evaluate")
-    try:
-        return load_generator(str(source), which, device=device)
-    except GanlabError as exc:
-        msg = str(exc)
-        if "no moving average" in msg:
-            raise UsageError(f"{run}: no EMA weights to evaluate: they exist only in runs trained with "
-                             "--trick g-ema; use --checkpoint latest") from None
-        if msg.endswith("; start a new run"):
-            raise type(exc)(msg[: -len("; start a new run")] + "; nothing to evaluate") from None
-        raise
-
-
 def evaluate_run(args, console=None) -> dict[str, Any]:
     """Compute every available metric for ``args`` (the parsed ``ganlab eval`` flags)."""
     from rich.console import Console
@@ -222,12 +203,14 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     from ganlab.metrics.stability import instability_from_run
     from ganlab.metrics.swd import sliced_wasserstein
     from ganlab.metrics.color_hist import histogram_distance
+    from ganlab.trainer import load_generator
+
     console = console or Console(stderr=True)
     note = lambda msg: console.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
     run, source, which, label = _check_args(args)
     device = _device(args.device)
     # The generator first: a run without one fails here, before any note or download.
-    cfg, G = _load_generator(run, source, which, device)
+    cfg, G = load_generator(str(source), which, device=device)
 
     # Then the weights, before any other work: one line each for what is missing.
     weights, fid_reason = inception_status(args.inception_weights, download=not args.no_download)
@@ -369,9 +352,6 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     except UsageError as exc:
         metrics["instability"] = _unavailable(str(exc))
 
-    for key, m in metrics.items():  # a number that is not one is never reported as available
-        if m.get("available") and isinstance(m.get("value"), float) and math.isnan(m["value"]):
-            metrics[key] = _unavailable(f"{_LABELS.get(key, key)} is not a number (NaN) on these images")
     ckpt_file = source.resolve() if source.is_file() else (
         Path(which).expanduser().resolve() if which not in ("latest", "ema") else None)
     return {

@@ -216,7 +216,7 @@ def write_report(study, out: Path) -> Path:
         states[key] = states.get(key, 0) + 1
     md = [f"# Study `{study.study_name}`", ""]
     md.append(f"{len(study.trials)} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + ". "
-              f"Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + ".")
+              "Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + ".")
     definition = study.user_attrs.get("definition", "")
     question = [line[1:].strip() for line in definition.splitlines() if line.startswith("#")]
     if question:

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import hashlib
 import io
-import json
 import math
 import os
 import random
@@ -25,7 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ganlab.errors import GanlabError, UsageError
 
@@ -967,7 +966,6 @@ def _agree_on_pruning(study, spec: StudySpec, console) -> StudySpec:
 
 
 def _best(study):
-    import optuna
 
     try:
         if len(study.directions) > 1:

@@ -40,7 +40,7 @@ from ganlab.hooks import NetSpec, OptimSpec, StepContext, TrickStack
 from ganlab.io import atomic_torch_save, atomic_write, atomic_write_json
 from ganlab.nets import build_discriminator, build_generator, count_params
 from ganlab.accel import portable_optimizer_state
-from ganlab.runtime import Runtime, resolve_runtime, runtime_for
+from ganlab.runtime import Runtime, runtime_for
 from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, report, truncate_stats
 from ganlab.step import Pix2PixStep
 
@@ -340,11 +340,12 @@ def read_checkpoint(path: Path, map_location="cpu", *, for_resume: bool = False)
 
 
 def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = lambda m: None, map_location="cpu", *,
-                      for_resume: bool = False) -> tuple[Path, dict]:
-    """The newest checkpoint that loads; a corrupt newer one is reported and passed over."""
+                      for_resume: bool = False, advice: str = "start a new run") -> tuple[Path, dict]:
+    """The newest checkpoint that loads; a corrupt newer one is reported and passed over.
+    ``advice`` ends the error when none loads (what the caller's user can do then)."""
     files = checkpoint_files(run_dir)
     if not files:
-        raise GanlabError(f"{run_dir}: no checkpoint yet (the run stopped before its first --save-every); start a new run")
+        raise GanlabError(f"{run_dir}: no checkpoint yet (the run stopped or diverged before its first --save-every); {advice}")
     errors = []
     for path in files:
         try:
@@ -352,7 +353,7 @@ def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = lambda m: Non
         except GanlabError as exc:
             errors.append(str(exc))
             warn(f"{exc}; falling back to the previous checkpoint")
-    raise GanlabError(f"{run_dir}: every checkpoint is unusable ({errors[0]}); start a new run")
+    raise GanlabError(f"{run_dir}: every checkpoint is unusable ({errors[0]}); {advice}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -738,10 +739,11 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     """The generator of a run folder or checkpoint file, in eval mode.
 
     ``checkpoint``: ``latest`` (the run's newest good checkpoint), ``ema`` (its moving average
-    of G, where a trick kept one) or the path of a checkpoint file.
+    of G, where a trick kept one), ``auto`` (the moving average where there is one, else G) or
+    the path of a checkpoint file.
     """
     p = Path(path).expanduser()
-    if checkpoint not in ("latest", "ema"):
+    if checkpoint not in ("latest", "ema", "auto"):
         ckpt_path = Path(checkpoint).expanduser()
         if not ckpt_path.is_file():
             raise UsageError(f"--checkpoint {checkpoint}: no such file; give latest, ema or a checkpoint file")
@@ -751,7 +753,7 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     elif p.is_dir():
         if not is_run_dir(p) and not checkpoint_files(p):
             raise UsageError(f"{path}: not a ganlab run folder (no config.json); give a run folder or a checkpoint file")
-        _, payload = latest_checkpoint(p, lambda m: warnings.warn(m, stacklevel=2))
+        _, payload = latest_checkpoint(p, lambda m: warnings.warn(m, stacklevel=2), advice="there is no generator to use")
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
     cfg = TrainConfig.from_dict(payload["config"])
@@ -759,10 +761,8 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     spec = stack.configure_nets(net_spec(cfg))
     spec = dataclasses.replace(spec, backbone_weights="none")  # the checkpoint holds the weights
     G, _ = stack.configure_modules(build_generator(spec), None)
-    key = "G"
-    if checkpoint == "ema":
-        if "G_ema" not in payload:
-            raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
-        key = "G_ema"
+    key = "G_ema" if checkpoint in ("ema", "auto") and "G_ema" in payload else "G"
+    if checkpoint == "ema" and key != "G_ema":
+        raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
     G.load_state_dict(payload[key])
     return cfg, G.to(device).eval()

@@ -170,7 +170,7 @@ def show_trick(console, known: dict, name: str) -> None:
         for _, sentence in conflicts:
             console.print(f"  - {sentence}", highlight=False, markup=False)
     example = ",".join(f"{k}={d}" for k, d, *_ in rows[:2])
-    console.print(f"[bold]Use:[/] " + escape(f"ganlab train --trick {name}" + (f":{example}" if example else "")), highlight=False)
+    console.print("[bold]Use:[/] " + escape(f"ganlab train --trick {name}" + (f":{example}" if example else "")), highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
