@@ -203,6 +203,7 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.names: list[str] = []
         self.constants: list[tuple[str, float]] = []
+        self._side: torch.cuda.Stream | None = None  # one side stream for the warm-up and the capture
 
     def __getattr__(self, name: str):  # G, D, ctx, generate, ... of the eager step
         return getattr(self.__dict__["step"], name)
@@ -249,7 +250,7 @@ class GraphedStep:
 
     def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
         """One side stream, on the batch's GPU, for the warm-up steps and the capture."""
-        if getattr(self, "_side", None) is None:
+        if self._side is None:
             self._side = torch.cuda.Stream(device=device)
         return self._side
 

@@ -127,6 +127,10 @@ class Variant:
     plain: bool = False
     overrides: tuple[tuple[str, str], ...] = ()  # TrainConfig fields
 
+    @property
+    def cuda_graphs(self) -> bool:
+        return dict(self.overrides).get("cuda_graphs") == "on"
+
 
 def parse_variant(text: str) -> Variant:
     tokens = [t.strip() for t in text.split("+")]
@@ -469,7 +473,7 @@ def bench(args, console) -> dict[str, Any]:
         if v.plain and cfg.tricks:
             raise UsageError(f"--variants plain cannot run --trick {cfg.tricks[0].name}: the plain loop is the plain pix2pix step")
         if not v.plain:
-            if dict(v.overrides).get("cuda_graphs") == "on" and not cuda:
+            if v.cuda_graphs and not cuda:
                 raise UsageError(f"--variants {v.name}: CUDA graphs need a CUDA device (this bench runs on {device})")
             try:  # refuse e.g. cuda-graphs with a trick before any work
                 cfg.replace(**dict(v.overrides)).validate()
@@ -510,14 +514,14 @@ def bench(args, console) -> dict[str, Any]:
         data = make_data()
         r = _plain_runner(v, cfg, data) if v.plain else _trainer_runner(v, cfg, data, args.log_every, lambda m: console.print(f"[yellow]warning:[/] {m}"))
         # A CUDA graph is captured on the 4th step: warm-up covers it.
-        r.warmup_steps = max(args.warmup, 4) if dict(v.overrides).get("cuda_graphs") == "on" else args.warmup
+        r.warmup_steps = max(args.warmup, 4) if v.cuda_graphs else args.warmup
         _use(r)
         for _ in range(r.warmup_steps):
             r.run()
         if cuda:
             torch.cuda.synchronize(device)
             r.resident_bytes = torch.cuda.memory_allocated(device) - before
-            if dict(v.overrides).get("cuda_graphs") == "on":
+            if v.cuda_graphs:
                 # A graph's private pool keeps the step's activations reserved between replays,
                 # although they count as freed: what the variant holds is the pool's growth.
                 r.resident_bytes = max(r.resident_bytes, torch.cuda.memory_reserved(device) - reserved_before)

@@ -55,23 +55,19 @@ def _saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> tuple[int, torch.T
 
 def estimate(cfg, precision: str = "fp32") -> Estimate:
     """The memory a training step of ``cfg`` needs (see the module's description)."""
-    from ganlab.nets import build_discriminator, build_generator
+    from ganlab.nets import build_discriminator, build_generator, count_params
     from ganlab.trainer import build_stack, net_spec
 
     stack = build_stack(cfg)
-    spec = stack.configure_nets(net_spec(cfg))
-    if hasattr(spec, "backbone_weights"):
-        spec = dataclasses.replace(spec, backbone_weights="none")  # shapes only: no weights read
+    spec = dataclasses.replace(stack.configure_nets(net_spec(cfg)), backbone_weights="none")  # shapes only
     with torch.device("meta"), torch.enable_grad():
         G, D = stack.configure_modules(build_generator(spec), build_discriminator(spec))
-        G.train(), D.train()
-        x = torch.zeros(1, cfg.in_channels, cfg.size, cfg.size, requires_grad=False)
+        x = torch.zeros(1, cfg.in_channels, cfg.size, cfg.size)
         g, fake = _saved_bytes(G, x)
         d, _ = _saved_bytes(D, torch.cat([x, fake], 1))
-    params = sum(p.numel() for p in G.parameters()) + sum(p.numel() for p in D.parameters())
-    g_params = sum(p.numel() for p in G.parameters())
     ema = any(t.name == "g-ema" for t in cfg.tricks)
-    fixed = 16 * params + (4 * g_params if ema else 0)
+    # weights, gradients and Adam's two moments, 4 bytes each (and an fp32 copy of G for the EMA)
+    fixed = 16 * (count_params(G) + count_params(D)) + (4 * count_params(G) if ema else 0)
     per_image = ACTIVATION_FACTOR * (g + 2 * d) * (BF16_SCALE if precision == "bf16" else 1.0)
     return Estimate(int(fixed), int(per_image))
 

@@ -300,22 +300,13 @@ def save_checkpoint(run_dir: Path, model: Model, train_data, step: int) -> Path:
 
 def _first_nonfinite_weight(payload: dict) -> str | None:
     """The name of the first G or D tensor holding NaN or Inf, or None."""
-    names, flags = [], []
-    for net in ("G", "D", "G_ema"):
-        for name, t in (payload.get(net) or {}).items():
-            if isinstance(t, torch.Tensor) and t.is_floating_point():
-                names.append(f"{net}.{name}")
-                flags.append(torch.isfinite(t).all())
-    if not flags:
+    named = [(f"{net}.{name}", t) for net in ("G", "D", "G_ema") for name, t in (payload.get(net) or {}).items()
+             if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not named:
         return None
-    by_device: dict[torch.device, list[int]] = {}
-    for i, f in enumerate(flags):
-        by_device.setdefault(f.device, []).append(i)
-    for idx in by_device.values():  # one read-back per device, not one per tensor
-        ok = torch.stack([flags[i] for i in idx]).cpu()
-        if not bool(ok.all()):
-            return names[idx[int((~ok).nonzero()[0])]]
-    return None
+    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()  # one read-back, not one per tensor
+    bad = (~ok).nonzero()
+    return named[int(bad[0])][0] if len(bad) else None
 
 
 def read_checkpoint(path: Path, map_location="cpu", *, for_resume: bool = False) -> dict:
@@ -497,9 +488,9 @@ def train(
 
     build_stack(cfg)  # an impossible trick stack is refused before any work
     if cfg.generator == "resnet18-unet" and cfg.backbone_weights not in ("none", "") and resume is None:
-        from ganlab.nets.resnet_unet import load_imagenet_resnet18
+        from ganlab.nets.resnet_unet import resnet18_weights_file
 
-        load_imagenet_resnet18(cfg.backbone_weights)  # absent offline: one line, before any data or run folder
+        resnet18_weights_file(cfg.backbone_weights)  # absent offline: one line, before any data or run folder
     dist = distributed.setup(cfg)  # one process unless started by torchrun
     if not dist.is_main:  # only rank 0 prints and writes
         console, progress = Console(quiet=True), False
@@ -630,8 +621,7 @@ def train(
                     if dist.is_main:
                         save_checkpoint(run_dir, model, train_data, done)
                         if done < total:  # how far a run got, also after it is killed
-                            atomic_write_json(run_dir / "status.json", {"status": "running", "step": done, "total": total,
-                                                                        "checkpoint": done})
+                            atomic_write_json(run_dir / "status.json", {"status": "running", "step": done, "total": total})
                 result.step = done
     except Diverged as exc:
         status = "diverged"

@@ -41,19 +41,19 @@ def _check_file(path: Path, prefix: str | None) -> None:
         raise GanlabError(f"{path}: checksum {digest[:8]} does not match {prefix}; delete the file and download it again")
 
 
-def load_imagenet_resnet18(source: str) -> dict:
-    """The ImageNet state dict for ``--backbone-weights imagenet|PATH``; one clear line if absent."""
+def resnet18_weights_file(source: str) -> Path:
+    """The checked file of ``--backbone-weights imagenet|PATH`` (ImageNet's fetched into torch
+    hub's cache where there is internet); one clear line if it cannot be had."""
     if source != "imagenet":
         path = Path(source).expanduser()
         if not path.is_file():
             raise GanlabError(f"--backbone-weights {source}: no such file; give a ResNet-18 state dict (.pth) or 'none'")
         _check_file(path, None)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return state.get("state_dict", state) if isinstance(state, dict) else state
+        return path
     path, url, prefix = imagenet_weights_file()
     if not path.is_file():
         try:
-            return _imagenet_weights().get_state_dict(progress=False, check_hash=True)
+            _imagenet_weights().get_state_dict(progress=False, check_hash=True)  # downloads into the cache
         except Exception:
             raise GanlabError(
                 f"ImageNet ResNet-18 weights are not here and cannot be downloaded: put {path.name} "
@@ -61,7 +61,13 @@ def load_imagenet_resnet18(source: str) -> dict:
                 f"or train without them: --backbone-weights none"
             ) from None
     _check_file(path, prefix)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return path
+
+
+def load_imagenet_resnet18(source: str) -> dict:
+    """The ImageNet state dict for ``--backbone-weights imagenet|PATH``; one clear line if absent."""
+    state = torch.load(resnet18_weights_file(source), map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
 class _Up(nn.Module):
