@@ -65,6 +65,24 @@ def run_cli(capsys):
     return run
 
 
+def straight_and_resumed(run_cli, tmp_path: Path, common: list, steps: int, half: int):
+    """Train ``steps`` in one run (``a``), and ``half`` then a ``--resume`` to ``steps`` (``b``).
+    Returns both final checkpoints, run ``b``'s folder and the resume's stderr."""
+    import torch
+
+    code, _, err = run_cli("train", *common, "--steps", str(steps), "--out", tmp_path / "a")
+    assert code == 0, err
+    code, _, err = run_cli("train", *common, "--steps", str(half), "--out", tmp_path / "b")
+    assert code == 0, err
+    run_b = only_run(tmp_path / "b")
+    code, _, err = run_cli("train", "--resume", run_b, "--steps", str(steps), "--no-progress")
+    assert code == 0, err
+    name = f"step-{steps:07d}.pt"
+    a = torch.load(only_run(tmp_path / "a") / "checkpoints" / name, weights_only=False)
+    b = torch.load(run_b / "checkpoints" / name, weights_only=False)
+    return a, b, run_b, err
+
+
 def only_run(out_dir: Path) -> Path:
     runs = [p for p in Path(out_dir).iterdir() if p.is_dir()]
     assert len(runs) == 1, runs

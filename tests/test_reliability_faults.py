@@ -5,6 +5,7 @@ trial. Kills go to subprocesses started in their own session (``os.killpg``)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -292,13 +293,21 @@ def _mount_tmpfs(where: Path, options: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True).returncode == 0
 
 
+@contextlib.contextmanager
+def _tmpfs(where: Path, options: str, otherwise: str):
+    """A tmpfs mounted at ``where`` for the test (skipped with ``otherwise`` where it cannot be)."""
+    if not _mount_tmpfs(where, options):
+        pytest.skip(f"mounting a tmpfs needs root ({otherwise})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "size=3m"):
-        pytest.skip("mounting a tmpfs needs root (the monkeypatched writers above cover the same paths)")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    with _tmpfs(tmp_path / "disk", "size=3m", "the monkeypatched writers above cover the same paths") as disk:
+        yield disk
 
 
 def test_a_real_full_disk_tmpfs(tmp_path, image_dir, run_cli, small_disk):
@@ -319,11 +328,8 @@ def test_a_real_full_disk_tmpfs(tmp_path, image_dir, run_cli, small_disk):
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    ro = tmp_path / "ro"
-    if not _mount_tmpfs(ro, "size=8m"):
-        pytest.skip("mounting a tmpfs needs root (tests/test_cli_errors.py covers chmod for other users)")
-    yield ro
-    subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+    with _tmpfs(tmp_path / "ro", "size=8m", "tests/test_cli_errors.py covers chmod for other users") as ro:
+        yield ro
 
 
 def test_an_unwritable_runs_folder_is_one_line_before_any_work(tmp_path, image_dir, run_cli, read_only_dir):

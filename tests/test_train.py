@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, only_run
+from conftest import TINY, only_run, straight_and_resumed
 
 TAGS = ["D/loss_real", "D/loss_fake", "G/adv", "G/L1", "G/total", "D/out_real", "D/out_fake", "D/acc_real",
         "D/acc_fake", "G/grad_norm", "D/grad_norm", "lr/G", "lr/D", "perf/img_per_s", "val/L1"]
@@ -49,16 +49,8 @@ def test_a_20_step_run_writes_logs_config_and_checkpoint(tmp_path, image_dir, ru
 
 def test_resume_gives_the_same_weights_as_one_run(tmp_path, image_dir, run_cli):
     common = ["--data", image_dir, *TINY, "--log-every", "3", "--eval-every", "4", "--save-every", "4"]
-    code, _, err = run_cli("train", *common, "--steps", "8", "--out", tmp_path / "a")
-    assert code == 0, err
-    code, _, err = run_cli("train", *common, "--steps", "4", "--out", tmp_path / "b")
-    assert code == 0, err
-    run_b = only_run(tmp_path / "b")
-    code, _, err = run_cli("train", "--resume", run_b, "--steps", "8", "--no-progress")
-    assert code == 0, err
+    a, b, run_b, err = straight_and_resumed(run_cli, tmp_path, common, steps=8, half=4)
     assert "resuming" in err and "from step 4" in err
-    a = torch.load(only_run(tmp_path / "a") / "checkpoints" / "step-0000008.pt", weights_only=False)
-    b = torch.load(run_b / "checkpoints" / "step-0000008.pt", weights_only=False)
     for net in ("G", "D"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), (net, k)

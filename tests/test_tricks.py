@@ -12,7 +12,7 @@ from ganlab import hooks
 from ganlab.hooks import Phase, Trick, build_trick
 from ganlab.testing import SyntheticPairs, bare_context, build_tiny, run_iterations, tiny_config
 
-from conftest import TINY, only_run
+from conftest import TINY, only_run, straight_and_resumed
 
 
 @pytest.fixture(autouse=True)
@@ -569,15 +569,7 @@ def test_resume_with_stateful_tricks_gives_the_same_run(tmp_path, image_dir, run
     tricks = ["--trick", "image-pool:size=3", "--trick", "g-ema:decay=0.8", "--trick", "instance-noise:sigma0=0.2,anneal_steps=10",
               "--trick", "label-flip:p=0.3"]
     common = ["--data", image_dir, *TINY, "--eval-every", "0", "--save-every", "3", *tricks]
-    code, _, err = run_cli("train", *common, "--steps", "6", "--out", tmp_path / "a")
-    assert code == 0, err
-    code, _, err = run_cli("train", *common, "--steps", "3", "--out", tmp_path / "b")
-    assert code == 0, err
-    run_b = only_run(tmp_path / "b")
-    code, _, err = run_cli("train", "--resume", run_b, "--steps", "6", "--no-progress")
-    assert code == 0, err
-    a = torch.load(only_run(tmp_path / "a") / "checkpoints" / "step-0000006.pt", weights_only=False)
-    b = torch.load(run_b / "checkpoints" / "step-0000006.pt", weights_only=False)
+    a, b, _, _ = straight_and_resumed(run_cli, tmp_path, common, steps=6, half=3)
     for key in ("G", "D", "G_ema"):
         for k in a[key]:
             assert torch.equal(a[key][k], b[key][k]), (key, k)
