@@ -85,7 +85,7 @@ def translate_array(G, rgb: np.ndarray, stride: int, device) -> np.ndarray:
 
 def _direction(cfg) -> tuple[str, str]:
     """(source, target) domain of a paired run."""
-    return ("B", "A") if getattr(cfg, "direction", "AtoB") == "BtoA" else ("A", "B")
+    return ("B", "A") if cfg.direction == "BtoA" else ("A", "B")
 
 
 def _inputs(paths: list[str]) -> list[tuple[Path, Path]]:
