@@ -2,7 +2,7 @@
 
 Both sides train the pix2pix U-Net + PatchGAN with Adam(2e-4, 0.5) and lambda_L1 = 100 for the
 same number of steps, interleaved (ganlab, plain, ganlab, plain, ...) in one process so that
-machine noise hits both alike. ganlab runs its real loop (``ganlab.trainer.train``: data
+machine noise hits both alike. ganlab runs its real loop (``ganlab.train.train``: data
 pipeline, Lab conversion, hooks, stats, TensorBoard); the plain loop gets its batches ready-made
 in memory. Reported: images/s of each over the warm steps and the ratio ganlab / plain.
 
@@ -22,10 +22,10 @@ import torch
 
 from ganlab.bench import plain_step
 from ganlab.config import TrainConfig
-from ganlab.hooks import NetSpec
+from ganlab.trick import NetSpec
 from ganlab.nets import build_discriminator, build_generator
 from ganlab.stats import read_series
-from ganlab.trainer import train
+from ganlab.train import train
 
 BSDS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "bsds500" / "train"
 

@@ -25,7 +25,7 @@ import torch
 
 from ganlab.bench import Variant, _trainer_runner, synthetic_images
 from ganlab.config import TrainConfig
-from ganlab.distributed import Dist
+from ganlab.train.distributed import Dist
 from ganlab.runtime import runtime_for
 
 BSDS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "bsds500" / "train"

@@ -117,8 +117,8 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from ganlab.config import resolve
-    from ganlab.hooks import parse_trick_arg, registry
-    from ganlab.trainer import train
+    from ganlab.trick import parse_trick_arg, registry
+    from ganlab.train import train
 
     torch.set_num_threads(args.threads)
     specs = args.tricks if args.tricks is not None else list(registry())

@@ -1,61 +1,38 @@
-"""``ganlab bench``: time warm training steps, side by side, and report model-FLOPs utilisation."""
+"""Timing warm training steps side by side, with model-FLOPs utilisation (``ganlab bench``).
+
+Every variant is built by :func:`ganlab.train.build_session` and runs :meth:`Session.iterate`,
+the training loop's own body; only the ``plain`` reference loop is written out here.
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
-import shutil
 import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.table import Table
 
 from ganlab import config as C
+from ganlab.data import ImageSet, PairedImages, build_datasets
+from ganlab.data.images import Skipped
 from ganlab.errors import UsageError
+from ganlab.runtime import runtime_for
+from ganlab.stats import StatsBus
+from ganlab.train.build import build_networks, build_session, build_stack
+from ganlab.train.distributed import Dist
+from ganlab.train.flops import PassCounter, describe, model_flops, plan_passes, step_flops
+from ganlab.train.memory import check_fits, peak_rss_bytes
+from ganlab.trick import TrickStack
 
-DESCRIPTION = """\
-Time warm training steps of ganlab's trainer and print img/s, ms per step, peak memory and
-model-FLOPs utilisation (MFU), for several variants side by side in one process.
-
-Every variant builds its own networks and optimisers exactly as `ganlab train` does, draws its
-batches through the trainer's data pipeline (cached uint8 images, crops, flips, Lab) and runs
-the trainer's step, statistics included. Variants are warmed up first (compilation, CUDA-graph
-capture and cuDNN's algorithm search happen there), then timed in interleaved rounds
-(A B C, then B C A, then C A B, ...) so that a busy machine slows them alike. Step times come from CUDA
-events on the GPU (no synchronisation inside the timed steps) and from the clock on the CPU;
-the table shows the median step.
-
-MFU = the step's FLOPs / time / the device's peak. The FLOPs are counted analytically for the
-step that ran (ganlab.flops: G forward and backward, every D pass, the G update's D pass, the
-extra passes of WGAN-GP or a step ratio), the peak comes from a table of known devices (bf16
-or TF32 dense tensor-core rates; on a CPU an estimate from its cores, clock and vector width);
---peak-tflops overrides it.
-
-Variants (--variants, comma-separated; each is settings joined by '+'):
-  trainer          ganlab's step with `ganlab train`'s defaults for the device
-  plain            a plain eager PyTorch loop over the same networks: fp32, default Adam,
-                   batches made beforehand, the loss read every step (the reference)
-  fp32, bf16       precision (bf16 autocast, no GradScaler)
-  channels-last, cudnn-benchmark, fused-adam, device-data, compile, cuda-graphs
-                   switch that optimisation on; no-<name> switches it off
-  Default: CUDA: plain,fp32,trainer,trainer+compile (and trainer+cuda-graphs at batch 1);
-           CPU:  plain,trainer
-
-Examples:
-  ganlab bench
-  ganlab bench --size 256 --batch-size 64 --steps 20
-  ganlab bench --batch-size 1 --variants trainer,trainer+cuda-graphs
-  ganlab bench --trick wgan-gp --variants trainer,trainer+compile
-  ganlab bench --device cpu --batch-size 4 --steps 3 --json bench.json
-"""
+__all__ = ["PEAKS", "SETTINGS", "bench", "cpu_peak_flops", "default_variants", "device_peak_flops", "gpu_peak_flops",
+           "parse_variant", "plain_step"]
 
 SETTINGS = ("channels-last", "cudnn-benchmark", "fused-adam", "device-data", "compile", "cuda-graphs")
 
@@ -82,38 +59,6 @@ PEAKS: tuple[tuple[str, dict[str, float]], ...] = (
     ("V100", {"fp32": 15.7}),
     ("T4", {"fp32": 8.1}),
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("what to time")
-    g.add_argument("--size", type=int, default=256, help="crop size (default 256)")
-    g.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
-    g.add_argument("--steps", type=int, default=20, help="timed steps per variant and round (default 20)")
-    g.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first (default 5; CUDA graphs capture after 3)")
-    g.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
-    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    g.add_argument("--variants", help="comma-separated variants (see above; default depends on the device)")
-    g.add_argument("--trick", action="append", metavar="NAME[:key=value,...]", help="run the step with this trick (repeatable)")
-    g = p.add_argument_group("model (the defaults of ganlab train)")
-    g.add_argument("--task", choices=C.TASKS, default="colorize")
-    g.add_argument("--generator", choices=C.GENERATORS, default="unet")
-    g.add_argument("--discriminator", choices=C.DISCRIMINATORS, default="patch")
-    g.add_argument("--n-layers", type=int, default=3)
-    g.add_argument("--ngf", type=int, default=64)
-    g.add_argument("--ndf", type=int, default=64)
-    g.add_argument("--norm", choices=C.NORMS, default="batch")
-    g.add_argument("--gan-mode", choices=C.GAN_MODES, default="vanilla")
-    g.add_argument("--data", metavar="PATH", help="time on these images (default: 16 synthetic images held in memory)")
-    g.add_argument("--log-every", type=int, default=10, help="statistics read back every N steps, as in training (default 10)")
-    g.add_argument("--seed", type=int, default=0)
-    g = p.add_argument_group("report")
-    g.add_argument("--peak-tflops", type=float, help="the device's peak TFLOP/s for MFU (default: from the table of known devices)")
-    g.add_argument("--json", metavar="FILE", help="also write every figure (and every step time) to this JSON file")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,9 +169,6 @@ def gpu_peak_flops(name: str, kind: str) -> tuple[float | None, str]:
 
 def synthetic_images(cfg, n: int = 16):
     """``n`` smooth colour images (uint8, decoded once) as the trainer's training split."""
-    from ganlab.data import ImageSet, PairedImages
-    from ganlab.data.images import Skipped
-
     load = cfg.effective_load_size or cfg.size
     rng = np.random.default_rng(cfg.seed)
     channels = 6 if cfg.task == "paired" else 3
@@ -255,7 +197,7 @@ class Runner:
     device: torch.device
     precision: str
     run: Callable[[], None]  # one training step
-    counter: Any = None  # a ganlab.flops.PassCounter
+    counter: Any = None  # a ganlab.train.flops.PassCounter
     keep: Any = None  # what the step needs alive (networks, the counter's hooks)
     cudnn_benchmark: bool = False  # a process-wide switch: set before each of its steps
     times_ms: list[float] = field(default_factory=list)
@@ -269,16 +211,10 @@ class Runner:
     steps_done: int = 0
 
 
-def _trainer_runner(variant: Variant, cfg, data, log_every: int, console_warn) -> Runner:
-    from ganlab.distributed import Dist
-    from ganlab.flops import PassCounter
-    from ganlab.runtime import runtime_for
-    from ganlab.stats import StatsBus, report
-    from ganlab.trainer import build_model, set_learning_rates
-
+def _trainer_runner(variant: Variant, cfg: C.TrainConfig, data, log_every: int, console_warn) -> Runner:
     vcfg = cfg.replace(**dict(variant.overrides)).validate()
     runtime = runtime_for(vcfg)
-    model = build_model(vcfg, runtime, total=10**9)
+    session = build_session(vcfg, runtime, total=10**9)
     data.seed(vcfg.seed)
     next_batch = Dist().batches(data, vcfg.batch_size, runtime, console_warn)
     if runtime.channels_last:  # as the trainer does
@@ -286,7 +222,7 @@ def _trainer_runner(variant: Variant, cfg, data, log_every: int, console_warn) -
         next_batch = lambda: tuple(t.contiguous(memory_format=torch.channels_last) for t in raw())  # noqa: E731
     bus = StatsBus()
     counter = PassCounter()
-    step_fn = model.step_fn
+    step_fn = session.step_fn
     inner = step_fn.__dict__.get("step", step_fn)  # the eager step inside a CUDA-graph wrapper
     runner = Runner(variant, vcfg.batch_size, runtime.device, runtime.precision, run=lambda: None, counter=counter,
                     cudnn_benchmark=runtime.cudnn_benchmark)
@@ -296,18 +232,15 @@ def _trainer_runner(variant: Variant, cfg, data, log_every: int, console_warn) -
     def one_step() -> None:
         step = runner.steps_done
         with bus.activate():
-            model.ctx.step = bus.step = step
-            set_learning_rates(model, step)
-            step_fn(next_batch)
-            report("lr/G", model.opt_g.param_groups[0]["base_lr"] * model.lr_factor(step))
-            report("lr/D", model.opt_d.param_groups[0]["base_lr"] * model.lr_factor(step))
+            bus.step = step
+            session.iterate(step, next_batch)
             if (step + 1) % log_every == 0:
                 bus.flush()
         counter.end_step()
         runner.steps_done += 1
 
     runner.run = one_step
-    runner.keep = (model, attached)
+    runner.keep = (session, attached)
     return runner
 
 
@@ -334,15 +267,10 @@ def plain_step(G, D, opt_g, opt_d, A: torch.Tensor, B: torch.Tensor, lambda_l1: 
 
 def _plain_runner(variant: Variant, cfg, data) -> Runner:
     """A plain eager loop: what a user writes by hand around the same networks."""
-    from ganlab.flops import PassCounter, plan_passes
-    from ganlab.nets import build_discriminator, build_generator
-    from ganlab.runtime import runtime_for
-    from ganlab.trainer import net_spec
-
     device = runtime_for(cfg).device
     torch.manual_seed(cfg.seed)
-    spec = net_spec(cfg)
-    G, D = build_generator(spec).to(device), build_discriminator(spec).to(device)
+    _, G, D = build_networks(cfg, TrickStack([], cfg.gan_mode))
+    G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     data.seed(cfg.seed)
@@ -436,30 +364,21 @@ def _time_round(runner: Runner, steps: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def base_config(args) -> C.TrainConfig:
-    flags: dict[str, Any] = {
-        "task": args.task, "size": args.size, "batch_size": args.batch_size, "generator": args.generator,
-        "discriminator": args.discriminator, "n_layers": args.n_layers, "ngf": args.ngf, "ndf": args.ndf,
-        "norm": args.norm, "gan_mode": args.gan_mode, "device": args.device, "seed": args.seed,
-        "backbone_weights": "none", "steps": 1, "tricks": tuple(args.trick or ()),
-    }
-    if args.data:
-        flags["data"] = args.data
-    return C.TrainConfig.from_dict(flags, "flags").validate()
+def base_config(settings: dict[str, Any]) -> C.TrainConfig:
+    """The configuration every variant starts from: ``ganlab train``'s settings as given to the
+    bench (its own defaults for size and batch), no pretrained backbone, one step."""
+    return C.TrainConfig.from_dict({**settings, "backbone_weights": "none", "steps": 1}, "flags").validate()
 
 
-def bench(args, console) -> dict[str, Any]:
-    from ganlab.flops import describe, model_flops, plan_passes, step_flops
-    from ganlab.nets import build_discriminator, build_generator
-    from ganlab.runtime import runtime_for
-    from ganlab.trainer import build_stack, net_spec
-
-    for flag, value, low in (("steps", args.steps, 1), ("warmup", args.warmup, 0), ("rounds", args.rounds, 1), ("log-every", args.log_every, 1)):
+def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
+    """Build, warm up and time every variant of ``args.variants`` on ``settings`` (TrainConfig
+    fields); print the table and return every figure."""
+    for flag, value, low in (("steps", args.steps, 1), ("warmup", args.warmup, 0), ("rounds", args.rounds, 1)):
         if value < low:
             raise UsageError(f"--{flag} {value}: must be a whole number >= {low}")
     if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
         raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a positive number")
-    cfg = base_config(args)
+    cfg = base_config(settings)
     stack = build_stack(cfg)  # an unknown trick or an impossible stack is refused here
     device = runtime_for(cfg).device
     cuda = device.type == "cuda"
@@ -480,26 +399,21 @@ def bench(args, console) -> dict[str, Any]:
             except UsageError as exc:
                 raise UsageError(f"--variants {v.name}: {exc}") from None
 
-    from ganlab.memory import check_fits, peak_rss_bytes
-
     close = check_fits(cfg, runtime_for(cfg))  # an impossible batch is one line, not an out-of-memory kill
     if close:
         console.print(f"[yellow]warning:[/] {close}", highlight=False)
 
     if cfg.data is not None:
-        from ganlab.data import build_datasets
-
         make_data = lambda: build_datasets(cfg)[0]  # noqa: E731
     else:
         make_data = lambda: synthetic_images(cfg)  # noqa: E731
 
     # The FLOP tables of the networks the step runs (tricks can change them).
-    spec = stack.configure_nets(net_spec(cfg))
     torch.manual_seed(cfg.seed)
-    G0, D0 = stack.configure_modules(build_generator(spec), build_discriminator(spec))
+    _, G0, D0 = build_networks(cfg, stack)
     g_fl, d_fl = model_flops(G0, D0, cfg.in_channels, cfg.out_channels, cfg.size)
-    plain_spec = net_spec(cfg)
-    plain_fl = model_flops(build_generator(plain_spec), build_discriminator(plain_spec), cfg.in_channels, cfg.out_channels, cfg.size)
+    _, G0, D0 = build_networks(cfg, TrickStack([], cfg.gan_mode))
+    plain_fl = model_flops(G0, D0, cfg.in_channels, cfg.out_channels, cfg.size)
     del G0, D0
 
     runners: list[Runner] = []
@@ -512,7 +426,7 @@ def bench(args, console) -> dict[str, Any]:
             reserved_before = torch.cuda.memory_reserved(device)
             torch.cuda.reset_peak_memory_stats(device)
         data = make_data()
-        r = _plain_runner(v, cfg, data) if v.plain else _trainer_runner(v, cfg, data, args.log_every, lambda m: console.print(f"[yellow]warning:[/] {m}"))
+        r = _plain_runner(v, cfg, data) if v.plain else _trainer_runner(v, cfg, data, cfg.log_every, lambda m: console.print(f"[yellow]warning:[/] {m}"))
         # A CUDA graph is captured on the 4th step: warm-up covers it.
         r.warmup_steps = max(args.warmup, 4) if v.cuda_graphs else args.warmup
         _use(r)
@@ -590,8 +504,6 @@ def bench(args, console) -> dict[str, Any]:
 
 
 def _print(console, result: dict, describe) -> None:
-    from rich.table import Table
-
     ref = result["reference"]
     table = Table(title=f"ganlab bench: {result['size']}px, batch {result['batch_size']}, {result['device']}"
                   + (f", tricks {' '.join(result['tricks'])}" if result["tricks"] else ""))
@@ -622,16 +534,3 @@ def _print(console, result: dict, describe) -> None:
                   "round-by-round ratio", highlight=False)
 
 
-def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console(soft_wrap=True, width=max(120, shutil.get_terminal_size((120, 24)).columns))
-    result = bench(args, console)
-    if args.json:
-        path = Path(args.json).expanduser()
-        try:
-            path.write_text(json.dumps(result, indent=2))
-        except OSError as exc:
-            raise UsageError(f"--json {args.json}: cannot write there ({exc.strerror})") from None
-        console.print(f"figures written to {path}", highlight=False)
-    return 0

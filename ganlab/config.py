@@ -9,23 +9,48 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ganlab.coerce import BadValue, coerce, type_name
 from ganlab.errors import UsageError
+from ganlab.losses import GAN_MODES
+from ganlab.runtime import DEVICE_HELP, check_device_name
+from ganlab.trick.registry import parse_trick_arg
+
+__all__ = ["SAMPLE_PRESET", "TrainConfig", "TrickSpec", "check_run_name", "default_run_name", "flag_name", "load_toml",
+           "resolve", "setting"]
 
 TASKS = ("colorize", "paired")
 DIRECTIONS = ("AtoB", "BtoA")
 GENERATORS = ("unet", "resnet18-unet")
 DISCRIMINATORS = ("patch", "pixel")
 NORMS = ("batch", "instance", "none")
-GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
 ON_OFF = ("off", "on")
+
+
+def setting(default: Any, group: str, help: str, *, choices: tuple | None = None, low: float | None = None,
+            metavar: str | None = None, resumable: bool = False, flag: bool = True) -> Any:
+    """A configuration field with everything its flag needs, declared once.
+
+    ``group`` and ``help`` appear in ``--help`` (``{default}`` in the help is filled in);
+    ``choices`` and ``low`` are checked by :meth:`TrainConfig.validate`; ``resumable`` settings
+    may change when a run is resumed; ``flag=False`` keeps a setting out of the command line.
+    """
+    meta = {"group": group, "help": help, "choices": choices, "low": low, "metavar": metavar,
+            "resumable": resumable, "flag": flag}
+    return dataclasses.field(default=default, metadata={"ganlab": meta})
+
+
+def flag_name(field_name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -48,74 +73,68 @@ class TrickSpec:
 @dataclass(frozen=True)
 class TrainConfig:
     # Data
-    data: str | None = None  # None: the built-in sample set
-    val_data: str | None = None  # None: a deterministic split of --data
-    task: str = "colorize"
-    direction: str = "AtoB"
-    size: int = 256
-    load_size: int | None = None  # short side resized to this before cropping (None: size*286/256)
-    val_split: float = 0.2
-    cache_gb: float = 4.0
+    data: str | None = setting(None, "data", "folder of images (default: the built-in sample set)", metavar="PATH")
+    val_data: str | None = setting(None, "data", "validation folder (default: a deterministic 80/20 split of --data)", metavar="PATH")
+    task: str = setting("colorize", "data", "colorize (grey L in, ab out) or paired A|B translation (default {default})", choices=TASKS)
+    direction: str = setting("AtoB", "data", "for --task paired: which half is the input", choices=DIRECTIONS)
+    size: int = setting(256, "data", "crop size, a multiple of 32 (default {default}; sample set 64)")
+    load_size: int | None = setting(None, "data", "resize the short side to this before cropping (default size*286/256; 0 keeps the original)")
+    val_split: float = setting(0.2, "data", "share of --data held out for validation (default {default})")
+    cache_gb: float = setting(4.0, "data", "memory for decoded images (default {default})")
     # Length
-    batch_size: int = 1
-    steps: int | None = None
-    epochs: int | None = None  # with neither steps nor epochs: 200 epochs, the paper's recipe
-    pretrain_steps: int = 0
+    batch_size: int = setting(1, "length", "images per step (default {default}, the paper's; sample set 4)", low=1)
+    steps: int | None = setting(None, "length", "adversarial training steps", resumable=True)
+    epochs: int | None = setting(None, "length", "passes over the training set (default 200 when neither is given)", resumable=True)
+    pretrain_steps: int = setting(0, "length", "L1-only generator steps before the adversarial stage (default {default})", low=0)
     # Networks
-    generator: str = "unet"
-    backbone_weights: str = "imagenet"
-    discriminator: str = "patch"
-    n_layers: int = 3
-    ngf: int = 64
-    ndf: int = 64
-    norm: str = "batch"
+    generator: str = setting("unet", "networks", "default {default}", choices=GENERATORS)
+    backbone_weights: str = setting("imagenet", "networks", "ResNet-18 encoder weights for --generator resnet18-unet (default {default})",
+                                    metavar="imagenet|PATH|none")
+    discriminator: str = setting("patch", "networks", "patch (70x70 PatchGAN at 3 layers) or pixel (1x1)", choices=DISCRIMINATORS)
+    n_layers: int = setting(3, "networks", "PatchGAN depth (default {default})", low=1)
+    ngf: int = setting(64, "networks", "generator width (default {default}; sample set 32)", low=1)
+    ndf: int = setting(64, "networks", "discriminator width (default {default}; sample set 32)", low=1)
+    norm: str = setting("batch", "networks", "default {default}", choices=NORMS)
     # Losses and optimisation
-    gan_mode: str = "vanilla"
-    lambda_l1: float = 100.0
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_decay_steps: int = 0  # the last N steps decay the learning rates linearly to 0
-    tricks: tuple[TrickSpec, ...] = ()
+    gan_mode: str = setting("vanilla", "losses and optimisation", "adversarial loss (default {default})", choices=GAN_MODES)
+    lambda_l1: float = setting(100.0, "losses and optimisation", "weight of the L1 term (default {default:g})")
+    lr: float = setting(2e-4, "losses and optimisation", "Adam learning rate (default {default:g})")
+    beta1: float = setting(0.5, "losses and optimisation", "Adam beta1 (default {default})")
+    beta2: float = setting(0.999, "losses and optimisation", "Adam beta2 (default {default})")
+    lr_decay_steps: int = setting(0, "losses and optimisation", "decay the learning rates linearly to 0 over the last N steps", low=0)
+    tricks: tuple[TrickSpec, ...] = setting((), "losses and optimisation", "switch a trick on (repeatable; see ganlab tricks)",
+                                            metavar="NAME[:key=value,...]")
     # Run
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
-    channels_last: str = "auto"
-    cudnn_benchmark: str = "auto"
-    fused_adam: str = "auto"  # auto: the fused Adam kernel (CUDA and CPU)
-    device_data: str = "auto"  # auto: crops, flips and Lab batched on the GPU (CUDA)
-    compile: str = "off"  # torch.compile the G and D forwards
-    cuda_graphs: str = "off"  # capture the whole plain step in a CUDA graph (batch-1 recipe)
-    out: str = "runs"
-    name: str | None = None
-    save_every: int = 1000
-    eval_every: int = 500
-    log_every: int = 10
-    val_samples: int = 8
+    seed: int = setting(0, "run", "default {default}")
+    device: str = setting("auto", "run", DEVICE_HELP, resumable=True)
+    precision: str = setting("auto", "run", "auto: bf16 autocast on CUDA, fp32 on the CPU", choices=PRECISIONS)
+    channels_last: str = setting("auto", "run", "channels_last memory format (auto: on for CUDA)", choices=SWITCHES)
+    cudnn_benchmark: str = setting("auto", "run", "cudnn.benchmark (auto: on for CUDA)", choices=SWITCHES)
+    fused_adam: str = setting("auto", "run", "the fused Adam kernel (auto: on)", choices=SWITCHES)
+    device_data: str = setting("auto", "run", "crop, flip and convert batches on the GPU (auto: on for CUDA)", choices=SWITCHES)
+    compile: str = setting("off", "run", "torch.compile the G and D forwards (default off; penalties stay eager)", choices=ON_OFF)
+    cuda_graphs: str = setting("off", "run", "capture the plain step in one CUDA graph, for batch 1 (default off)", choices=ON_OFF)
+    out: str = setting("runs", "run", "where run folders go (default {default})", metavar="DIR")
+    name: str | None = setting(None, "run", "run name (default: task and data folder)")
+    save_every: int = setting(1000, "run", "checkpoint every N steps, and at the end (default {default})", low=0, resumable=True)
+    eval_every: int = setting(500, "run", "validate and draw samples every N steps (default {default})", low=0, resumable=True)
+    log_every: int = setting(10, "run", "write scalars every N steps (default {default})", low=1, resumable=True)
+    val_samples: int = setting(8, "run", "validation images in the sample grid (default {default})", low=1)
 
     # ------------------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
-        def bad(flag: str, value, allowed: str) -> UsageError:
-            return UsageError(f"--{flag} {value}: {allowed}")
+        """Check every setting against its declared choices and bounds, then the combinations."""
 
-        def choice(flag: str, value, options) -> None:
-            if value not in options:
-                raise bad(flag, value, f"choose one of {', '.join(options)}")
+        def bad(name: str, allowed: str) -> UsageError:
+            return UsageError(f"{flag_name(name)} {getattr(self, name)}: {allowed}")
 
-        choice("task", self.task, TASKS)
-        choice("direction", self.direction, DIRECTIONS)
-        choice("generator", self.generator, GENERATORS)
-        choice("discriminator", self.discriminator, DISCRIMINATORS)
-        choice("norm", self.norm, NORMS)
-        choice("gan-mode", self.gan_mode, GAN_MODES)
-        choice("precision", self.precision, PRECISIONS)
-        choice("channels-last", self.channels_last, SWITCHES)
-        choice("cudnn-benchmark", self.cudnn_benchmark, SWITCHES)
-        choice("fused-adam", self.fused_adam, SWITCHES)
-        choice("device-data", self.device_data, SWITCHES)
-        choice("compile", self.compile, ON_OFF)
-        choice("cuda-graphs", self.cuda_graphs, ON_OFF)
+        for f in dataclasses.fields(self):
+            meta = f.metadata.get("ganlab", {})
+            value = getattr(self, f.name)
+            if meta.get("choices") is not None and value not in meta["choices"]:
+                raise bad(f.name, f"choose one of {', '.join(meta['choices'])}")
+            if meta.get("low") is not None and value < meta["low"]:
+                raise bad(f.name, f"must be a whole number >= {meta['low']}")
         if self.cuda_graphs == "on":
             if self.device == "cpu":
                 raise UsageError("--cuda-graphs on needs a CUDA device; use --device cuda (or auto) or --cuda-graphs off")
@@ -124,46 +143,31 @@ class TrainConfig:
                                  "(tricks run Python between the step's kernels); use --cuda-graphs off")
             if self.compile == "on":
                 raise UsageError("--cuda-graphs on and --compile on: choose one (the graph captures the eager step)")
-        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
-            raise bad("device", self.device, "choose auto, cpu, cuda or cuda:N")
+        check_device_name(self.device)
         if self.size < 32 or self.size % 32:
-            raise bad("size", self.size, "the networks need a multiple of 32 (e.g. 64, 128, 256)")
+            raise bad("size", "the networks need a multiple of 32 (e.g. 64, 128, 256)")
         if self.load_size is not None and self.load_size != 0 and self.load_size < self.size:
-            raise bad("load-size", self.load_size, f"must be at least --size {self.size} (or 0 to keep the original size)")
-        for flag, value, low in (
-            ("batch-size", self.batch_size, 1),
-            ("n-layers", self.n_layers, 1),
-            ("ngf", self.ngf, 1),
-            ("ndf", self.ndf, 1),
-            ("pretrain-steps", self.pretrain_steps, 0),
-            ("lr-decay-steps", self.lr_decay_steps, 0),
-            ("save-every", self.save_every, 0),
-            ("eval-every", self.eval_every, 0),
-            ("log-every", self.log_every, 1),
-            ("val-samples", self.val_samples, 1),
-        ):
-            if value < low:
-                raise bad(flag, value, f"must be a whole number >= {low}")
+            raise bad("load_size", f"must be at least --size {self.size} (or 0 to keep the original size)")
         if not 0 <= self.seed < 2**32:
-            raise bad("seed", self.seed, f"must be a whole number in [0, {2**32 - 1}]")
+            raise bad("seed", f"must be a whole number in [0, {2**32 - 1}]")
         if self.steps is not None and self.epochs is not None:
             raise UsageError("--steps and --epochs: give one of them, not both")
-        if self.steps is not None and self.steps < 1:
-            raise bad("steps", self.steps, "must be a whole number >= 1")
-        if self.epochs is not None and self.epochs < 1:
-            raise bad("epochs", self.epochs, "must be a whole number >= 1")
+        for name in ("steps", "epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise bad(name, "must be a whole number >= 1")
         if self.discriminator == "patch" and self.size // 2**self.n_layers < 3:
-            raise bad("n-layers", self.n_layers, f"too deep for --size {self.size}; use at most {int(math.log2(self.size // 3))}")
-        for flag, value in (("lr", self.lr), ("lambda-l1", self.lambda_l1), ("cache-gb", self.cache_gb)):
-            if not math.isfinite(value) or value < 0 or (flag == "lr" and value == 0):
-                raise bad(flag, value, "must be a positive number" if flag == "lr" else "must be a number >= 0")
-        for flag, value in (("beta1", self.beta1), ("beta2", self.beta2)):
-            if not 0.0 <= value < 1.0:
-                raise bad(flag, value, "must be in [0, 1)")
+            raise bad("n_layers", f"too deep for --size {self.size}; use at most {int(math.log2(self.size // 3))}")
+        for name in ("lr", "lambda_l1", "cache_gb"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise bad(name, "must be a positive number" if name == "lr" else "must be a number >= 0")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise bad(name, "must be in [0, 1)")
         if not 0.0 < self.val_split < 1.0:
-            raise bad("val-split", self.val_split, "must be between 0 and 1 (e.g. 0.2)")
-        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
-            raise bad("name", self.name, "use a plain folder name (letters, digits, - and _)")
+            raise bad("val_split", "must be between 0 and 1 (e.g. 0.2)")
+        if self.name is not None:
+            check_run_name(self.name, "--name")
         return self
 
     @property
@@ -207,43 +211,18 @@ SAMPLE_PRESET: dict[str, Any] = {
 }
 
 
-def _field_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _coerce_value(key: str, typ, value, where: str):
-    origin = typing.get_origin(typ)
-    args = typing.get_args(typ)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce_value(key, inner[0], value, where)
     if key == "tricks":
         if value is not None and not isinstance(value, (list, tuple)):
             raise UsageError(f"{where}: 'tricks' = {value!r} should be a list, e.g. tricks = [\"soft-labels\", \"label-flip:p=0.05\"]")
         return tuple(_coerce_trick(v, where) for v in (value or ()))
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-    elif typ is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif typ is str:
-        if isinstance(value, str):
-            return value
-    else:
-        return value
-    flag = key.replace("_", "-")
-    raise UsageError(f"{where}: '{flag}' = {value!r} should be {getattr(typ, '__name__', typ)}")
+    try:
+        return coerce(value, typ)
+    except BadValue:
+        raise UsageError(f"{where}: '{key.replace('_', '-')}' = {value!r} should be {type_name(typ)}") from None
 
 
 def _coerce_trick(value, where: str) -> TrickSpec:
-    from ganlab.hooks import parse_trick_arg
-
     if isinstance(value, TrickSpec):
         return value
     if isinstance(value, str):
@@ -258,7 +237,7 @@ def _coerce_trick(value, where: str) -> TrickSpec:
 
 
 def coerce_fields(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:
-    types = _field_types(cls)
+    types = typing.get_type_hints(cls)
     out = {}
     for raw_key, value in data.items():
         key = raw_key.replace("-", "_")
@@ -268,6 +247,19 @@ def coerce_fields(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise UsageError(f"{where}: unknown key '{raw_key}'{hint}")
         out[key] = _coerce_value(key, types[key], value, where)
     return out
+
+
+def check_run_name(name: str, where: str) -> str:
+    """The one rule for the names of run and study folders: a plain folder name."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise UsageError(f"{where} {name!r}: use a plain name (letters, digits, - and _); it names a folder")
+    return name
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    """``<task>-<data folder>`` (``colorize-sample`` for the built-in set), safe as a folder name."""
+    data = "sample" if cfg.data is None else Path(cfg.data).expanduser().resolve().name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{cfg.task}-{data}").strip("-.") or "run"
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``ganlab eval RUN_DIR``: every available image-quality metric and the instability score of a run.
+"""Every available image-quality metric and the instability score of a run (``ganlab eval``).
 
 The run's final generator (or its moving average, ``--checkpoint ema``) colourises the fixed
 validation set (centre crops, in file order). Real and generated images are converted to RGB
@@ -18,49 +18,28 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.table import Table
 
-from ganlab.errors import UsageError
-from ganlab.metrics.stability import FORMULA
+from ganlab.color import rgb_to_lab, to_uint8
+from ganlab.data import build_datasets, to_rgb
+from ganlab.errors import GanlabError, UsageError
+from ganlab.infer import load_generator
+from ganlab.metrics.color_hist import ab_histogram, histogram_distance
+from ganlab.metrics.fid import RealFeatureCache, cached_real_features, fid_kid, files_digest, stats_key
+from ganlab.metrics.fidelity import colorfulness, psnr_per_image, ssim_per_image, uiqi_per_image
+from ganlab.metrics import inception
+from ganlab.metrics.inception import WeightsUnavailable
+from ganlab.metrics.lpips import IMPLEMENTATION as LPIPS_IMPL
+from ganlab.metrics.lpips import load_lpips, lpips_distance
+from ganlab.metrics.stability import instability_from_run
+from ganlab.metrics.swd import sliced_wasserstein
+from ganlab.runtime import resolve_device
+from ganlab.train.rundir import is_run_dir
+
+__all__ = ["SWD_MAX_IMAGES", "evaluate_run", "fid_for_run", "json_safe", "print_table"]
 
 SWD_MAX_IMAGES = 1024
-
-DESCRIPTION = f"""\
-Compute the image-quality metrics of a run's generator on a fixed validation set, and the
-run's instability score, print them as a table and write RUN_DIR/metrics.json.
-
-Metrics (all on uint8 RGB after Lab -> RGB; each with its sample count N):
-  FID, KID      Inception-v3 pool3 features (pytorch-fid's network and FID weights); real
-                features cached per validation set. Needs the weights file (see below).
-  SWD           sliced Wasserstein distance on Laplacian-pyramid patches (x1e3), weight-free
-  ab-hist       sliced W1 distance between the a/b colour histograms (Lab units), weight-free
-  PSNR, SSIM, UIQI, ab-L1, colourfulness (Hasler-Suesstrunk, real vs generated)
-  LPIPS         AlexNet v0.1, where its weights are present
-
-Inception weights: --inception-weights PATH, $GANLAB_INCEPTION_WEIGHTS, or the torch hub
-cache (downloaded on first use where there is internet), checked by checksum. Without them
-FID and KID are listed as unavailable and everything else is still computed.
-
-Instability score (from RUN_DIR/stats.jsonl):
-{FORMULA}"""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'ganlab train', or a checkpoint file in one (= RUN --checkpoint FILE)")
-    parser.add_argument("--data", metavar="VAL_DIR", default=None, help="validation images (default: the run's validation split)")
-    parser.add_argument(
-        "--checkpoint",
-        default="latest",
-        metavar="latest|ema|PATH",
-        help="the generator to evaluate: the newest checkpoint, its moving average, or a checkpoint file",
-    )
-    parser.add_argument("--n", type=int, default=None, metavar="N", help="evaluate on the first N validation images (default: all)")
-    parser.add_argument("--inception-weights", metavar="PATH", default=None, help="the FID Inception weights file")
-    parser.add_argument("--no-download", action="store_true", help="never try to download missing weights")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    parser.add_argument("--seed", type=int, default=None, help="seed of SWD patches and KID subsets (default: the run's seed)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute the real-image Inception features")
-
 
 # ---------------------------------------------------------------------------------------------
 # Result entries
@@ -77,15 +56,15 @@ def _unavailable(reason: str, short: str | None = None) -> dict[str, Any]:
     return {"available": False, "reason": reason, "short": short or reason}
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     return obj
 
 
@@ -109,19 +88,14 @@ class _Accumulator:
         self.bins = hist_bins
 
     def add(self, real: torch.Tensor, fake: torch.Tensor, l1: torch.Tensor, lpips_model=None) -> None:
-        from ganlab.color import rgb_to_lab
-        from ganlab.metrics.color_hist import ab_histogram
-        from ganlab.metrics.fidelity import _psnr_per_image, _ssim_per_image, _uiqi_per_image, colorfulness
-        from ganlab.metrics.lpips import lpips_distance
-
         b = real.shape[0]
-        p = _psnr_per_image(real, fake)
+        p = psnr_per_image(real, fake)
         self.psnr_inf += int(torch.isinf(p).sum())
         self.sums["psnr"] += float(p[torch.isfinite(p)].sum())
         if min(real.shape[2:]) >= 11:
-            self.sums["ssim"] += float(_ssim_per_image(real, fake).sum())
+            self.sums["ssim"] += float(ssim_per_image(real, fake).sum())
         if min(real.shape[2:]) >= 8:
-            self.sums["uiqi"] += float(_uiqi_per_image(real, fake).sum())
+            self.sums["uiqi"] += float(uiqi_per_image(real, fake).sum())
         ab = (rgb_to_lab(real.float() / 255.0)[:, 1:] - rgb_to_lab(fake.float() / 255.0)[:, 1:]).abs()
         self.sums["ab_l1"] += float(ab.mean(dim=(1, 2, 3)).sum())
         self.sums["l1"] += float(l1.sum())
@@ -144,18 +118,6 @@ class _Accumulator:
 # ---------------------------------------------------------------------------------------------
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is visible here; use --device cpu or auto")
-    return dev
-
-
 def _check_args(args) -> tuple[Path, Path, str, str]:
     """(run folder, what to load: the run folder or a file, latest|ema|PATH, label).
 
@@ -173,8 +135,6 @@ def _check_args(args) -> tuple[Path, Path, str, str]:
         raise UsageError(f"--data {args.data}: no such folder; give a folder of validation images")
     which = args.checkpoint
     if run.is_file():
-        from ganlab.trainer import is_run_dir
-
         if which not in ("latest", "ema"):
             raise UsageError(f"{args.run_dir}: RUN_DIR is a file and --checkpoint {which} names another; "
                              "give the run folder as RUN_DIR and one file as --checkpoint PATH")
@@ -190,30 +150,17 @@ def _check_args(args) -> tuple[Path, Path, str, str]:
 
 
 def evaluate_run(args, console=None) -> dict[str, Any]:
-    """Compute every available metric for ``args`` (the parsed ``ganlab eval`` flags)."""
-    from rich.console import Console
-
-    from ganlab.color import to_uint8
-    from ganlab.data import build_datasets, to_rgb
-    from ganlab.metrics.fid import RealFeatureCache, cached_real_features, files_digest, fid_kid, stats_key
-    from ganlab.metrics.inception import inception_status, load_inception
-    from ganlab.metrics.lpips import IMPLEMENTATION as LPIPS_IMPL
-    from ganlab.metrics.lpips import load_lpips
-    from ganlab.metrics.inception import WeightsUnavailable
-    from ganlab.metrics.stability import instability_from_run
-    from ganlab.metrics.swd import sliced_wasserstein
-    from ganlab.metrics.color_hist import histogram_distance
-    from ganlab.trainer import load_generator
-
+    """Compute every available metric for ``args`` (the parsed ``ganlab eval`` flags, or any
+    object with the same attributes)."""
     console = console or Console(stderr=True)
     note = lambda msg: console.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
     run, source, which, label = _check_args(args)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     # The generator first: a run without one fails here, before any note or download.
     cfg, G = load_generator(str(source), which, device=device)
 
     # Then the weights, before any other work: one line each for what is missing.
-    weights, fid_reason = inception_status(args.inception_weights, download=not args.no_download)
+    weights, fid_reason = inception.inception_status(args.inception_weights, download=not args.no_download)
     if fid_reason:
         note(fid_reason)
     lpips_model, lpips_reason = None, None
@@ -235,12 +182,12 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
 
     extractor = None
     if weights is not None:
-        extractor = load_inception(weights, device=device, download=False, batch_size=args.batch_size)
+        extractor = inception.load_inception(weights, device=device, download=False, batch_size=args.batch_size)
     settings = {
         "task": cfg.task,
-        "direction": getattr(cfg, "direction", None),
+        "direction": cfg.direction,
         "size": cfg.size,
-        "load_size": getattr(cfg, "effective_load_size", None),
+        "load_size": cfg.effective_load_size,
         "n": n,
         "crop": "centre",
         "implementation": extractor.implementation if extractor else None,
@@ -398,9 +345,6 @@ def _fmt(v: Any) -> str:
 
 
 def print_table(result: dict[str, Any], console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     table = Table(title=f"{result['run']}  ({result['checkpoint']}, N={result['n']}, {result['image_size']} px)")
     table.add_column("metric")
@@ -432,14 +376,15 @@ def print_table(result: dict[str, Any], console=None) -> None:
     console.print(table)
 
 
-def run(args) -> int:
-    from ganlab.io import atomic_write_json
 
-    result = evaluate_run(args)
-    out_dir = Path(result["run"])
-    print_table(result)
-    path = atomic_write_json(out_dir / "metrics.json", _json_safe(result))
-    from rich.console import Console
 
-    Console(stderr=True).print(f"wrote {path}", highlight=False)
-    return 0
+def fid_for_run(run_dir: str | Path, *, inception_weights: str | None = None, device: str = "auto") -> float:
+    """The FID of a run's final generator on its validation set, as ``ganlab eval`` computes it
+    (a study's ``fid`` objective); raises GanlabError with the reason where it cannot be had."""
+    args = argparse.Namespace(run_dir=str(run_dir), data=None, checkpoint="latest", n=None, inception_weights=inception_weights,
+                              no_download=True, device=device, batch_size=32, seed=None, no_cache=False)
+    result = evaluate_run(args, console=Console(quiet=True))
+    fid = result["metrics"]["fid"]
+    if not fid.get("available"):
+        raise GanlabError(f"objective fid: {fid.get('reason', 'not available')}")
+    return float(fid["value"])

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan")
+LABEL_MODES = ("vanilla", "lsgan")  # the modes whose D is trained towards targets (label tricks apply)
 
 
 def d_real_term(mode: str, d_real: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

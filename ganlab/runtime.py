@@ -16,11 +16,38 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from ganlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from ganlab.config import TrainConfig
+
+
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
+
+
+def check_device_name(name: str, flag: str = "--device") -> str:
+    """Refuse a ``--device`` that is not auto, cpu, cuda or cuda:N (without touching a GPU)."""
+    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise UsageError(f"{flag} {name}: choose auto, cpu, cuda or cuda:N")
+    return name
+
+
+def resolve_device(name: str, flag: str = "--device") -> torch.device:
+    """The device a ``--device`` names on this machine; ``auto`` is CUDA when present."""
+    check_device_name(name, flag)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{flag} {name}: no CUDA device is visible here; use {flag} cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise UsageError(f"{flag} {name}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    return dev
 
 
 @dataclass(frozen=True)
@@ -65,15 +92,7 @@ def resolve_runtime(
     compile: str = "off",
     cuda_graphs: str = "off",
 ) -> Runtime:
-    if device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA device is visible here; use --device cpu or auto")
-        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-            n = torch.cuda.device_count()
-            raise UsageError(f"--device {device}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    dev = resolve_device(device)
     cuda = dev.type == "cuda"
     if cuda:
         # Make the run's GPU the current one: streams, events, graphs and generators made
@@ -105,15 +124,15 @@ def resolve_runtime(
     )
 
 
-def runtime_for(cfg) -> Runtime:
+def runtime_for(cfg: "TrainConfig") -> Runtime:
     """The runtime of a :class:`~ganlab.config.TrainConfig` (device, precision and every speed flag)."""
     return resolve_runtime(
         cfg.device,
         cfg.precision,
         cfg.channels_last,
         cfg.cudnn_benchmark,
-        fused_adam=getattr(cfg, "fused_adam", "auto"),
-        device_data=getattr(cfg, "device_data", "auto"),
-        compile=getattr(cfg, "compile", "off"),
-        cuda_graphs=getattr(cfg, "cuda_graphs", "off"),
+        fused_adam=cfg.fused_adam,
+        device_data=cfg.device_data,
+        compile=cfg.compile,
+        cuda_graphs=cfg.cuda_graphs,
     )

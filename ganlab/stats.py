@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
+from ganlab.io import atomic_write_bytes
+
 _active: "StatsBus | None" = None
 
 
@@ -45,6 +47,11 @@ class StatsBus:
                 value = value.float().mean()
             value = value.reshape(())
         self._buf[self.step][name].append(value)
+
+    def pending(self) -> dict[str, list]:
+        """What was reported for the current step and not flushed yet: ``{name: [values]}``
+        (tensors stay on the device)."""
+        return {name: list(values) for name, values in self._buf.get(self.step, {}).items()}
 
     @contextmanager
     def activate(self) -> Iterator["StatsBus"]:
@@ -117,8 +124,6 @@ def truncate_stats(path: str | os.PathLike, before: int) -> None:
     """Keep the rows of ``stats.jsonl`` for steps before ``before`` (and drop a torn last line):
     a resumed run computes the steps after its checkpoint again, and each step is written once.
     The file is replaced atomically."""
-    from ganlab.io import atomic_write_bytes
-
     path = Path(path)
     if not path.exists():
         return

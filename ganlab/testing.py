@@ -1,8 +1,8 @@
 """Conformance checks that every trick, built-in or third-party, can be run against.
 
-Each check builds a tiny pix2pix model with :func:`ganlab.trainer.build_model` (32 px, a
+Each check builds a tiny pix2pix session with :func:`ganlab.train.build_session` (32 px, a
 handful of channels, CPU, fp32), feeds it synthetic batches and runs the real
-:class:`~ganlab.step.Pix2PixStep` with the trick in the stack:
+:class:`~ganlab.train.step.Pix2PixStep` with the trick in the stack:
 
 ``check_identity``
     at the trick's ``identity`` parameters, the weights, optimiser states and logged losses
@@ -40,8 +40,23 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
-from ganlab import hooks
-from ganlab.hooks import NetSpec, OptimSpec, StepPlan, Trick, TrickStack
+from ganlab.config import TrainConfig, TrickSpec
+from ganlab.losses import GAN_MODES
+from ganlab.runtime import runtime_for
+from ganlab.stats import StatsBus
+from ganlab.train.build import Session, build_session
+from ganlab.trick import (
+    ENTRY_POINT_GROUP,
+    NetSpec,
+    OptimSpec,
+    StepContext,
+    StepPlan,
+    Trick,
+    TrickStack,
+    parse_trick_arg,
+    registered,
+    registry,
+)
 
 __all__ = [
     "ConformanceError",
@@ -111,47 +126,37 @@ class SyntheticPairs:
 
 def bare_context(seed: int = 0, *, step: int = 0, total_steps: int = 100, gan_mode: str = "vanilla", cfg: Any = None,
                  G: torch.nn.Module | None = None, D: torch.nn.Module | None = None):
-    """A :class:`~ganlab.hooks.StepContext` with a seeded generator and no networks, for calling a
+    """A :class:`~ganlab.trick.StepContext` with a seeded generator and no networks, for calling a
     trick's hooks directly in a unit test."""
-    return hooks.StepContext(cfg=cfg, G=G, D=D, opt_g=None, opt_d=None, generator=torch.Generator().manual_seed(seed),
+    return StepContext(cfg=cfg, G=G, D=D, opt_g=None, opt_d=None, rng=torch.Generator().manual_seed(seed),
                              device=torch.device("cpu"), gan_mode=gan_mode, step=step, total_steps=total_steps)
 
 
-def tiny_config(tricks: Any = (), **overrides):
+def tiny_config(tricks: Any = (), **overrides) -> TrainConfig:
     """A :class:`~ganlab.config.TrainConfig` for the tiny model, with ``tricks`` as
     ``[(name, {param: value}), ...]`` or ``["name:key=value", ...]``."""
-    from ganlab.config import TrainConfig, TrickSpec
-
     specs = []
     for t in tricks:
         if isinstance(t, str):
-            name, values = hooks.parse_trick_arg(t)
+            name, values = parse_trick_arg(t)
         else:
             name, values = t
         specs.append(TrickSpec(name, tuple(dict(values).items())))
     return TrainConfig(**{**TINY, **overrides, "tricks": tuple(specs)}).validate()
 
 
-def build_tiny(cfg):
+def build_tiny(cfg: TrainConfig) -> Session:
     """The networks, optimisers, stack and step of ``cfg``, built the way ``ganlab train`` does."""
-    from ganlab.runtime import resolve_runtime
-    from ganlab.trainer import build_model
-
-    runtime = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last, cfg.cudnn_benchmark)
-    return build_model(cfg, runtime, cfg.steps)
+    return build_session(cfg, runtime_for(cfg), cfg.steps)
 
 
-def run_iterations(model, data: Callable, start: int, stop: int) -> list[tuple[int, dict[str, float]]]:
+def run_iterations(session: Session, data: Callable, start: int, stop: int) -> list[tuple[int, dict[str, float]]]:
     """Run iterations ``start..stop-1`` as the trainer does; return the logged rows."""
-    from ganlab.stats import StatsBus
-    from ganlab.trainer import set_learning_rates
-
     bus = StatsBus()
     with bus.activate():
         for step in range(start, stop):
-            model.ctx.step = bus.step = step
-            set_learning_rates(model, step)
-            model.step_fn(data)
+            bus.step = step
+            session.iterate(step, data)
     return bus.flush()
 
 
@@ -163,7 +168,7 @@ def _snapshot(model, data: SyntheticPairs) -> dict:
         "opt_d": model.opt_d.state_dict(),
         "tricks": model.stack.state_dict(),
         "rng": torch.get_rng_state(),
-        "trick_rng": model.ctx.generator.get_state(),
+        "trick_rng": model.ctx.rng.get_state(),
         "data": data.state_dict(),
     }
 
@@ -175,7 +180,7 @@ def _restore(model, data: SyntheticPairs, snap: dict) -> None:
     model.opt_d.load_state_dict(snap["opt_d"])
     model.stack.load_state_dict(snap["tricks"])
     torch.set_rng_state(snap["rng"])
-    model.ctx.generator.set_state(snap["trick_rng"])
+    model.ctx.rng.set_state(snap["trick_rng"])
     data.load_state_dict(snap["data"])
 
 
@@ -223,21 +228,18 @@ def _registered(trick: str | type[Trick]) -> Iterator[type[Trick]]:
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    saved = dict(hooks._extra)
     try:
         if isinstance(trick, str):
-            known = hooks.registry()
+            known = registry()
             if trick not in known:
-                raise ConformanceError(f"no trick named '{trick}' is registered (entry-point group {hooks.ENTRY_POINT_GROUP})")
+                raise ConformanceError(f"no trick named '{trick}' is registered (entry-point group {ENTRY_POINT_GROUP})")
             yield known[trick]
             return
         if not (isinstance(trick, type) and issubclass(trick, Trick)) or not trick.name:
             raise ConformanceError(f"{trick!r}: give a registered trick's name or a Trick subclass with a name")
-        hooks.register(trick)
-        yield trick
+        with registered(trick):
+            yield trick
     finally:
-        hooks._extra.clear()
-        hooks._extra.update(saved)
         torch.set_num_threads(threads)
 
 
@@ -263,7 +265,7 @@ def check_identity(trick, *, config: Mapping[str, Any] | None = None, iterations
         (base, base_rows, base_rng), (with_trick, trick_rows, trick_rng) = runs
         _assert_same(_model_state(base), _model_state(with_trick), "state", what)
         if not torch.equal(base_rng, trick_rng):
-            raise ConformanceError(f"{what}: the global RNG moved; draw random numbers from ctx.generator")
+            raise ConformanceError(f"{what}: the global RNG moved; draw random numbers from ctx.rng")
         for (s0, r0), (s1, r1) in zip(base_rows, trick_rows):
             shared = {k: r1[k] for k in r0 if k in r1}
             missing = sorted(set(r0) - set(r1))
@@ -379,7 +381,6 @@ def check_shapes(trick, params: Mapping[str, Any] | None = None, *, config: Mapp
         ospec = t.configure_optim(OptimSpec())
         if not isinstance(ospec, OptimSpec):
             raise ConformanceError(f"trick '{name}': configure_optim() must return an OptimSpec")
-        from ganlab.losses import GAN_MODES
 
         mode = t.configure_loss("vanilla")
         if mode not in GAN_MODES:

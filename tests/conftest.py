@@ -91,7 +91,7 @@ def only_run(out_dir: Path) -> Path:
 
 def nan_loss_trick(name: str, from_step: int):
     """A test trick that poisons the generator's loss from ``from_step`` on (a diverging run)."""
-    from ganlab.hooks import Trick
+    from ganlab.trick import Trick
 
     class NanLoss(Trick):
         def g_loss(self, terms, phase, ctx):

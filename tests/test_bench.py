@@ -11,9 +11,9 @@ import torch
 from ganlab.bench import cpu_peak_flops, default_variants, gpu_peak_flops, parse_variant
 from ganlab.config import TrainConfig
 from ganlab.errors import UsageError
-from ganlab.flops import model_flops, plan_passes, step_flops
+from ganlab.train.flops import model_flops, plan_passes, step_flops
 from ganlab.nets import build_discriminator, build_generator
-from ganlab.trainer import build_stack, net_spec
+from ganlab.train import build_stack, net_spec
 
 TINY = ["--device", "cpu", "--size", "32", "--ngf", "4", "--ndf", "4", "--n-layers", "2", "--batch-size", "2",
         "--warmup", "1", "--steps", "2", "--rounds", "2"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganlab.accel import DeviceConvert, DeviceCrops, device_batches, portable_optimizer_state
+from ganlab.data.device import DeviceConvert, DeviceCrops, device_batches
+from ganlab.train.checkpoint import portable_optimizer_state
 from ganlab.config import TrainConfig
 from ganlab.data import build_datasets
 from ganlab.errors import UsageError
@@ -21,7 +22,7 @@ from conftest import TINY, only_run
 
 def _build(cfg):
     """The model of ``cfg`` with every runtime flag of the configuration applied."""
-    from ganlab.trainer import build_model
+    from ganlab.train import build_session as build_model
 
     return build_model(cfg, runtime_for(cfg), cfg.steps)
 
@@ -121,7 +122,7 @@ def test_checkpoints_keep_plain_learning_rates():
 
 def test_a_tensor_learning_rate_is_updated_in_place():
     from ganlab.testing import build_tiny, tiny_config
-    from ganlab.trainer import set_learning_rates
+    from ganlab.train import set_learning_rates
 
     model = build_tiny(tiny_config(lr_decay_steps=4, steps=8))
     lr = torch.tensor(2e-4)
@@ -151,10 +152,10 @@ def test_compiled_forwards_train_like_eager_ones_and_penalties_stay_eager():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graph_step_trains_like_the_eager_step():
-    from ganlab.accel import GraphedStep
+    from ganlab.train.graphs import GraphedStep
     from ganlab.stats import StatsBus
     from ganlab.testing import tiny_config
-    from ganlab.trainer import set_learning_rates
+    from ganlab.train import set_learning_rates
 
     cfg = tiny_config(device="cuda", precision="fp32", batch_size=1, lr_decay_steps=4, steps=10, norm="instance")
     eager, graphed = _build(cfg), _build(cfg.replace(cuda_graphs="on"))

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from ganlab.cli import main
-from ganlab.colorize import output_names
+from ganlab.infer import output_names
 
 from conftest import TINY, colour_image, only_run
 

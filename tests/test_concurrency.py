@@ -235,7 +235,7 @@ def test_postgres_20_trials_with_workers_killed_at_random(tmp_path, image_dir, p
 
 
 def test_the_journal_url_forms(tmp_path):
-    from ganlab.study import is_journal, open_storage
+    from ganlab.study.storage import is_journal, open_storage
 
     assert is_journal("journal:///abs/study.log") and is_journal("runs/study.log")
     assert not is_journal("sqlite:///runs/studies.db") and not is_journal("postgresql://u@h/db")
@@ -249,7 +249,9 @@ def test_the_journal_url_forms(tmp_path):
 def test_a_dead_workers_trial_is_failed_and_queued_once_even_when_two_workers_find_it(tmp_path):
     """Two workers that start together both see the dead worker's trial; the storage lets one fail
     it, so it is queued exactly once. A trial whose worker lives is left alone."""
-    from ganlab.study import StudySpec, open_storage, recover_dead_trials
+    from ganlab.study.recovery import recover_dead_trials
+    from ganlab.study.spec import StudySpec
+    from ganlab.study.storage import open_storage
 
     url = f"journal://{tmp_path / 'study.log'}"
     spec = StudySpec(name="s", objectives=("val_l1",), grace_period=5, max_retry=3)

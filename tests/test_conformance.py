@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from ganlab.hooks import Trick, param, registry
+from ganlab.trick import Trick, param, registry
 from ganlab.testing import (
     ConformanceError,
     TrickConformanceTests,
@@ -53,7 +53,7 @@ def test_non_default_settings():
 
 
 # The template is a working trick; the suite runs on a class that no entry point names.
-from tricks._template import ExampleScale  # noqa: E402
+from ganlab.tricks._template import ExampleScale  # noqa: E402
 
 
 class TestTemplateTrick(TrickConformanceTests):
@@ -79,7 +79,7 @@ class _GlobalRng(Trick):
     identity = {"strength": 0.0}
 
     def d_targets(self, t_real, t_fake, ctx):
-        noise = torch.rand(t_real.shape)  # not ctx.generator
+        noise = torch.rand(t_real.shape)  # not ctx.rng
         return t_real - self.params.strength * noise, t_fake
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganlab.accel import draw_crop_plan, host_crops
-from ganlab.distributed import Dist, GlobalBatchNorm, _global_batchnorm, setup
+from ganlab.data.device import draw_crop_plan, host_crops
+from ganlab.train.distributed import Dist, GlobalBatchNorm, _global_batchnorm, setup
 from ganlab.errors import UsageError
 
 from conftest import only_run
@@ -64,7 +64,7 @@ def test_two_processes_train_the_weights_of_one_process(tmp_path, image_dir, run
 
 
 def _untrained_state() -> dict:
-    from ganlab.hooks import NetSpec
+    from ganlab.trick import NetSpec
     from ganlab.nets import build_discriminator, build_generator
 
     torch.manual_seed(3)

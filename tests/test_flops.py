@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganlab.flops import PassCounter, model_flops, model_step_flops, net_flops, penalty_passes, plan_passes, step_flops
-from ganlab.hooks import NetSpec, StepPlan
+from ganlab.train.flops import PassCounter, model_flops, session_step_flops, net_flops, penalty_passes, plan_passes, step_flops
+from ganlab.trick import NetSpec, StepPlan
 from ganlab.nets import build_discriminator, build_generator
 from ganlab.testing import build_tiny, tiny_config
 
@@ -123,7 +123,7 @@ def test_the_step_count_equals_the_flop_counter_on_the_real_step(name):
     predicted = plan_passes(plan.d_steps, plan.g_steps, penalties)
     assert counter.total() == predicted
     assert step_flops(g, d, predicted, 3)["total"] == measured
-    assert model_step_flops(model)["total"] == measured  # the plan and penalties the tricks declare
+    assert session_step_flops(model)["total"] == measured  # the plan and penalties the tricks declare
     assert "generate" not in vars(model.step_fn)  # the counter unhooked itself
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from ganlab import hooks
+from ganlab import trick as hooks
 from ganlab.errors import UsageError
-from ganlab.hooks import StepPlan, Trick, TrickStack, build_trick, param, param_infos, parse_trick_arg, registry
+from ganlab.trick import StepPlan, Trick, TrickStack, build_trick, param, param_infos, parse_trick_arg, register, registered, registry
 from ganlab.testing import bare_context
 
 from conftest import TINY, only_run
@@ -24,10 +24,8 @@ BUILT_IN = {
 @pytest.fixture
 def local_tricks():
     """Register tricks in this process for one test, then forget them."""
-    saved = dict(hooks._extra)
-    yield hooks.register
-    hooks._extra.clear()
-    hooks._extra.update(saved)
+    with registered():
+        yield register
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,7 +102,7 @@ def test_built_in_tricks_come_from_the_entry_point_group():
         cls = known[name]
         assert cls.name == name and issubclass(cls, Trick)
         assert cls.__doc__ and cls.paper and cls.summary, name
-        assert cls.__module__.startswith("tricks."), name
+        assert cls.__module__.startswith("ganlab.tricks."), name
 
 
 # --------------------------------------------------------------------------------------------

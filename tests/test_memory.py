@@ -39,7 +39,7 @@ def test_the_bench_refuses_an_impossible_batch(run_cli):
 
 
 def test_a_step_close_to_the_limit_warns_and_the_check_can_be_switched_off(tmp_path, image_dir, run_cli, monkeypatch):
-    from ganlab import memory
+    from ganlab.train import memory
     from ganlab.config import TrainConfig
     from ganlab.errors import UsageError
     from ganlab.runtime import runtime_for
@@ -60,7 +60,7 @@ def test_a_step_close_to_the_limit_warns_and_the_check_can_be_switched_off(tmp_p
 
 def test_the_estimate_grows_with_the_batch_size_and_the_networks():
     from ganlab.config import TrainConfig, TrickSpec
-    from ganlab.memory import estimate
+    from ganlab.train.memory import estimate
 
     base = TrainConfig(size=64, ngf=8, ndf=8, device="cpu", steps=1).validate()
     e = estimate(base)
@@ -78,9 +78,9 @@ def test_the_estimate_is_close_to_a_real_steps_peak_memory():
         import os, torch
         torch.set_num_threads(1)
         from ganlab.config import TrainConfig
-        from ganlab.memory import estimate, peak_rss_bytes
+        from ganlab.train.memory import estimate, peak_rss_bytes
         from ganlab.runtime import runtime_for
-        from ganlab.trainer import build_model
+        from ganlab.train import build_session as build_model
         cfg = TrainConfig(size=128, batch_size=16, ngf=16, ndf=16, device="cpu", steps=4).validate()
         est = estimate(cfg).total(16)
         rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab.hooks import NetSpec
+from ganlab.trick import NetSpec
 from ganlab.nets import build_discriminator, build_generator, receptive_field, unet_depth
 
 

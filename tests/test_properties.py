@@ -19,7 +19,7 @@ from hypothesis.extra.numpy import arrays
 from ganlab.color import lab_to_rgb, rgb_to_lab, rgb_to_scaled_lab, scaled_lab_to_rgb, to_uint8
 from ganlab.config import GAN_MODES, TrainConfig, TrickSpec
 from ganlab.errors import UsageError
-from ganlab.hooks import ENTRY_POINT_GROUP, param_infos, registry
+from ganlab.trick import ENTRY_POINT_GROUP, param_infos, registry
 
 # ---------------------------------------------------------------------------------------------
 # Lab
@@ -90,7 +90,7 @@ def trick_stacks(draw):
 @given(trick_stacks())
 def test_any_trick_stack_is_refused_with_a_reason_or_trains_one_step_with_finite_losses(drawn):
     from ganlab.testing import SyntheticPairs, build_tiny, run_iterations, tiny_config
-    from ganlab.trainer import build_stack
+    from ganlab.train import build_stack
 
     gan_mode, stack = drawn
     try:

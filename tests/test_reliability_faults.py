@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from conftest import TINY, nan_loss_trick, only_run, write_images
-from ganlab.hooks import Trick, register
+from ganlab.trick import Trick, register
 from ganlab.stats import read_series
-from ganlab.trainer import checkpoint_files, latest_checkpoint, read_checkpoint
+from ganlab.train import checkpoint_files, latest_checkpoint, read_checkpoint
 
 ENV = dict(os.environ, PYTHONWARNINGS="ignore")
 
@@ -251,9 +251,9 @@ def _fail_tensorboard(monkeypatch):
 
 
 def _fail_samples(monkeypatch):
-    import ganlab.trainer as trainer
+    import ganlab.train.inloop as inloop
 
-    real, calls = trainer.save_png, []
+    real, calls = inloop.save_png, []
 
     def save_png(path, image):
         calls.append(1)
@@ -261,7 +261,7 @@ def _fail_samples(monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, image)
 
-    monkeypatch.setattr(trainer, "save_png", save_png)
+    monkeypatch.setattr(inloop, "save_png", save_png)
 
 
 @pytest.mark.parametrize("fault", [_fail_checkpoint, _fail_jsonl, _fail_tensorboard, _fail_samples],
@@ -347,13 +347,13 @@ def test_an_unwritable_runs_folder_is_one_line_before_any_work(tmp_path, image_d
 
 
 def test_torch_running_out_of_memory_is_one_line(tmp_path, image_dir, run_cli, monkeypatch):
-    import ganlab.trainer as trainer
+    import ganlab.train.loop as loop
 
     def build_model(*a, **k):  # what torch's CPU allocator raises for --ngf 100000
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 1280000000000 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr(trainer, "build_model", build_model)
+    monkeypatch.setattr(loop, "build_session", build_model)
     code, _, err = run_cli("train", "--data", image_dir, *TINY, "--steps", "1", "--out", tmp_path / "runs")
     assert code == 1
     _one_error_line(err, "out of memory", "--batch-size")

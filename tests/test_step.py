@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlab.hooks import NetSpec, StepContext, TrickStack
+from ganlab.trick import NetSpec, StepContext, TrickStack
 from ganlab.nets import build_discriminator, build_generator
 from ganlab.stats import StatsBus
-from ganlab.step import Pix2PixStep
+from ganlab.train.step import Pix2PixStep
 
 
 def _nets(size=32):
@@ -51,7 +51,7 @@ def textbook_step(G, D, opt_g, opt_d, A, B, lambda_l1=100.0):
 
 def _ganlab_step(G, D, gan_mode="vanilla"):
     opt_g, opt_d = _adam(G), _adam(D)
-    ctx = StepContext(cfg=None, G=G, D=D, opt_g=opt_g, opt_d=opt_d, generator=torch.Generator().manual_seed(1),
+    ctx = StepContext(cfg=None, G=G, D=D, opt_g=opt_g, opt_d=opt_d, rng=torch.Generator().manual_seed(1),
                       device=torch.device("cpu"), gan_mode=gan_mode)
     return Pix2PixStep(G, D, opt_g, opt_d, gan_mode=gan_mode, lambda_l1=100.0, stack=TrickStack([], gan_mode), ctx=ctx)
 

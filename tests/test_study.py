@@ -5,7 +5,7 @@ import optuna
 import pytest
 
 from conftest import nan_loss_trick
-from ganlab.hooks import register
+from ganlab.trick import register
 
 TINY_TRAIN = """
 [train]
@@ -172,7 +172,8 @@ def _spec(body: str):
 
 
 def test_the_pruner_watches_the_objective_when_training_measures_it():
-    from ganlab.study import PRUNE_PROXY, WEIGHTED, _scalar_for_pruning
+    from ganlab.study.objective import PRUNE_PROXY, WEIGHTED
+    from ganlab.study.objective import scalar_for_pruning as _scalar_for_pruning
 
     metrics = {"val/L1": 0.05, "val/swd": 108.8, "val/psnr": 20.0, "val/colorfulness_gap": -3.0}
     spec = _spec('objectives = ["swd"]\npruner = "median"\n')
@@ -254,8 +255,9 @@ def _study_with_a_pruned_trial(attrs: dict):
 @pytest.mark.parametrize("attrs", [{"pruned_step": 10, "pruned_on": "val/L1", "pruned_on_objective": False,
                                     "pruned_value": 0.05547}, {}])
 def test_a_pruned_trial_shows_no_proxy_value_under_the_objective(tmp_path, attrs):
-    from ganlab.report import trials_csv, write_report
-    from ganlab.study import StudySpec, trials_table
+    from ganlab.study.report import trials_csv, write_report
+    from ganlab.study.spec import StudySpec
+    from ganlab.study.table import trials_table
 
     study = _study_with_a_pruned_trial(attrs)
     table = trials_table(study, StudySpec(name="p", objectives=("swd",)))
@@ -273,7 +275,8 @@ def test_a_pruned_trial_shows_no_proxy_value_under_the_objective(tmp_path, attrs
 
 
 def test_a_trial_pruned_on_its_objective_shows_the_value_with_its_step():
-    from ganlab.study import StudySpec, trials_table
+    from ganlab.study.spec import StudySpec
+    from ganlab.study.table import trials_table
 
     study = _study_with_a_pruned_trial({"pruned_step": 10, "pruned_on": "swd", "pruned_on_objective": True,
                                         "pruned_value": 0.05547})
@@ -290,7 +293,8 @@ def test_the_parameters_column_is_not_cut():
     from optuna.distributions import FloatDistribution
     from rich.console import Console
 
-    from ganlab.study import StudySpec, trials_table
+    from ganlab.study.spec import StudySpec
+    from ganlab.study.table import trials_table
 
     study = optuna.create_study(study_name="w", directions=["minimize"])
     params = {f"soft-labels.parameter_{i}": 0.123456 for i in range(6)}
@@ -332,7 +336,7 @@ def test_trials_csv_has_each_column_once_and_few_trials_get_a_caveat(tmp_path):
 
     from optuna.distributions import FloatDistribution
 
-    from ganlab.report import write_report
+    from ganlab.study.report import write_report
 
     study = optuna.create_study(study_name="c", directions=["minimize", "minimize"])
     study.set_user_attr("objectives", ["swd", "instability"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab import hooks
-from ganlab.hooks import Phase, Trick, build_trick
+from ganlab import trick as hooks
+from ganlab.trick import Phase, Trick, build_trick, register, registered
 from ganlab.testing import SyntheticPairs, bare_context, build_tiny, run_iterations, tiny_config
 
 from conftest import TINY, only_run, straight_and_resumed
@@ -25,10 +25,8 @@ def one_thread():
 
 @pytest.fixture
 def local_tricks():
-    saved = dict(hooks._extra)
-    yield hooks.register
-    hooks._extra.clear()
-    hooks._extra.update(saved)
+    with registered():
+        yield register
 
 
 def _targets(trick, n=20000, shape=(1, 2, 2), seed=0):
@@ -99,7 +97,7 @@ def test_label_flip_swaps_smoothed_targets_after_smoothing():
 
 
 def test_instance_noise_schedules():
-    from tricks.instance_noise import sigma_at
+    from ganlab.tricks.instance_noise import sigma_at
 
     assert sigma_at(0, 0.2, "linear", 100) == 0.2
     assert sigma_at(50, 0.2, "linear", 100) == pytest.approx(0.1)
@@ -115,7 +113,7 @@ def test_instance_noise_schedules():
 
 @pytest.mark.parametrize("schedule", ["linear", "exponential"])
 def test_instance_noise_follows_its_schedule_in_the_inputs(schedule):
-    from tricks.instance_noise import sigma_at
+    from ganlab.tricks.instance_noise import sigma_at
 
     trick = build_trick("instance-noise", {"sigma0": "0.5", "schedule": schedule, "anneal_steps": "40"})
     cond, x = torch.rand(64, 1, 16, 16), torch.rand(64, 2, 16, 16)
@@ -168,7 +166,7 @@ def test_leaky_relu_only_leaves_no_relu_and_no_max_pool(generator):
 
 
 def test_leaky_relu_only_also_when_loading_a_generator(tmp_path, run_cli, image_dir):
-    from ganlab.trainer import load_generator
+    from ganlab.infer import load_generator
 
     out = tmp_path / "runs"
     code, _, err = run_cli("train", *TINY, "--data", image_dir, "--steps", "1", "--eval-every", "0", "--out", out,
@@ -281,7 +279,7 @@ def test_wgan_gp_configures_critic_loss_optimiser_and_ratio(monkeypatch):
 
 
 def test_pixeltcl_shapes():
-    from tricks.pixeltcl import PixelTCL
+    from ganlab.tricks.pixeltcl import PixelTCL
 
     layer = PixelTCL(6, 3)
     y = layer(torch.randn(2, 6, 5, 7))
@@ -294,7 +292,7 @@ def test_pixeltcl_shapes():
 
 
 def test_pixeltcl_sub_grids_are_made_one_after_another():
-    from tricks.pixeltcl import PixelTCL
+    from ganlab.tricks.pixeltcl import PixelTCL
 
     torch.manual_seed(0)
     layer = PixelTCL(3, 2)
@@ -333,7 +331,7 @@ def test_pixeltcl_sub_grids_are_made_one_after_another():
 
 
 def test_pixeltcl_output_pixel_is_computed_from_its_neighbour():
-    from tricks.pixeltcl import PixelTCL
+    from ganlab.tricks.pixeltcl import PixelTCL
 
     torch.manual_seed(0)
     layer = PixelTCL(3, 2)
@@ -525,7 +523,8 @@ def test_g_ema_weights_lag_behind_g():
 
 
 def test_g_ema_is_saved_and_used_by_colorize(tmp_path, run_cli, image_dir):
-    from ganlab.trainer import checkpoint_files, load_generator, read_checkpoint
+    from ganlab.infer import load_generator
+    from ganlab.train import checkpoint_files, read_checkpoint
 
     out = tmp_path / "runs"
     code, _, err = run_cli("train", *TINY, "--data", image_dir, "--steps", "3", "--eval-every", "0", "--out", out,

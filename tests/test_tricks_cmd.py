@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ganlab.hooks import registry
+from ganlab.trick import registry
 
 
 def test_the_table_lists_every_trick_with_hooks_parameters_and_conflicts(run_cli):
@@ -20,7 +20,7 @@ def test_the_table_lists_every_trick_with_hooks_parameters_and_conflicts(run_cli
 
 
 def test_conflicts_are_computed_from_the_stack():
-    from ganlab.tricks_cmd import incompatibilities
+    from ganlab.cli.tricks import incompatibilities
 
     found = incompatibilities(registry())
     assert {o for o, _ in found["wgan-gp"]} >= {"soft-labels", "noisy-labels", "label-flip", "r1", "step-ratio"}

@@ -1,22 +1,25 @@
 """A copy-me template for a new ganlab trick.
 
-1. Copy this file to ``tricks/<your_trick>.py`` (or into your own package) and rename the
+1. Copy this file to ``tricks/<your_trick>.py`` (installed as ``ganlab.tricks``) (or into your own package) and rename the
    classes. Keep one trick per file.
-2. Declare the parameters in a frozen dataclass with :func:`ganlab.hooks.param`: the default,
+2. Declare the parameters in a frozen dataclass with :func:`ganlab.trick.param`: the default,
    the valid range (``low``/``high`` or ``choices``) and the range a study searches
    (``search``, ``log``). ``ganlab tricks``, ``--trick name:key=value`` and ``ganlab study``
    all read this one declaration; there is no second list.
-3. Override only the hooks you need (see the table in :mod:`ganlab.hooks`). Filter hooks
+3. Override only the hooks you need (see the table in :mod:`ganlab.trick`). Filter hooks
    *return* the value they transform; never change the arguments in place.
 4. Declare what the trick provides, replaces, removes, requires and conflicts with, so an
    impossible stack is refused before training with one sentence.
-5. Draw every random number from ``ctx.generator`` (``torch.rand(..., generator=ctx.generator,
+5. Draw every random number from ``ctx.rng`` (``torch.rand(..., generator=ctx.rng,
    device=...)``), never from the global RNG, so runs are reproducible and the baseline's
    random stream is untouched.
 6. Keep state that must survive a resume (counters, buffers, averages) in ``state_dict()`` /
    ``load_state_dict()``.
 7. Report statistics with ``ganlab.stats.report(name, tensor)``: cheap, no ``.item()``.
-8. Say at which parameters the trick changes nothing (``identity``), or ``None``.
+8. Say at which parameters the trick changes nothing (``identity``), or ``None``. A trick that
+   makes extra passes through D (a gradient penalty) says how many in ``penalty_passes(step)``;
+   one that keeps copies of G's weights (a moving average) in ``g_copies()``: ``ganlab bench``
+   counts its FLOPs and the memory check its memory from these.
 9. Register it under the entry-point group ``ganlab.tricks`` (``pyproject.toml``)::
 
        [project.entry-points."ganlab.tricks"]
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, param
 from ganlab.stats import report
 
 
@@ -85,7 +88,7 @@ class ExampleScale(Trick):
         p = self.params
         t_real = t_real * p.scale
         if p.jitter > 0:
-            noise = torch.rand(t_real.shape, generator=ctx.generator, device=t_real.device, dtype=t_real.dtype)
+            noise = torch.rand(t_real.shape, generator=ctx.rng, device=t_real.device, dtype=t_real.dtype)
             t_real = t_real + (2 * noise - 1) * p.jitter
         self.calls += 1
         report("tricks/example_real_target", t_real.mean())

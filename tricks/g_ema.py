@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, param
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class GEma(Trick):
 
     def eval_generator(self, G, ctx: StepContext):
         return self.ema if self.ema is not None else G
+
+    def g_copies(self) -> int:
+        return 1
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "ema": None if self.ema is None else self.ema.state_dict()}

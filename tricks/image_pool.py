@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, param
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ImagePool(Trick):
 
     def _swap(self, cond: torch.Tensor, fake: torch.Tensor, ctx: StepContext):
         """With chance p, exchange each sample with a distinct random pool slot."""
-        g = ctx.generator
+        g = ctx.rng
         m = min(fake.shape[0], self.params.size)
         slots = torch.randperm(self.params.size, generator=g, device=fake.device)[:m]
         swap = torch.rand(m, generator=g, device=fake.device) < self.params.p

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, param
 from ganlab.stats import report
 
 FLOOR = 0.01  # the exponential schedule reaches sigma0 * FLOOR after anneal_steps, then 0
@@ -73,5 +73,5 @@ class InstanceNoise(Trick):
 
     @staticmethod
     def _noisy(x: torch.Tensor, sigma: float, ctx: StepContext) -> torch.Tensor:
-        noise = torch.randn(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype)
+        noise = torch.randn(x.shape, generator=ctx.rng, device=x.device, dtype=x.dtype)
         return x + sigma * noise

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, param
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class LabelFlip(Trick):
 
     def d_targets(self, t_real, t_fake, ctx: StepContext):
         p = self.params.p
-        flip_real = self._mask(t_real, p, ctx.generator)
-        flip_fake = self._mask(t_fake, p, ctx.generator)
+        flip_real = self._mask(t_real, p, ctx.rng)
+        flip_fake = self._mask(t_fake, p, ctx.rng)
         # A flipped sample takes the other side's target, element for element.
         return torch.where(flip_real, t_fake, t_real), torch.where(flip_fake, t_real, t_fake)
 

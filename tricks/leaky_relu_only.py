@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ganlab.hooks import NetSpec, Trick, param
+from ganlab.trick import NetSpec, Trick, param
 
 
 @dataclass(frozen=True)

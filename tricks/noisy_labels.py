@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganlab.hooks import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, param
 from tricks.soft_labels import uniform_like
 
 
@@ -50,6 +50,6 @@ class NoisyLabels(Trick):
     def d_targets(self, t_real, t_fake, ctx: StepContext):
         p = self.params
         return (
-            uniform_like(t_real, p.real_low, p.real_high, ctx.generator),
-            uniform_like(t_fake, p.fake_low, p.fake_high, ctx.generator),
+            uniform_like(t_real, p.real_low, p.real_high, ctx.rng),
+            uniform_like(t_fake, p.fake_low, p.fake_high, ctx.rng),
         )

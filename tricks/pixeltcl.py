@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlab.hooks import NetSpec, Trick
+from ganlab.trick import NetSpec, Trick
 from ganlab.nets.blocks import register_upsample
 
 # The masked convolution sees the four direct neighbours of a position: on the 2x grid those

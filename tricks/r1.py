@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import Phase, StepContext, Trick, param
+from ganlab.trick import Phase, StepContext, Trick, param
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class R1(Trick):
     provides = frozenset({"gradient-penalty"})
     conflicts = {"gradient-penalty": "both penalise the critic's input gradient (R1 on real data, WGAN-GP on interpolates); keep one"}
     identity = {"gamma": 0.0}
+
+    def penalty_passes(self, step: int) -> int:
+        return int(self.params.gamma > 0 and step % self.params.every == 0)
 
     def d_loss(self, terms: dict, phase: Phase, ctx: StepContext) -> dict:
         p = self.params

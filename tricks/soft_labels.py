@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, param
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class SoftLabels(Trick):
 
     def d_targets(self, t_real, t_fake, ctx: StepContext):
         p = self.params
-        t_real = uniform_like(t_real, p.low, p.high, ctx.generator)
+        t_real = uniform_like(t_real, p.low, p.high, ctx.rng)
         if p.two_sided:
-            t_fake = uniform_like(t_fake, p.fake_low, p.fake_high, ctx.generator)
+            t_fake = uniform_like(t_fake, p.fake_low, p.fake_high, ctx.rng)
         return t_real, t_fake

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganlab.hooks import NetSpec, Trick, param
+from ganlab.trick import NetSpec, Trick, param
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganlab.hooks import StepContext, StepPlan, Trick, param
+from ganlab.trick import StepContext, StepPlan, Trick, param
 from ganlab.stats import report
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ganlab.hooks import OptimSpec, Trick, param
+from ganlab.trick import OptimSpec, Trick, param
 
 
 @dataclass(frozen=True)

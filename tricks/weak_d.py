@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ganlab.hooks import NetSpec, Trick, param
+from ganlab.trick import NetSpec, Trick, param
 
 
 @dataclass(frozen=True)

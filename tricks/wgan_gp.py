@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.hooks import NetSpec, OptimSpec, Phase, StepContext, StepPlan, Trick, param
+from ganlab.trick import NetSpec, OptimSpec, Phase, StepContext, StepPlan, Trick, param
 from ganlab.stats import report
 
 
@@ -90,12 +90,15 @@ class WganGp(Trick):
     def plan(self, plan: StepPlan, ctx: StepContext) -> StepPlan:
         return dataclasses.replace(plan, d_steps=self.params.n_critic)
 
+    def penalty_passes(self, step: int) -> int:
+        return int(self.params.lambda_ > 0)
+
     def d_loss(self, terms: dict, phase: Phase, ctx: StepContext) -> dict:
         # The step halves its two terms (pix2pix's D objective); the Wasserstein loss does not.
         d_real, d_fake = critic_score(phase.d_real), critic_score(phase.d_fake)
         terms = {**terms, "fake": d_fake.mean(), "real": -d_real.mean()}
         if self.params.lambda_ > 0:
-            gp, norms = gradient_penalty(phase.d_forward, phase.cond, phase.real, phase.fake, ctx.generator)
+            gp, norms = gradient_penalty(phase.d_forward, phase.cond, phase.real, phase.fake, ctx.rng)
             terms["gp"] = self.params.lambda_ * gp
             report("tricks/gp_grad_norm", norms.mean())
         report("tricks/wasserstein", d_real.mean() - d_fake.mean())

@@ -179,13 +179,13 @@ class PairedImages:
         self.perm, self.epoch = list(state["perm"]), int(state["epoch"])
 
     # Drawing ----------------------------------------------------------------------------------
-    def _next_index(self) -> int:
+    def next_index(self) -> int:
         if not self.perm:
             self.perm = torch.randperm(len(self.images), generator=self.generator).tolist()
             self.epoch += 1
         return self.perm.pop()
 
-    def _crop(self, img: torch.Tensor, top: int, left: int, flip: bool) -> torch.Tensor:
+    def crop(self, img: torch.Tensor, top: int, left: int, flip: bool) -> torch.Tensor:
         s = self.size
         out = img[:, top : top + s, left : left + s]
         return out.flip(-1) if flip else out
@@ -195,10 +195,10 @@ class PairedImages:
         crops = []
         r = torch.rand(batch_size, 3, generator=self.generator).tolist()
         for b in range(batch_size):
-            img = self.images[self._next_index()]
+            img = self.images[self.next_index()]
             h, w = img.shape[-2:]
             top, left = int(r[b][0] * (h - self.size + 1)), int(r[b][1] * (w - self.size + 1))
-            crops.append(self._crop(img, top, left, r[b][2] < 0.5))
+            crops.append(self.crop(img, top, left, r[b][2] < 0.5))
         return torch.stack(crops)
 
     def convert(self, batch: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,7 +219,7 @@ class PairedImages:
         for i in range(len(self.images) if n is None else min(n, len(self.images))):
             img = self.images[i]
             h, w = img.shape[-2:]
-            crops.append(self._crop(img, (h - self.size) // 2, (w - self.size) // 2, False))
+            crops.append(self.crop(img, (h - self.size) // 2, (w - self.size) // 2, False))
         return torch.stack(crops)
 
     def fixed_batches(self, batch_size: int, device: torch.device, n: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

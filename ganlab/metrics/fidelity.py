@@ -27,7 +27,7 @@ from ganlab.errors import UsageError
 from ganlab.metrics._images import check_pair, check_uint8_rgb
 
 
-def _psnr_per_image(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def psnr_per_image(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     diff = real.double() - fake.double()
     mse = diff.pow(2).flatten(1).mean(dim=1)
     return 10.0 * torch.log10(255.0**2 / mse)  # inf where identical
@@ -36,7 +36,7 @@ def _psnr_per_image(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 def psnr(real: torch.Tensor, fake: torch.Tensor) -> float:
     """Mean per-image PSNR in dB (``inf`` only if every pair is identical)."""
     check_pair(real, fake, same_count=True)
-    return float(_psnr_per_image(real, fake).mean())
+    return float(psnr_per_image(real, fake).mean())
 
 
 def _gauss_window(size: int, sigma: float, ref: torch.Tensor) -> torch.Tensor:
@@ -61,7 +61,7 @@ def _moments(x: torch.Tensor, y: torch.Tensor, k1d: torch.Tensor):
     return mx, my, sxx, syy, sxy
 
 
-def _ssim_per_image(real: torch.Tensor, fake: torch.Tensor, win: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim_per_image(real: torch.Tensor, fake: torch.Tensor, win: int = 11, sigma: float = 1.5) -> torch.Tensor:
     x, y = real.double(), fake.double()
     k = _gauss_window(win, sigma, x)
     mx, my, sxx, syy, sxy = _moments(x, y, k)
@@ -75,10 +75,10 @@ def ssim(real: torch.Tensor, fake: torch.Tensor) -> float:
     check_pair(real, fake, same_count=True)
     if min(real.shape[2:]) < 11:
         raise UsageError(f"SSIM needs images of at least 11x11 px, got {tuple(real.shape[2:])}")
-    return float(_ssim_per_image(real, fake).mean())
+    return float(ssim_per_image(real, fake).mean())
 
 
-def _uiqi_per_image(real: torch.Tensor, fake: torch.Tensor, block: int = 8) -> torch.Tensor:
+def uiqi_per_image(real: torch.Tensor, fake: torch.Tensor, block: int = 8) -> torch.Tensor:
     x, y = real.double(), fake.double()
     k = torch.full((block,), 1.0 / block, dtype=x.dtype, device=x.device)
     mx, my, sxx, syy, sxy = _moments(x, y, k)
@@ -101,7 +101,7 @@ def uiqi(real: torch.Tensor, fake: torch.Tensor, block: int = 8) -> float:
     check_pair(real, fake, same_count=True)
     if min(real.shape[2:]) < block:
         raise UsageError(f"UIQI needs images of at least {block}x{block} px, got {tuple(real.shape[2:])}")
-    return float(_uiqi_per_image(real, fake, block).mean())
+    return float(uiqi_per_image(real, fake, block).mean())
 
 
 def ab_l1(real: torch.Tensor, fake: torch.Tensor) -> float:

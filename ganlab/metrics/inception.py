@@ -90,7 +90,7 @@ def verify_checksum(path: str | os.PathLike, expected: str, what: str = "weights
     return digest
 
 
-def _try_download(dst: Path, url: str, prefix: str, timeout: float) -> str | None:
+def try_download(dst: Path, url: str, prefix: str, timeout: float) -> str | None:
     """Download ``url`` to ``dst`` (torch hub checks the hash prefix); return None or why it failed."""
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
@@ -126,7 +126,7 @@ def find_inception_weights(path: str | os.PathLike | None = None, *, download: b
     if not p.is_file():
         if not download:
             raise WeightsUnavailable(unavailable_message())
-        why = _try_download(p, FID_WEIGHTS_URL, FID_WEIGHTS_SHA256_PREFIX, timeout)
+        why = try_download(p, FID_WEIGHTS_URL, FID_WEIGHTS_SHA256_PREFIX, timeout)
         if why is not None:
             raise WeightsUnavailable(unavailable_message(why))
     verify_checksum(p, FID_WEIGHTS_SHA256_PREFIX, "Inception weights")

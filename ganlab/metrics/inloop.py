@@ -16,10 +16,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ganlab.color import rgb_to_lab
 from ganlab.metrics._images import check_pair
 from ganlab.metrics.color_hist import color_histogram_distance
-from ganlab.metrics.fidelity import _psnr_per_image, _ssim_per_image, colorfulness
+from ganlab.metrics.fidelity import psnr_per_image, ssim_per_image, colorfulness
 from ganlab.metrics.frechet import kid
+from ganlab.metrics import inception
 from ganlab.metrics.swd import sliced_wasserstein
 
 FeatureExtractor = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
@@ -60,14 +62,12 @@ def inloop_feature_extractor(weights: str | None = None, device: str | torch.dev
 
     Never downloads (a training run must not stall on the network); loaded once per process.
     """
-    from ganlab.metrics.inception import inception_status, load_inception
-
-    path, _ = inception_status(weights, download=False)
+    path, _ = inception.inception_status(weights, download=False)
     if path is None:
         return None
     key = (str(path), str(device))
     if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = load_inception(path, device=device, download=False, batch_size=batch_size)
+        _EXTRACTORS[key] = inception.load_inception(path, device=device, download=False, batch_size=batch_size)
     return _EXTRACTORS[key]
 
 
@@ -92,11 +92,9 @@ def inloop_metrics(
     if min(real.shape[2:]) >= 16:
         out["val/swd"] = sliced_wasserstein(real, fake, seed=seed, patches_per_image=64, dirs_per_repeat=64)
     out["val/color_hist"] = color_histogram_distance(real, fake)
-    out["val/psnr"] = float(_psnr_per_image(real, fake).clamp(max=100.0).mean())
+    out["val/psnr"] = float(psnr_per_image(real, fake).clamp(max=100.0).mean())
     if min(real.shape[2:]) >= 11:
-        out["val/ssim"] = float(_ssim_per_image(real, fake).mean())
-    from ganlab.color import rgb_to_lab
-
+        out["val/ssim"] = float(ssim_per_image(real, fake).mean())
     ab_r = rgb_to_lab(real.float() / 255.0)[:, 1:]
     ab_f = rgb_to_lab(fake.float() / 255.0)[:, 1:]
     out["val/ab_l1"] = float((ab_r - ab_f).abs().mean())

@@ -27,7 +27,7 @@ from torch import nn
 
 from ganlab.errors import GanlabError, UsageError
 from ganlab.metrics._images import check_pair
-from ganlab.metrics.inception import WeightsUnavailable, _try_download, hub_checkpoint_dir, verify_checksum
+from ganlab.metrics.inception import WeightsUnavailable, try_download, hub_checkpoint_dir, verify_checksum
 
 LIN_ENV = "GANLAB_LPIPS_WEIGHTS"
 BACKBONE_ENV = "GANLAB_LPIPS_BACKBONE"
@@ -81,7 +81,7 @@ def find_lpips_weights(*, download: bool = True, timeout: float = 10.0) -> tuple
     else:
         backbone = hub_checkpoint_dir() / BACKBONE_FILE
         if not backbone.is_file():
-            why = "AlexNet weights not found" if not download else _try_download(
+            why = "AlexNet weights not found" if not download else try_download(
                 backbone, BACKBONE_URL, BACKBONE_SHA256_PREFIX, timeout
             )
             if why is not None:

@@ -1,11 +1,11 @@
-"""Networks: built from a :class:`ganlab.hooks.NetSpec` so tricks can change how."""
+"""Networks: built from a :class:`ganlab.trick.NetSpec` so tricks can change how."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from ganlab.errors import UsageError
-from ganlab.hooks import NetSpec
+from ganlab.trick import NetSpec
 from ganlab.nets.blocks import count_params, init_weights
 from ganlab.nets.patchgan import PatchDiscriminator, PixelDiscriminator, receptive_field
 from ganlab.nets.resnet_unet import ResNetUnetGenerator

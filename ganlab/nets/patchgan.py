@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganlab.hooks import NetSpec
+from ganlab.trick import NetSpec
 from ganlab.nets import blocks
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import GanlabError
-from ganlab.hooks import NetSpec
+from ganlab.trick import NetSpec
 from ganlab.nets import blocks
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganlab.hooks import NetSpec
+from ganlab.trick import NetSpec
 from ganlab.nets import blocks
 
 

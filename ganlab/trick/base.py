@@ -1,7 +1,7 @@
-"""The trick interface: the ``Trick`` base class, typed parameters, the stack and the registry.
+"""The trick interface: the ``Trick`` base class, its typed parameters, and what its hooks see.
 
 A trick *transforms* values inside the training step. Every hook is a no-op by default; a
-filter hook returns the (possibly transformed) value, and the :class:`TrickStack` chains the
+filter hook returns the (possibly transformed) value, and the ``TrickStack`` chains the
 tricks as a fold in an explicit, deterministic order: ascending ``order``, then name. The same
 order is printed at the start of every run and written into the run folder.
 
@@ -24,28 +24,28 @@ G phase, loss terms    ``g_loss(terms, phase, ctx)``                terms
 after each update      ``after_d_update(ctx)``, ``after_g_update``  nothing
 evaluation             ``eval_generator(G, ctx)``                   the module to evaluate
 checkpoint             ``state_dict()`` / ``load_state_dict(s)``
+cost model             ``penalty_passes(step)``, ``g_copies()``     ints (FLOPs, memory)
 =====================  ===========================================  ========================
 
-All randomness in a trick comes from ``ctx.generator``, which the step hands it and the
-checkpoint saves, so a run is reproducible and a trick never disturbs the baseline's RNG.
+All randomness in a trick comes from ``ctx.rng``, a ``torch.Generator`` that the step hands it
+and the checkpoint saves, so a run is reproducible and a trick never disturbs the baseline's
+random numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
-import warnings
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import torch
 
+from ganlab.coerce import BadValue, check_bounds, coerce, describe_bounds
 from ganlab.errors import UsageError
 
-ENTRY_POINT_GROUP = "ganlab.tricks"
-
+if TYPE_CHECKING:
+    from ganlab.config import TrainConfig
 
 # --------------------------------------------------------------------------------------------
 # Typed parameters with their search ranges
@@ -107,13 +107,7 @@ class ParamInfo:
         return ("int" if self.type is int else "float", lo, hi, self.log)
 
     def describe_range(self) -> str:
-        if self.choices is not None:
-            return "|".join(str(c) for c in self.choices)
-        if self.type is bool:
-            return "true|false"
-        lo = "-inf" if self.low is None else f"{self.low:g}"
-        hi = "inf" if self.high is None else f"{self.high:g}"
-        return f"[{lo}, {hi}]"
+        return describe_bounds(self.type, self.low, self.high, self.choices)
 
 
 def param_infos(params_cls: type) -> list[ParamInfo]:
@@ -137,38 +131,17 @@ def param_infos(params_cls: type) -> list[ParamInfo]:
     return out
 
 
-def _coerce(trick: str, info: ParamInfo, value: Any) -> Any:
+def coerce_param(trick: str, info: ParamInfo, value: Any) -> Any:
+    """A trick parameter's value (a string from the command line, or a TOML value), checked."""
     where = f"--trick {trick}:{info.key}={value}"
-    want = info.type
     try:
-        if want is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                    raise ValueError
-                value = low in ("true", "1", "yes", "on")
-            elif not isinstance(value, bool):
-                raise ValueError
-        elif want is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            value = int(value)
-        elif want is float:
-            if isinstance(value, bool):
-                raise ValueError
-            value = float(value)
-        elif want is str:
-            value = str(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where}: expected {want.__name__}; allowed: {info.describe_range()}") from None
-    if want in (int, float):
-        if not math.isfinite(value):
-            raise UsageError(f"{where}: must be a finite number in {info.describe_range()}")
-        if (info.low is not None and value < info.low) or (info.high is not None and value > info.high):
-            raise UsageError(f"{where}: out of range; allowed: {info.describe_range()}")
-    if info.choices is not None and value not in info.choices:
-        raise UsageError(f"{where}: allowed values are {info.describe_range()}")
-    return value
+        value = coerce(value, info.type, text=True)
+    except BadValue as exc:
+        raise UsageError(f"{where}: {exc}; allowed: {info.describe_range()}") from None
+    try:
+        return check_bounds(value, info.type, info.low, info.high, info.choices)
+    except BadValue as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,14 +215,17 @@ class Phase:
 
 @dataclass
 class StepContext:
-    """Shared by all tricks of a run; the step updates ``step`` before every iteration."""
+    """Shared by all tricks of a run; the loop updates ``step`` before every iteration.
 
-    cfg: Any
+    ``cfg`` is the run's resolved configuration; ``rng`` the random-number generator every
+    trick draws from (saved with the checkpoint); ``G`` and ``D`` the plain networks."""
+
+    cfg: "TrainConfig"
     G: torch.nn.Module
     D: torch.nn.Module
     opt_g: torch.optim.Optimizer | None
     opt_d: torch.optim.Optimizer | None
-    generator: torch.Generator
+    rng: torch.Generator
     device: torch.device
     gan_mode: str
     step: int = 0
@@ -359,6 +335,16 @@ class Trick:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    # What the cost model needs to know (ganlab bench's FLOPs, the memory check) ---------------
+    def penalty_passes(self, step: int) -> int:
+        """Extra passes through D that the trick makes per D update at ``step``, each a forward
+        and a double backward (a gradient penalty: WGAN-GP's, R1's)."""
+        return 0
+
+    def g_copies(self) -> int:
+        """Copies of G's weights the trick keeps besides G itself (a moving average keeps one)."""
+        return 0
+
     # Helpers ----------------------------------------------------------------------------------
     @classmethod
     def hooks_used(cls) -> list[str]:
@@ -377,7 +363,7 @@ class Trick:
             info = by_key[k]
             if info.name in kwargs:
                 raise UsageError(f"--trick {cls.name}: parameter '{info.key}' is given twice")
-            kwargs[info.name] = _coerce(cls.name, info, v)
+            kwargs[info.name] = coerce_param(cls.name, info, v)
         try:
             return cls.Params(**kwargs)
         except (TypeError, ValueError) as exc:
@@ -399,215 +385,6 @@ HOOKS = (
     "after_g_update",
     "eval_generator",
     "state_dict",
+    "penalty_passes",
+    "g_copies",
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Registry (entry points) and the trick spec strings of the command line
-# --------------------------------------------------------------------------------------------
-
-_extra: dict[str, type[Trick]] = {}
-
-
-def register(cls: type[Trick]) -> type[Trick]:
-    """Register a trick class in this process (tests, notebooks). Packages use entry points."""
-    _extra[cls.name] = cls
-    return cls
-
-
-def registry() -> dict[str, type[Trick]]:
-    """All tricks: the ``ganlab.tricks`` entry points (built-in ones included) and registered ones."""
-    found: dict[str, type[Trick]] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plugin must not take ganlab down
-            warnings.warn(f"trick plugin '{ep.name}' ({ep.value}) failed to load: {exc}", stacklevel=2)
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Trick)):
-            warnings.warn(f"trick plugin '{ep.name}' ({ep.value}) is not a ganlab.hooks.Trick subclass; ignored", stacklevel=2)
-            continue
-        if not cls.name:
-            cls.name = ep.name
-        elif cls.name != ep.name:
-            warnings.warn(
-                f"trick plugin '{ep.name}' ({ep.value}) calls itself '{cls.name}'; ignored "
-                f"(the entry point's name and the class's name must agree)",
-                stacklevel=2,
-            )
-            continue
-        found[ep.name] = cls
-    found.update(_extra)
-    return dict(sorted(found.items()))
-
-
-def parse_trick_arg(text: str) -> tuple[str, dict[str, str]]:
-    """``"label-flip:p=0.05,two_sided=true"`` -> ``("label-flip", {"p": "0.05", ...})``."""
-    name, _, rest = text.partition(":")
-    name = name.strip()
-    if not name:
-        raise UsageError(f"--trick '{text}': give a trick name, e.g. --trick label-flip:p=0.05")
-    values: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--trick '{text}': write parameters as key=value, separated by commas")
-        values[key.strip()] = value.strip()
-    return name, values
-
-
-def build_trick(name: str, values: Mapping[str, Any]) -> Trick:
-    known = registry()
-    if name not in known:
-        raise UsageError(f"--trick {name}: unknown trick; known: {', '.join(known) or 'none'} (see `ganlab tricks`)")
-    cls = known[name]
-    return cls(cls.parse_params(values))
-
-
-# --------------------------------------------------------------------------------------------
-# The stack
-# --------------------------------------------------------------------------------------------
-
-
-def base_capabilities(gan_mode: str) -> set[str]:
-    caps = {f"gan:{gan_mode}"}
-    if gan_mode in ("vanilla", "lsgan"):
-        caps.add("label-targets")
-    return caps
-
-
-class TrickStack:
-    """Tricks in their fold order, with the checks that refuse an impossible stack."""
-
-    def __init__(self, tricks: list[Trick], gan_mode: str = "vanilla"):
-        names = [t.name for t in tricks]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup:
-            raise UsageError(f"--trick {dup} is given twice; give each trick once with all its parameters")
-        self.tricks = sorted(tricks, key=lambda t: (t.order, t.name))
-        self.gan_mode = gan_mode
-        self.check()
-        self._by_hook = {h: [t for t in self.tricks if h in type(t).hooks_used()] for h in HOOKS}
-
-    @classmethod
-    def from_specs(cls, specs, gan_mode: str) -> "TrickStack":
-        return cls([build_trick(name, values) for name, values in specs], gan_mode)
-
-    def check(self) -> None:
-        """Refuse impossible stacks with one sentence naming both parties and the reason."""
-        source = {c: f"--gan-mode {self.gan_mode}" for c in base_capabilities(self.gan_mode)}
-        removed: dict[str, str] = {}
-        replaced: dict[str, str] = {}
-        for t in self.tricks:
-            for r in t.replaces:
-                if r in replaced:
-                    raise UsageError(
-                        f"--trick {t.name} cannot be combined with --trick {replaced[r]}: "
-                        f"both replace the {r.replace('-', ' ')}; keep one"
-                    )
-                replaced[r] = t.name
-            for c in t.provides | t.replaces:
-                source.setdefault(c, f"--trick {t.name}")
-            for c in t.removes:
-                removed[c] = f"--trick {t.name}"
-        for c in removed:
-            source.pop(c, None)
-        for t in self.tricks:
-            for cap, reason in t.conflicts.items():
-                if cap in source and source[cap] != f"--trick {t.name}":
-                    raise UsageError(f"--trick {t.name} cannot be combined with {source[cap]}: {reason}")
-            for cap in sorted(t.requires):
-                if cap not in source:
-                    why = t.requires_reason.get(cap, f"it needs '{cap}'")
-                    if cap in removed:
-                        raise UsageError(f"--trick {t.name} cannot be combined with {removed[cap]}: {why}")
-                    raise UsageError(f"--trick {t.name} cannot be used with --gan-mode {self.gan_mode}: {why}")
-        self.capabilities = frozenset(source)
-
-    # The fold --------------------------------------------------------------------------------
-    def configure_nets(self, spec: NetSpec) -> NetSpec:
-        for t in self.tricks:
-            spec = t.configure_nets(spec)
-        return spec
-
-    def configure_modules(self, G, D):
-        for t in self._by_hook["configure_modules"]:
-            G, D = t.configure_modules(G, D)
-        return G, D
-
-    def configure_loss(self, gan_mode: str | None = None) -> str:
-        mode = self.gan_mode if gan_mode is None else gan_mode
-        for t in self._by_hook["configure_loss"]:
-            mode = t.configure_loss(mode)
-        return mode
-
-    def configure_optim(self, spec: OptimSpec) -> OptimSpec:
-        for t in self.tricks:
-            spec = t.configure_optim(spec)
-        return spec
-
-    def setup(self, ctx: StepContext) -> None:
-        for t in self.tricks:
-            t.setup(ctx)
-
-    def plan(self, plan: StepPlan, ctx: StepContext) -> StepPlan:
-        for t in self._by_hook["plan"]:
-            plan = t.plan(plan, ctx)
-        return plan
-
-    def d_inputs(self, real_pair, fake_pair, ctx):
-        for t in self._by_hook["d_inputs"]:
-            real_pair, fake_pair = t.d_inputs(real_pair, fake_pair, ctx)
-        return real_pair, fake_pair
-
-    def d_targets(self, t_real, t_fake, ctx):
-        for t in self._by_hook["d_targets"]:
-            t_real, t_fake = t.d_targets(t_real, t_fake, ctx)
-        return t_real, t_fake
-
-    def d_loss(self, terms, phase, ctx):
-        for t in self._by_hook["d_loss"]:
-            terms = t.d_loss(terms, phase, ctx)
-        return terms
-
-    def g_loss(self, terms, phase, ctx):
-        for t in self._by_hook["g_loss"]:
-            terms = t.g_loss(terms, phase, ctx)
-        return terms
-
-    def after_d_update(self, ctx) -> None:
-        for t in self._by_hook["after_d_update"]:
-            t.after_d_update(ctx)
-
-    def after_g_update(self, ctx) -> None:
-        for t in self._by_hook["after_g_update"]:
-            t.after_g_update(ctx)
-
-    def eval_generator(self, G, ctx):
-        for t in self._by_hook["eval_generator"]:
-            G = t.eval_generator(G, ctx)
-        return G
-
-    def state_dict(self) -> dict:
-        return {t.name: t.state_dict() for t in self.tricks}
-
-    def load_state_dict(self, state: Mapping[str, dict]) -> None:
-        for t in self.tricks:
-            if t.name in state:
-                t.load_state_dict(state[t.name])
-
-    # Description ----------------------------------------------------------------------------
-    def describe(self) -> list[dict]:
-        return [
-            {
-                "position": i,
-                "name": t.name,
-                "order": t.order,
-                "hooks": type(t).hooks_used(),
-                "params": {i.key: getattr(t.params, i.name) for i in param_infos(type(t.params))},
-            }
-            for i, t in enumerate(self.tricks)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.tricks)

@@ -16,11 +16,20 @@ e.g. with swap).
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import resource
+import sys
 from dataclasses import dataclass
 
 import torch
+
+from ganlab.config import TrainConfig
+from ganlab.errors import UsageError
+from ganlab.nets import count_params
+from ganlab.runtime import Runtime
+from ganlab.train.build import build_networks, build_stack
+
+__all__ = ["Estimate", "available_bytes", "check_fits", "estimate", "human", "peak_rss_bytes"]
 
 ACTIVATION_FACTOR = 1.25  # peak activations / saved tensors of one G and two D passes, at large batches
 OVERHEAD = 96 * 2**20  # allocator, threads and the batch itself at small sizes
@@ -53,21 +62,17 @@ def _saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> tuple[int, torch.T
     return sum(seen.values()), out
 
 
-def estimate(cfg, precision: str = "fp32") -> Estimate:
+def estimate(cfg: TrainConfig, precision: str = "fp32") -> Estimate:
     """The memory a training step of ``cfg`` needs (see the module's description)."""
-    from ganlab.nets import build_discriminator, build_generator, count_params
-    from ganlab.trainer import build_stack, net_spec
-
     stack = build_stack(cfg)
-    spec = dataclasses.replace(stack.configure_nets(net_spec(cfg)), backbone_weights="none")  # shapes only
     with torch.device("meta"), torch.enable_grad():
-        G, D = stack.configure_modules(build_generator(spec), build_discriminator(spec))
+        _, G, D = build_networks(cfg, stack, backbone=False)  # shapes only
         x = torch.zeros(1, cfg.in_channels, cfg.size, cfg.size)
         g, fake = _saved_bytes(G, x)
         d, _ = _saved_bytes(D, torch.cat([x, fake], 1))
-    ema = any(t.name == "g-ema" for t in cfg.tricks)
-    # weights, gradients and Adam's two moments, 4 bytes each (and an fp32 copy of G for the EMA)
-    fixed = 16 * (count_params(G) + count_params(D)) + (4 * count_params(G) if ema else 0)
+    copies = sum(t.g_copies() for t in stack.tricks)  # e.g. a moving average of G
+    # weights, gradients and Adam's two moments, 4 bytes each (and an fp32 copy of G per copy a trick keeps)
+    fixed = 16 * (count_params(G) + count_params(D)) + 4 * copies * count_params(G)
     per_image = ACTIVATION_FACTOR * (g + 2 * d) * (BF16_SCALE if precision == "bf16" else 1.0)
     return Estimate(int(fixed), int(per_image))
 
@@ -106,9 +111,6 @@ def peak_rss_bytes() -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import resource
-    import sys
-
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
@@ -121,11 +123,9 @@ def human(n: float) -> str:
     return f"{n:.1f} PiB"
 
 
-def check_fits(cfg, runtime, batch: int | None = None) -> str | None:
+def check_fits(cfg: TrainConfig, runtime: Runtime, batch: int | None = None) -> str | None:
     """Raise UsageError when a step of ``cfg`` clearly cannot fit on ``runtime.device``; return
     a warning sentence when it comes close (over 80% of what is free), else None."""
-    from ganlab.errors import UsageError
-
     if os.environ.get("GANLAB_MEMORY_CHECK", "on").lower() in ("off", "0", "no", "false"):
         return None
     try:

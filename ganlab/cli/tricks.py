@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
 from ganlab.errors import UsageError
+from ganlab.losses import GAN_MODES
+from ganlab.trick import TrickStack, param_infos, registry
 
 DESCRIPTION = """\
 List the tricks ganlab can use: the built-in ones and those of any installed package that
@@ -31,9 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def incompatibilities(known: dict) -> dict[str, list[tuple[str, str]]]:
     """``{trick: [(other, sentence), ...]}`` where ``other`` is a trick or ``--gan-mode M``."""
-    from ganlab.hooks import TrickStack
-    from ganlab.losses import GAN_MODES
-
     out: dict[str, list[tuple[str, str]]] = {name: [] for name in known}
     instances = {}
     for name, cls in known.items():
@@ -69,8 +75,6 @@ def _conflict_cell(items: list[tuple[str, str]]) -> str:
 
 
 def _param_lines(cls) -> list[tuple[str, str, str]]:
-    from ganlab.hooks import param_infos
-
     rows = []
     for info in param_infos(cls.Params):
         default = str(info.default).lower() if isinstance(info.default, bool) else f"{info.default:g}" if isinstance(info.default, float) else str(info.default)
@@ -93,8 +97,6 @@ def _param_summary(key: str, default: str, allowed: str, searched: str, _help: s
 
 
 def _console():
-    from rich.console import Console
-
     console = Console(soft_wrap=False)
     if not console.is_terminal:
         console = Console(width=160, soft_wrap=False)
@@ -107,9 +109,6 @@ def _console():
 
 
 def list_tricks(console, known: dict) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     conflicts = incompatibilities(known)
     table = Table(title=f"ganlab tricks ({len(known)} registered)", show_lines=True, title_justify="left", expand=True)
     table.add_column("trick", style="bold cyan", no_wrap=True)
@@ -132,11 +131,6 @@ def list_tricks(console, known: dict) -> None:
 
 
 def show_trick(console, known: dict, name: str) -> None:
-    from rich.markup import escape
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-
     cls = known[name]
     doc = inspect.cleandoc(cls.__doc__ or "") or cls.summary or "(no documentation)"
     module = inspect.getmodule(cls)
@@ -174,10 +168,6 @@ def show_trick(console, known: dict, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import difflib
-
-    from ganlab.hooks import registry
-
     known = registry()
     console = _console()
     if args.name is None:

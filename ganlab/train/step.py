@@ -6,7 +6,7 @@ With an empty trick stack this is the plain step of Isola et al. (2017)::
     D:  0.5 * [ loss(D(cond, fake.detach()), fake) + loss(D(cond, real), real) ]
     G:  loss(D(cond, fake), real) + lambda_l1 * |fake - real|_1
 
-A :class:`~ganlab.hooks.StepPlan` says how many D and G updates an iteration makes; every
+A :class:`~ganlab.trick.StepPlan` says how many D and G updates an iteration makes; every
 update after the first draws a fresh batch (and so fresh fakes). Statistics go to the stats
 bus as device tensors: nothing here waits for the device.
 """
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ganlab import losses
-from ganlab.hooks import Phase, StepContext, StepPlan, TrickStack
+from ganlab.trick import Phase, StepContext, StepPlan, TrickStack
 from ganlab.stats import report
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -56,7 +56,7 @@ class Pix2PixStep:
         self.G, self.D, self.opt_g, self.opt_d = G, D, opt_g, opt_d
         self.gan_mode, self.lambda_l1 = gan_mode, lambda_l1
         self.stack, self.ctx, self.autocast = stack, ctx, autocast
-        self.label_based = gan_mode in ("vanilla", "lsgan")
+        self.label_based = gan_mode in losses.LABEL_MODES
         self.threshold = losses.decision_threshold(gan_mode)
         # --compile: the step's own passes run compiled forwards (same parameters); the passes a
         # trick makes through Phase.d_forward stay eager, since a gradient penalty's double

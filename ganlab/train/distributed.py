@@ -30,6 +30,7 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+from ganlab.data.device import DeviceConvert, DeviceCrops, device_batches, draw_crop_plan, host_crops
 from ganlab.errors import UsageError
 
 
@@ -147,16 +148,14 @@ class Dist:
 
     def batches(self, data, batch_size: int, runtime, warn: Callable[[str], None] = lambda m: None):
         """This process's share of each global batch, ready on ``runtime.device``."""
-        from ganlab.accel import DeviceConvert, DeviceCrops, device_batches, draw_crop_plan, host_crops
-
         device = runtime.device
         if not self.enabled:
-            if getattr(runtime, "device_data", False):
+            if runtime.device_data:
                 return device_batches(data, batch_size, device, warn)
             return data.batches(batch_size, device)
         rows = self.rows(batch_size)
         crop = None
-        if getattr(runtime, "device_data", False):
+        if runtime.device_data:
             try:
                 crops = DeviceCrops(data, device)
                 crop = lambda plan: crops.crops(plan, rows)  # noqa: E731
@@ -209,7 +208,7 @@ def setup(cfg) -> Dist:
             f"--batch-size {cfg.batch_size}: the global batch is split over {world} processes; "
             f"give a multiple of {world}"
         )
-    if getattr(cfg, "cuda_graphs", "off") == "on":
+    if cfg.cuda_graphs == "on":
         raise UsageError("--cuda-graphs on runs in one process; use it without torchrun")
     want = cfg.device
     cuda = want.startswith("cuda") or (want == "auto" and torch.cuda.is_available())

@@ -1,4 +1,4 @@
-"""``ganlab report NAME``: what a study found, as Markdown with plots and a CSV.
+"""What a study found (``ganlab report NAME``), as Markdown with plots and a CSV.
 
 - the importance of each trick and parameter for each objective (Optuna's evaluators),
 - the Pareto front (or the best trial) and a scatter plot of all trials,
@@ -9,23 +9,22 @@
 
 from __future__ import annotations
 
-import argparse
+import csv
+import io
 import math
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ganlab.errors import UsageError
+import optuna
+from optuna.trial import TrialState
 
-DESCRIPTION = __doc__
+from ganlab.io import atomic_write_bytes
+from ganlab.stats import read_series
+from ganlab.study.table import trial_cells
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", metavar="NAME", help="the study's name")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///runs/studies.db)")
-    p.add_argument("--runs", default="runs", metavar="DIR", help="the --out of the study (default runs), for the default storage")
-    p.add_argument("--out", metavar="DIR", help="where the report goes (default: <runs>/<NAME>/report)")
-
+__all__ = ["importances", "per_trick", "trials_csv", "write_report"]
 
 def _objective_names(study) -> list[str]:
     names = study.user_attrs.get("objectives")
@@ -35,18 +34,12 @@ def _objective_names(study) -> list[str]:
 
 
 def _finished(study):
-    import optuna
-
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None
             and all(math.isfinite(v) for v in t.values)]
 
 
 def importances(study, names: list[str]) -> dict[str, dict[str, float]]:
     """Per objective: {parameter: importance}, or {} with the reason when it cannot be computed."""
-    import optuna
-
-    import warnings
-
     out: dict[str, Any] = {}
     for i, name in enumerate(names):
         sign = 1.0 if study.directions[i].name == "MINIMIZE" else -1.0
@@ -141,8 +134,6 @@ def _plot_curves(trials_by_label: dict[str, Any], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ganlab.stats import read_series
-
     series = {}
     for label, t in trials_by_label.items():
         run = t.user_attrs.get("run_dir")
@@ -171,8 +162,6 @@ FEW_TRIALS = 10  # below this many finished trials, the importances get a caveat
 
 def _pruned_text(t, names: list[str]) -> str:
     """How a pruned trial is described: the objective's value only if the pruner watched it."""
-    from ganlab.study import trial_cells
-
     values, state = trial_cells(t, len(names))
     if t.user_attrs.get("pruned_on_objective") and any(v != "-" for v in values):
         return f"{state.replace('pruned@', 'pruned at step ')}: " + ", ".join(f"{n} = {v.split(' @')[0]}" for n, v in zip(names, values))
@@ -181,10 +170,6 @@ def _pruned_text(t, names: list[str]) -> str:
 
 def write_report(study, out: Path) -> Path:
     """Write report.md, trials.csv and the PNGs into ``out``; return the report's path."""
-    import optuna
-
-    from ganlab.io import atomic_write_bytes
-
     out.mkdir(parents=True, exist_ok=True)
     names = _objective_names(study)
     trials = _finished(study)
@@ -283,10 +268,6 @@ CSV_ATTRS = ("tricks", "run_dir", "instability", "seconds", "refused", "diverged
 
 def trials_csv(study, names: list[str]) -> str:
     """Every trial: number, state, objectives, parameters and the attributes ganlab records."""
-    import csv
-    import io
-
-    from optuna.trial import TrialState
 
     params = sorted({k for t in study.trials for k in t.params} - {"number", "state", *names})
     attrs_shown = [a for a in CSV_ATTRS if a not in names]  # an objective named instability: one column
@@ -316,24 +297,3 @@ def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def run(args: argparse.Namespace) -> int:
-    import optuna
-    from rich.console import Console
-
-    from ganlab.study import default_storage, open_storage
-
-    console = Console(stderr=True, soft_wrap=True)
-    url = args.storage or default_storage(args.runs)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise UsageError(f"--storage {url}: no such study file; run ganlab study first, or give --storage/--runs")
-    storage = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=args.name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UsageError(f"study {args.name}: not in {url}; studies there: {', '.join(names) or 'none'}") from None
-    out = Path(args.out).expanduser() if args.out else Path(args.runs).expanduser() / args.name / "report"
-    path = write_report(study, out)
-    console.print(f"report: {path} (with trials.csv and plots in {out})", highlight=False)
-    return 0

@@ -18,13 +18,13 @@ from ganlab.errors import GanlabError, UsageError
 
 # name -> (module, one-line help). A module that is not installed leaves its command out.
 COMMANDS = {
-    "train": ("ganlab.train_cmd", "train a pix2pix model (with tricks) on a folder of images or the sample set"),
-    "colorize": ("ganlab.colorize", "colourise (or translate) your own images with a trained model"),
-    "eval": ("ganlab.evaluate", "compute image-quality and stability metrics of a run"),
-    "study": ("ganlab.study", "search trick combinations with Optuna"),
-    "report": ("ganlab.report", "write the report of a study: importances, Pareto front, plots"),
-    "bench": ("ganlab.bench", "time training steps: img/s, memory, model-FLOPs utilisation"),
-    "tricks": ("ganlab.tricks_cmd", "list the registered tricks, or show one"),
+    "train": ("ganlab.cli.train", "train a pix2pix model (with tricks) on a folder of images or the sample set"),
+    "colorize": ("ganlab.cli.colorize", "colourise (or translate) your own images with a trained model"),
+    "eval": ("ganlab.cli.eval", "compute image-quality and stability metrics of a run"),
+    "study": ("ganlab.cli.study", "search trick combinations with Optuna"),
+    "report": ("ganlab.cli.report", "write the report of a study: importances, Pareto front, plots"),
+    "bench": ("ganlab.cli.bench", "time training steps: img/s, memory, model-FLOPs utilisation"),
+    "tricks": ("ganlab.cli.tricks", "list the registered tricks, or show one"),
 }
 
 

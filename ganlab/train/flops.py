@@ -26,9 +26,9 @@ count says exactly which are. Norms, activations, losses and the optimiser are n
 they are memory-bound, and :class:`torch.utils.flop_counter.FlopCounterMode` (which the tests
 check this count against, pass by pass) does not count them either.
 
-How many passes of each kind a step makes depends on its :class:`~ganlab.hooks.StepPlan`
-(``d_steps`` D updates, ``g_steps`` G updates) and on the tricks (WGAN-GP and R1 add a penalty
-pass per D update). :func:`plan_passes` predicts them; :class:`PassCounter` counts the passes
+How many passes of each kind a step makes depends on its :class:`~ganlab.trick.StepPlan`
+(``d_steps`` D updates, ``g_steps`` G updates) and on the tricks (a gradient penalty adds a pass
+per D update, as its trick declares with ``penalty_passes``). :func:`plan_passes` predicts them; :class:`PassCounter` counts the passes
 a running step actually makes, which is what ``ganlab bench`` divides by the time.
 """
 
@@ -41,6 +41,12 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ganlab.trick import StepPlan, TrickStack
+
+__all__ = ["NetFlops", "PassCounter", "Passes", "describe", "model_flops", "net_flops", "penalty_passes", "plan_passes",
+           "session_step_flops", "step_flops"]
 
 FLOP_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
@@ -137,8 +143,6 @@ def net_flops(module: nn.Module, example: torch.Tensor) -> NetFlops:
 
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside DistributedDataParallel / ``torch.compile`` wrappers."""
-    from torch.nn.parallel import DistributedDataParallel
-
     while True:
         if isinstance(module, DistributedDataParallel):
             module = module.module
@@ -181,7 +185,7 @@ class Passes:
 
 
 def plan_passes(d_steps: int = 1, g_steps: int = 1, penalties_per_d_update: int = 0) -> Passes:
-    """The passes of one iteration of :class:`ganlab.step.Pix2PixStep` under a StepPlan.
+    """The passes of one iteration of :class:`ganlab.train.step.Pix2PixStep` under a StepPlan.
 
     Every D update generates its fakes (without a graph unless the G update that follows
     reuses them); every G update after the first generates fresh ones.
@@ -199,22 +203,10 @@ def plan_passes(d_steps: int = 1, g_steps: int = 1, penalties_per_d_update: int 
     )
 
 
-def penalty_passes(stack, step: int = 0) -> int:
-    """Gradient-penalty passes per D update that the tricks of ``stack`` make at ``step``.
-
-    Knows the built-in penalties (``wgan-gp``, ``r1``); another trick may say how many it
-    makes with a method ``penalty_passes(step) -> int``.
-    """
-    n = 0
-    for trick in getattr(stack, "tricks", ()):
-        own = getattr(trick, "penalty_passes", None)
-        if callable(own):
-            n += int(own(step))
-        elif trick.name == "wgan-gp":
-            n += int(trick.params.lambda_ > 0)
-        elif trick.name == "r1":
-            n += int(trick.params.gamma > 0 and step % trick.params.every == 0)
-    return n
+def penalty_passes(stack: TrickStack, step: int = 0) -> int:
+    """Gradient-penalty passes per D update that the tricks of ``stack`` make at ``step``, as
+    each declares with :meth:`ganlab.trick.Trick.penalty_passes`."""
+    return sum(int(trick.penalty_passes(step)) for trick in stack.tricks)
 
 
 def step_flops(g: NetFlops, d: NetFlops, passes: Passes, batch_size: int) -> dict[str, Any]:
@@ -236,21 +228,19 @@ def step_flops(g: NetFlops, d: NetFlops, passes: Passes, batch_size: int) -> dic
     return {**parts, "total": total, "per_image": total / batch_size}
 
 
-def model_step_flops(model, plan=None, extra_d_passes: int | None = None) -> dict[str, Any]:
-    """FLOPs of one iteration of a built :class:`ganlab.trainer.Model` at its batch size.
+def session_step_flops(session, plan=None, extra_d_passes: int | None = None) -> dict[str, Any]:
+    """FLOPs of one iteration of a built :class:`ganlab.train.Session` at its batch size.
 
-    ``plan`` (a StepPlan) defaults to what the model's trick stack plans at ``model.ctx.step``;
+    ``plan`` (a StepPlan) defaults to what the session's trick stack plans at ``ctx.step``;
     ``extra_d_passes`` (gradient-penalty passes per D update) to what its tricks make
     (:func:`penalty_passes`).
     """
-    from ganlab.hooks import StepPlan
-
-    cfg = model.cfg
-    g, d = model_flops(model.G, model.D, cfg.in_channels, cfg.out_channels, cfg.size)
+    cfg = session.cfg
+    g, d = model_flops(session.G, session.D, cfg.in_channels, cfg.out_channels, cfg.size)
     if plan is None:
-        plan = model.stack.plan(StepPlan(), model.ctx)
+        plan = session.stack.plan(StepPlan(), session.ctx)
     if extra_d_passes is None:
-        extra_d_passes = penalty_passes(model.stack, model.ctx.step)
+        extra_d_passes = penalty_passes(session.stack, session.ctx.step)
     return step_flops(g, d, plan_passes(plan.d_steps, plan.g_steps, extra_d_passes), cfg.batch_size)
 
 
@@ -260,7 +250,7 @@ def model_step_flops(model, plan=None, extra_d_passes: int | None = None) -> dic
 
 
 class PassCounter:
-    """Counts the passes a :class:`~ganlab.step.Pix2PixStep` makes, step by step.
+    """Counts the passes a :class:`~ganlab.train.step.Pix2PixStep` makes, step by step.
 
     It wraps the step's ``generate``, ``d_forward`` and ``g_update`` on the instance (the
     class is untouched) and classifies every D pass by what needs a gradient when it is made:

@@ -1,0 +1,59 @@
+"""``ganlab eval RUN_DIR``: every available image-quality metric and the instability score of a run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from ganlab.evaluate import evaluate_run, json_safe, print_table
+from ganlab.io import atomic_write_json
+from ganlab.metrics.stability import FORMULA
+from ganlab.runtime import DEVICE_HELP
+
+DESCRIPTION = f"""\
+Compute the image-quality metrics of a run's generator on a fixed validation set, and the
+run's instability score, print them as a table and write RUN_DIR/metrics.json.
+
+Metrics (all on uint8 RGB after Lab -> RGB; each with its sample count N):
+  FID, KID      Inception-v3 pool3 features (pytorch-fid's network and FID weights); real
+                features cached per validation set. Needs the weights file (see below).
+  SWD           sliced Wasserstein distance on Laplacian-pyramid patches (x1e3), weight-free
+  ab-hist       sliced W1 distance between the a/b colour histograms (Lab units), weight-free
+  PSNR, SSIM, UIQI, ab-L1, colourfulness (Hasler-Suesstrunk, real vs generated)
+  LPIPS         AlexNet v0.1, where its weights are present
+
+Inception weights: --inception-weights PATH, $GANLAB_INCEPTION_WEIGHTS, or the torch hub
+cache (downloaded on first use where there is internet), checked by checksum. Without them
+FID and KID are listed as unavailable and everything else is still computed.
+
+Instability score (from RUN_DIR/stats.jsonl):
+{FORMULA}"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'ganlab train', or a checkpoint file in one (= RUN --checkpoint FILE)")
+    parser.add_argument("--data", metavar="VAL_DIR", default=None, help="validation images (default: the run's validation split)")
+    parser.add_argument(
+        "--checkpoint",
+        default="latest",
+        metavar="latest|ema|PATH",
+        help="the generator to evaluate: the newest checkpoint, its moving average, or a checkpoint file",
+    )
+    parser.add_argument("--n", type=int, default=None, metavar="N", help="evaluate on the first N validation images (default: all)")
+    parser.add_argument("--inception-weights", metavar="PATH", default=None, help="the FID Inception weights file")
+    parser.add_argument("--no-download", action="store_true", help="never try to download missing weights")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--seed", type=int, default=None, help="seed of SWD patches and KID subsets (default: the run's seed)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the real-image Inception features")
+
+
+def run(args) -> int:
+    result = evaluate_run(args)
+    out_dir = Path(result["run"])
+    print_table(result)
+    path = atomic_write_json(out_dir / "metrics.json", json_safe(result))
+    Console(stderr=True).print(f"wrote {path}", highlight=False)
+    return 0

@@ -1,0 +1,96 @@
+"""``ganlab study``: search trick combinations and hyperparameters with Optuna.
+
+A study definition (TOML, see ``studies/``) fixes the data and base training settings, says
+which tricks may be switched on and which base hyperparameters are searched, and names one or
+two objectives. Each trial is an ordinary ganlab run folder. Optuna's storages carry the
+study: a SQLite file by default, or any RDB URL (``postgresql://...``) that many workers on
+many machines join by running the same command. Heartbeats mark a trial whose worker died as
+failed, and the failed trial is retried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from rich.console import Console
+
+from ganlab.config import check_run_name
+from ganlab.errors import UsageError
+
+DESCRIPTION = """\
+Search trick combinations and hyperparameters with Optuna.
+
+With no --study it runs the quickstart study (the built-in sample set, tiny networks, a
+weight-free quality metric and the instability score, NSGA-II) -- four trials take a few
+minutes on a CPU, offline. Running the same command again adds trials to the same study.
+
+Objectives (minimised unless marked):
+  swd, color_hist, val_l1, colorfulness_gap, kid, fid    image quality on the validation set
+  psnr, ssim (maximised)                                 per-image fidelity
+  instability                                            the instability score (see ganlab eval --help)
+Two objectives make a Pareto study (NSGA-II or multi-objective TPE, unpruned); one objective,
+or two with [study].weights, make a single scalar that can be pruned. The pruner watches the
+objective itself at every evaluation when training measures it (all but fid and instability),
+else val/L1; [study].prune_on = "val/swd" (any in-loop metric) picks another.
+
+Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
+Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets
+any number of workers on many machines join the same study. A trial whose worker died is marked
+failed and run again once. A diverged trial (NaN) is recorded as failed with
+its step; an impossible trick stack is pruned at once with its reason, never trained.
+
+Examples:
+  ganlab study --trials 4
+  ganlab study --study studies/label-tricks.toml --data photos/ --trials 40
+  ganlab study --study label-tricks --storage postgresql://ganlab@db/ganlab --trials 10
+  ganlab study --study label-tricks --storage journal:///scratch/label-tricks.log --trials 10 &  # x4
+  ganlab report quickstart
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials", type=int, default=None, help="trials this worker runs (default 4; with --timeout alone, until time is up)")
+    p.add_argument("--study", metavar="FILE.toml|NAME", help="a study definition (default: the built-in quickstart)")
+    p.add_argument("--data", metavar="PATH", help="override the study's training data")
+    p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL: sqlite:///FILE.db (default <out>/studies.db), "
+                   "journal:///FILE.log (many workers, one machine) or postgresql://...")
+    p.add_argument("--name", help="study name in the storage (default: the definition's name)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--n-jobs", type=int, default=1, help="trials run in parallel threads in this process")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the definition's; none for shared storages)")
+    p.add_argument("--out", default="runs", metavar="DIR", help="where trial run folders go (default runs)")
+    p.add_argument("--device", help="override the study's --device")
+    p.add_argument("--inception-weights", metavar="PATH", help="the FID Inception weights (for fid/kid objectives)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # The study's libraries (Optuna, the trainer) load when the command runs, not for --help.
+    from ganlab.study.runner import check_inception, run_study
+    from ganlab.study.spec import load_study_file
+    from ganlab.study.storage import default_storage, redact
+
+    console = Console(stderr=True, soft_wrap=True)
+    if args.trials is not None and args.trials < 1:
+        raise UsageError(f"--trials {args.trials}: must be a whole number >= 1")
+    if args.n_jobs < 1:
+        raise UsageError(f"--n-jobs {args.n_jobs}: must be a whole number >= 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    spec = load_study_file(args.study)
+    if args.name is not None:
+        check_run_name(args.name, "--name")
+        spec = dataclasses.replace(spec, name=args.name)
+    overrides = {k: v for k, v in (("data", args.data), ("val_data", args.val_data), ("device", args.device)) if v is not None}
+    check_inception(spec, args.inception_weights)
+    out = Path(args.out).expanduser()
+    storage_url = args.storage or default_storage(args.out)
+    shared = not storage_url.startswith("sqlite")
+    seed = args.seed if args.seed is not None else (None if shared else spec.seed)
+    n_trials = args.trials if args.trials is not None else (None if args.timeout else 4)
+    storage_flag = f" --storage {redact(storage_url)}" if args.storage else (f" --runs {args.out}" if args.out != "runs" else "")
+    return run_study(spec, storage_url=storage_url, out=out, overrides=overrides, seed=seed, n_trials=n_trials,
+                     timeout=args.timeout, n_jobs=args.n_jobs, inception_weights=args.inception_weights, console=console,
+                     storage_flag=storage_flag)

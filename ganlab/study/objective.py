@@ -1,0 +1,118 @@
+"""What a study optimises: the objectives, the metrics the training loop measures, the value
+a trial reports to the pruner at each evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+from ganlab.errors import GanlabError
+
+if TYPE_CHECKING:
+    from ganlab.study.spec import StudySpec
+
+__all__ = ["INLOOP_METRICS", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
+           "measured_in_loop", "objective_values", "scalar_for_pruning"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    direction: str  # minimize | maximize
+    metric: str | None  # the key in the final evaluation's metrics
+    needs_inception: bool = False
+    doc: str = ""
+
+
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("swd", "minimize", "val/swd", doc="sliced Wasserstein distance on Laplacian-pyramid patches"),
+        Objective("color_hist", "minimize", "val/color_hist", doc="distance of the a/b colour histograms"),
+        Objective("val_l1", "minimize", "val/L1", doc="validation L1 in the network's scaling"),
+        Objective("colorfulness_gap", "minimize", "val/colorfulness_gap", doc="|colourfulness(real) - colourfulness(fake)|"),
+        Objective("psnr", "maximize", "val/psnr", doc="PSNR on RGB"),
+        Objective("ssim", "maximize", "val/ssim", doc="SSIM on RGB"),
+        Objective("kid", "minimize", "val/kid", needs_inception=True, doc="kernel Inception distance"),
+        Objective("fid", "minimize", "fid", needs_inception=True, doc="Frechet Inception distance on the validation set"),
+        Objective("instability", "minimize", None, doc="the instability score of the run's logged series"),
+    )
+}
+
+
+# What the in-loop evaluation (``ganlab.train.inloop.evaluate``: ``val/L1`` plus ``metrics.inloop``) reports
+# every ``eval_every`` steps, with the direction in which each is better. ``val/kid`` only where
+# the Inception weights are already here.
+INLOOP_METRICS: dict[str, str] = {
+    "val/L1": "minimize", "val/swd": "minimize", "val/color_hist": "minimize", "val/psnr": "maximize",
+    "val/ssim": "maximize", "val/ab_l1": "minimize", "val/colorfulness_gap": "minimize", "val/kid": "minimize",
+}
+
+
+# What a pruned study watches when its objective is not measured in the training loop (fid,
+# instability): the validation L1, in the network's scaling.
+PRUNE_PROXY = "val/L1"
+
+
+WEIGHTED = "weighted"
+
+
+def measured_in_loop(objective: str) -> bool:
+    return OBJECTIVES[objective].metric in INLOOP_METRICS
+
+
+def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float) -> list[float]:
+    values = {}
+    for name in spec.objectives:
+        o = OBJECTIVES[name]
+        if o.metric is None:
+            values[name] = instability
+        elif o.metric in metrics:
+            v = metrics[o.metric]
+            values[name] = abs(v) if name == "colorfulness_gap" else v
+        else:
+            raise GanlabError(f"objective {name}: the run did not produce {o.metric}")
+    if spec.weights:
+        w = dict(spec.weights)
+        sign = {n: (1.0 if OBJECTIVES[n].direction == "minimize" else -1.0) for n in spec.objectives}
+        return [sum(sign[n] * w.get(n, 0.0) * values[n] for n in spec.objectives)]
+    return [values[n] for n in spec.objectives]
+
+
+def inloop_value(key: str, metrics: Mapping[str, float]) -> float | None:
+    v = metrics.get(key)
+    if v is None:
+        return None
+    return abs(v) if key == "val/colorfulness_gap" else float(v)  # as the objective counts it
+
+
+def scalar_for_pruning(spec: "StudySpec", metrics: Mapping[str, float]) -> float | None:
+    """The value reported to the pruner at an evaluation, in the study's direction; None when the
+    evaluation did not produce it."""
+    label, _ = spec.pruning_target
+    if label == WEIGHTED:
+        w = dict(spec.weights)
+        total = 0.0
+        for n in spec.objectives:
+            if not w.get(n, 0.0):
+                continue
+            v = inloop_value(OBJECTIVES[n].metric or "", metrics)
+            if v is None:
+                return None
+            total += (1.0 if OBJECTIVES[n].direction == "minimize" else -1.0) * w[n] * v
+        return total
+    if label in OBJECTIVES:
+        return inloop_value(OBJECTIVES[label].metric or "", metrics)
+    v = inloop_value(label, metrics)
+    if v is not None and INLOOP_METRICS.get(label, "minimize") != spec.directions[0]:
+        v = -v  # a higher-is-better proxy in a minimised study (or the reverse)
+    return v
+
+
+def describe_pruning(spec: "StudySpec") -> str:
+    label, is_objective = spec.pruning_target
+    if is_objective:
+        return f"on the objective ({label}) at each evaluation"
+    outside = [o for o in spec.objectives if not measured_in_loop(o)]
+    why = "set by prune_on" if spec.prune_on else f"{', '.join(outside) or 'the objective'} is not measured during training"
+    return f"on {label} at each evaluation ({why})"

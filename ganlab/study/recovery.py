@@ -1,0 +1,97 @@
+"""Trials whose worker died: found by the worker's stamp (host, pid, start time) or by the
+storage's heartbeats, failed, and queued again once with the parameters they had drawn."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from ganlab.study.spec import StudySpec
+
+__all__ = ["WORKER_ATTR", "recover_dead_trials", "stamp_worker"]
+
+
+WORKER_ATTR = "worker"
+
+
+_PER_WORKER_ATTRS = (WORKER_ATTR, "run_dir", "last_eval_step", "seconds")
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), telling a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _process_alive(pid: int, start: str | None) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X"):  # killed, not yet reaped
+            return False
+        return start is None or fields[19].decode() == start
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def stamp_worker(trial) -> None:
+    """Record which process runs ``trial`` (host, pid, its start time), first thing in a trial."""
+    trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(),
+                                      "pid_start": _process_start(os.getpid()), "trial": trial.number})
+
+
+def _worker_is_dead(trial, grace_period: float) -> bool:
+    stamp = trial.user_attrs.get(WORKER_ATTR)
+    if isinstance(stamp, dict) and stamp.get("trial") == trial.number:
+        if stamp.get("host") != socket.gethostname():
+            return False  # another machine's worker: its storage's heartbeats judge it
+        return not _process_alive(int(stamp["pid"]), stamp.get("pid_start"))
+    # No stamp (or one inherited from the trial it retries): the worker died between taking the
+    # trial and its first line, or is just about to write it.
+    started = trial.datetime_start
+    return started is not None and (datetime.now() - started).total_seconds() > grace_period
+
+
+def recover_dead_trials(study, spec: StudySpec) -> list[int]:
+    """Fail the RUNNING trials whose worker process is gone and enqueue each once for a retry,
+    as Optuna's RetryFailedTrialCallback does for a stale heartbeat. Needed for the journal
+    storage (no heartbeats), and for the moment before an RDB trial's first heartbeat. Of several
+    workers that find the same trial, the storage lets exactly one fail it."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _worker_is_dead(trial, spec.grace_period):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except (UpdateFinishedTrialError, KeyError):
+            continue  # another worker failed it first (or it finished after all)
+        except Exception:  # noqa: BLE001 - a busy storage: the next pass tries again
+            continue
+        failed.append(trial.number)
+        system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+        system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
+        if spec.max_retry < len(system_attrs["retry_history"]):
+            continue
+        study.add_trial(optuna.create_trial(
+            state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+            user_attrs={k: v for k, v in trial.user_attrs.items() if k not in _PER_WORKER_ATTRS},
+            system_attrs=system_attrs,
+        ))
+    return failed

@@ -1,0 +1,250 @@
+"""Running a study: each trial trains an ordinary ganlab run folder and reports its objectives;
+``run_study`` opens (or continues) the study in its storage and runs this worker's trials."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from rich.console import Console
+from rich.live import Live
+from torch.utils.tensorboard import SummaryWriter
+
+from ganlab.config import TrainConfig, TrickSpec
+from ganlab.data import build_datasets
+from ganlab.errors import GanlabError, UsageError
+from ganlab.evaluate import fid_for_run
+from ganlab.io import atomic_write_json
+from ganlab.metrics.inception import find_inception_weights
+from ganlab.metrics.stability import instability_from_run
+from ganlab.runtime import runtime_for
+from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, WEIGHTED, describe_pruning, inloop_value, objective_values, scalar_for_pruning
+from ganlab.study.recovery import recover_dead_trials, stamp_worker
+from ganlab.study.space import sample_trial
+from ganlab.study.spec import StudySpec
+from ganlab.study.storage import agree_on_pruning, best_trials, make_pruner, make_sampler, open_storage, redact
+from ganlab.study.table import fmt, trial_cells, trials_table
+from ganlab.train import Diverged, train
+from ganlab.train.memory import check_fits
+from ganlab.trick import TrickStack, build_trick
+
+__all__ = ["StudyRunner", "check_inception", "run_study"]
+
+
+@dataclass
+class StudyRunner:
+    spec: StudySpec
+    storage_url: str
+    out: Path
+    overrides: dict[str, Any]
+    seed: int | None
+    console: Any
+    inception_weights: str | None = None
+    _datasets: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    ran: list = field(default_factory=list)  # numbers of the trials this worker took, retries included
+
+    def base_config(self) -> dict[str, Any]:
+        cfg = {k.replace("-", "_"): v for k, v in self.spec.train}
+        cfg.update({"steps": self.spec.steps, "eval_every": self.spec.eval_every, "save_every": self.spec.steps})
+        cfg.update(self.overrides)
+        return cfg
+
+    def datasets(self, cfg):
+        """Decoded images are shared between the trials of this process (same data settings)."""
+        key = (cfg.data, cfg.val_data, cfg.task, cfg.direction, cfg.size, cfg.effective_load_size, cfg.seed, cfg.val_split)
+        with self._lock:
+            if key not in self._datasets:
+                self._datasets[key] = build_datasets(cfg, lambda m: None)
+            return self._datasets[key]
+
+    def __call__(self, trial) -> list[float]:
+        stamp_worker(trial)  # first: a worker that dies from here on is found by recover_dead_trials
+        with self._lock:
+            self.ran.append(trial.number)
+        t0 = time.time()
+        base, tricks = sample_trial(self.spec, trial)
+        trial.set_user_attr("tricks", [n for n, _ in tricks])
+        cfg_dict = self.base_config()
+        cfg_dict.update(base)
+        cfg_dict["tricks"] = [TrickSpec(n, tuple(v.items())) for n, v in tricks]
+        cfg_dict["name"] = f"{self.spec.name}-t{trial.number:04d}"
+        cfg_dict["out"] = str(self.out / self.spec.name)
+        try:
+            cfg = TrainConfig.from_dict(cfg_dict, f"study {self.spec.name}").validate()
+            TrickStack([build_trick(n, v) for n, v in tricks], cfg.gan_mode)
+            check_fits(cfg, runtime_for(cfg))  # a drawn batch or width that cannot fit
+        except UsageError as exc:
+            # An impossible combination is never trained: the trial is pruned with its reason.
+            trial.set_user_attr("refused", str(exc))
+            raise optuna.TrialPruned(f"refused: {exc}") from None
+        log = io.StringIO()
+        console = Console(file=log, width=120, soft_wrap=True)
+
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            trial.set_user_attr("last_eval_step", step)
+            if self.spec.scalarised and len(trial.study.directions) == 1:
+                value = scalar_for_pruning(self.spec, metrics)
+                if value is not None and math.isfinite(value):
+                    trial.report(value, step)
+                    if trial.should_prune():
+                        label, is_objective = self.spec.pruning_target
+                        # Optuna stores the last reported value as the pruned trial's value; these
+                        # say what it is, so that no table shows a proxy under the objective's name.
+                        trial.set_user_attr("pruned_step", step)
+                        trial.set_user_attr("pruned_on", label)
+                        trial.set_user_attr("pruned_on_objective", is_objective)
+                        trial.set_user_attr("pruned_value", inloop_value(label, metrics) if label in INLOOP_METRICS else value)
+                        raise optuna.TrialPruned(f"pruned at step {step} on {label} = {value:.4g}")
+
+        run_dir = None
+        try:
+            result = train(cfg, on_eval=on_eval, console=console, progress=False, datasets=self.datasets(cfg),
+                           on_start=lambda d: self._started(trial, d))
+            run_dir = result.run_dir
+        except Diverged as exc:
+            trial.set_user_attr("diverged_step", exc.step)
+            trial.set_user_attr("diverged_value", exc.name)
+            trial.set_user_attr("reason", str(exc))
+            trial.set_user_attr("seconds", time.time() - t0)
+            raise
+        except optuna.TrialPruned:
+            trial.set_user_attr("seconds", time.time() - t0)
+            raise
+        metrics = dict(result.metrics)
+        if "fid" in self.spec.objectives:
+            metrics["fid"] = self.fid(run_dir)
+        report = instability_from_run(run_dir)
+        values = objective_values(self.spec, metrics, report.score)
+        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if math.isfinite(v)})
+        trial.set_user_attr("instability", report.score if math.isfinite(report.score) else "inf")
+        trial.set_user_attr("instability_terms", report.components)
+        trial.set_user_attr("seconds", time.time() - t0)
+        self._attach(trial, run_dir, cfg, metrics, report.score, values)
+        return values
+
+    def _started(self, trial, run_dir: Path) -> None:
+        trial.set_user_attr("run_dir", str(run_dir))
+        atomic_write_json(run_dir / "trial.json", {"study": self.spec.name, "trial": trial.number,
+                                                   "storage": redact(self.storage_url)})
+
+    def fid(self, run_dir: Path) -> float:
+        return fid_for_run(run_dir, inception_weights=self.inception_weights)
+
+    def _attach(self, trial, run_dir: Path, cfg, metrics, instability: float, values) -> None:
+        """HParams for TensorBoard, and the sample grid as an Optuna artifact."""
+        hp = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in trial.params.items()}
+        hp["tricks"] = ",".join(trial.user_attrs.get("tricks", [])) or "none"
+        hp["study"] = self.spec.name
+        hp["trial"] = trial.number
+        shown = {f"hparams/{k.replace('val/', '')}": v for k, v in metrics.items() if math.isfinite(v)}
+        shown["hparams/instability"] = instability if math.isfinite(instability) else 1e9
+        for name, v in zip(self.spec.objectives if not self.spec.weights else ["weighted"], values):
+            shown[f"hparams/objective_{name}"] = v
+        with SummaryWriter(str(run_dir)) as w:
+            w.add_hparams(hp, shown, run_name=".")
+        samples = sorted((run_dir / "samples").glob("*.png"))
+        if samples:
+            trial.set_user_attr("samples", str(samples[-1]))
+            try:
+                store_dir = self.out / self.spec.name / "artifacts"
+                store_dir.mkdir(parents=True, exist_ok=True)
+                upload_artifact(artifact_store=FileSystemArtifactStore(str(store_dir)), file_path=str(samples[-1]), study_or_trial=trial)
+            except Exception as exc:  # an artifact is a convenience; the run folder holds the grid anyway
+                trial.set_user_attr("artifact_error", str(exc)[:200])
+
+
+def check_inception(spec: StudySpec, path: str | None) -> None:
+    if any(OBJECTIVES[o].needs_inception for o in spec.objectives):
+        find_inception_weights(path)  # raises the one-line message when absent offline
+
+
+def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[str, Any], seed: int | None,
+              n_trials: int | None, timeout: float | None, n_jobs: int, inception_weights: str | None,
+              console: Console, storage_flag: str) -> int:
+    """Open (or continue) ``spec`` in its storage, run this worker's trials with the live table,
+    and print the summary, the best trials and the follow-up commands."""
+    # Refuse a bad [train] table before any trial: resolve the base configuration once.
+    runner = StudyRunner(spec, storage_url, out, overrides, seed, console, inception_weights)
+    TrainConfig.from_dict({**runner.base_config(), "out": str(out / spec.name)}, f"study {spec.name}").validate()
+    storage = open_storage(storage_url, spec)
+    # Failed and pruned trials are shown in the table with their reason; Optuna's own log lines
+    # (with tracebacks) would only repeat them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = optuna.create_study(
+            study_name=spec.name, storage=storage, directions=spec.directions, sampler=make_sampler(spec, seed),
+            pruner=make_pruner(spec), load_if_exists=True,
+        )
+    except ValueError as exc:
+        raise UsageError(f"study {spec.name}: {exc}; use --name for a new study") from None
+    stored = study.user_attrs.get("definition_digest")
+    if stored is None:
+        study.set_user_attr("definition_digest", spec.digest)
+        study.set_user_attr("definition", spec.source)
+        study.set_user_attr("objectives", list(spec.objectives) if not spec.weights else ["weighted"])
+        study.set_user_attr("objective_names", list(spec.objectives))
+    elif stored != spec.digest:
+        raise UsageError(f"study {spec.name} in {redact(storage_url)} was created from a different definition; "
+                         f"use --name NEW to start another study, or the original file to continue")
+    spec = agree_on_pruning(study, spec, console)
+    revived = recover_dead_trials(study, spec)
+    if revived:
+        console.print(f"trial(s) {', '.join(map(str, revived))}: their worker died; marked failed and queued again",
+                      highlight=False)
+    n_before = len(study.trials)
+    console.print(f"[bold]ganlab study[/] {spec.name}: {', '.join(spec.objectives)}"
+                  f"{' (weighted)' if spec.weights else ''}, sampler {spec.sampler if not spec.scalarised or spec.sampler != 'nsga2' else 'tpe'}, "
+                  f"pruner {spec.pruner}"
+                  f"{' ' + describe_pruning(spec) if spec.pruner != 'none' and spec.scalarised else ''}, "
+                  f"{spec.steps} steps per trial; storage {redact(storage_url)} "
+                  f"({n_before} trials so far); runs in {out / spec.name}", highlight=False)
+    t0 = time.time()
+    if console.is_terminal:
+        with Live(trials_table(study, spec), console=console, refresh_per_second=2, transient=False) as live:
+            def refresh(study, trial) -> None:
+                recover_dead_trials(study, spec)  # a worker that died meanwhile: its trial is queued again
+                live.update(trials_table(study, spec))
+
+            study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[refresh],
+                           catch=(GanlabError,), gc_after_trial=True)
+    else:
+        # A log, not a terminal: no live redrawing; one line per finished trial, then the table
+        # once, wide enough that its cells do not wrap over many lines.
+        def log_trial(study, trial) -> None:
+            recover_dead_trials(study, spec)
+            names = list(spec.objectives) if not spec.weights else [WEIGHTED]
+            values, state = trial_cells(trial, len(names))
+            console.print(f"trial {trial.number}: {state}; " + ", ".join(f"{n} {v}" for n, v in zip(names, values)),
+                          highlight=False, markup=False)
+
+        study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[log_trial],
+                       catch=(GanlabError,), gc_after_trial=True)
+        wide = Console(file=console.file, width=max(console.width, 160), soft_wrap=True, color_system=None)
+        wide.print(trials_table(study, spec))
+    by_number = {t.number: t for t in study.trials}
+    # The trials this worker ran, counted by number: a retried trial (queued before n_before) too.
+    done = [by_number[n] for n in sorted(set(runner.ran)) if n in by_number]
+    counts: dict[str, int] = {}
+    for t in done:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    console.print(f"{len(done)} trial(s) in {time.time() - t0:.0f} s ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+                  f"the study holds {len(study.trials)}", highlight=False)
+    best = best_trials(study)
+    if best:
+        label = "Pareto front" if len(spec.directions) > 1 else "best trial"
+        console.print(f"{label}: " + "; ".join(
+            f"#{t.number} [{', '.join(t.user_attrs.get('tricks', [])) or 'no tricks'}] "
+            + " ".join(f"{n}={fmt(v)}" for n, v in zip(study.user_attrs.get('objectives', []), t.values))
+            for t in best), highlight=False, markup=False)
+    console.print(f"report: ganlab report {spec.name}{storage_flag}", highlight=False)
+    console.print(f"compare the trials: tensorboard --logdir {out / spec.name}", highlight=False)
+    return 0

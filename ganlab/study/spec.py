@@ -1,0 +1,327 @@
+"""A study definition (TOML, see ``studies/``): its schema, validated with one line per
+mistake, and the built-in definitions."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from ganlab.coerce import BadValue, coerce
+from ganlab.config import TrainConfig, check_run_name, coerce_fields
+from ganlab.errors import UsageError
+from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, measured_in_loop
+from ganlab.trick import param_infos, registry
+
+__all__ = ["NONE", "PRUNERS", "Range", "SAMPLERS", "StudySpec", "builtin_studies", "load_study_file", "parse_study"]
+
+
+SAMPLERS = ("nsga2", "tpe", "random")
+
+
+PRUNERS = ("none", "median", "successive-halving", "hyperband")
+
+
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple | None = None
+    int: bool = False
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    objectives: tuple[str, ...]
+    weights: tuple[tuple[str, float], ...] = ()
+    sampler: str = "nsga2"
+    pruner: str = "none"
+    prune_on: str | None = None  # None: the objective itself where it is measured in the loop, else PRUNE_PROXY
+    population_size: int = 8
+    steps: int = 200
+    eval_every: int = 50
+    seed: int | None = 0
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+    max_retry: int = 1
+    train: tuple[tuple[str, Any], ...] = ()
+    search: tuple[tuple[str, Range], ...] = ()
+    optional: tuple[str, ...] = ()
+    always: tuple[str, ...] = ()
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    trick_ranges: tuple[tuple[str, tuple[tuple[str, Range], ...]], ...] = ()
+    trick_fixed: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    source: str = ""
+
+    @property
+    def scalarised(self) -> bool:
+        return len(self.objectives) == 1 or bool(self.weights)
+
+    @property
+    def directions(self) -> list[str]:
+        if self.weights:
+            return ["minimize"]
+        return [OBJECTIVES[o].direction for o in self.objectives]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+    @property
+    def pruning_target(self) -> tuple[str, bool]:
+        """What the pruner watches, and whether it is the study's objective itself.
+
+        The label is an objective's name, ``"weighted"`` (the weighted objective) or an in-loop
+        metric key such as ``val/L1`` (a proxy). By default: the objective when the training loop
+        measures it, else :data:`PRUNE_PROXY`; ``[study].prune_on`` overrides it."""
+        single = len(self.objectives) == 1 and not self.weights
+        if self.prune_on:
+            p = self.prune_on
+            if p == WEIGHTED:
+                return WEIGHTED, True
+            key = OBJECTIVES[p].metric if p in OBJECTIVES else p
+            if single and key == OBJECTIVES[self.objectives[0]].metric:
+                return self.objectives[0], True
+            return key, False
+        if self.weights:
+            if all(measured_in_loop(o) for o, w in self.weights if w):
+                return WEIGHTED, True
+            return PRUNE_PROXY, False
+        if single and measured_in_loop(self.objectives[0]):
+            return self.objectives[0], True
+        return PRUNE_PROXY, False
+
+    def candidate_tricks(self) -> list[str]:
+        names = list(self.always) + list(self.optional)
+        for _, members in self.groups:
+            names += [m for m in members if m != NONE]
+        return names
+
+
+def _check_prune_on(where: str, value: str, objectives, weights) -> None:
+    ok = [*INLOOP_METRICS, *(o for o in OBJECTIVES if measured_in_loop(o))]
+    if value == WEIGHTED:
+        if not weights:
+            raise _bad(where, "'study.prune_on' = \"weighted\" needs study.weights")
+        outside = [o for o, w in weights.items() if w and not measured_in_loop(o)]
+        if outside:
+            raise _bad(where, f"'study.prune_on' = \"weighted\": {outside[0]} is not measured during training; "
+                              f"prune on one of {', '.join(ok)}")
+        return
+    if value not in ok:
+        why = " (not measured during training)" if value in OBJECTIVES else ""
+        raise _bad(where, f"'study.prune_on' = {value!r}{why}: choose an in-loop metric: {', '.join(ok)}"
+                          f"{', weighted' if weights else ''}")
+
+
+_STUDY_KEYS = {f.name for f in dataclasses.fields(StudySpec)} - {
+    "name", "train", "search", "optional", "always", "groups", "trick_ranges", "trick_fixed", "source"}
+
+
+def _bad(where: str, msg: str) -> UsageError:
+    return UsageError(f"{where}: {msg}")
+
+
+def _expect(where: str, key: str, value, typ, what: str):
+    """``value`` as ``typ`` (the one coercer; a table or list must be one), or one line saying
+    what it should be."""
+    if typ in (list, dict):
+        if not isinstance(value, typ):
+            raise _bad(where, f"'{key}' = {value!r} should be {what}")
+        return value
+    try:
+        return coerce(value, typ)
+    except BadValue:
+        raise _bad(where, f"'{key}' = {value!r} should be {what}") from None
+
+
+def _range(where: str, key: str, value) -> Range:
+    if isinstance(value, list):
+        value = {"choices": value}
+    if not isinstance(value, Mapping):
+        raise _bad(where, f"'{key}' should be a table like {{low = 1e-4, high = 1e-3, log = true}} or {{choices = [...]}}")
+    unknown = set(value) - {"low", "high", "log", "choices", "int"}
+    if unknown:
+        raise _bad(where, f"'{key}': unknown key '{sorted(unknown)[0]}' (allowed: low, high, log, choices, int)")
+    if "choices" in value:
+        choices = _expect(where, f"{key}.choices", value["choices"], list, "a list")
+        if not choices:
+            raise _bad(where, f"'{key}.choices' is empty")
+        return Range(choices=tuple(choices))
+    if "low" not in value or "high" not in value:
+        raise _bad(where, f"'{key}' needs low and high (or choices)")
+    low = value["low"] if isinstance(value["low"], int) and not isinstance(value["low"], bool) else _expect(where, f"{key}.low", value["low"], float, "a number")
+    high = value["high"] if isinstance(value["high"], int) and not isinstance(value["high"], bool) else _expect(where, f"{key}.high", value["high"], float, "a number")
+    if low > high:
+        raise _bad(where, f"'{key}': low {low} is above high {high}")
+    log = _expect(where, f"{key}.log", value.get("log", False), bool, "true or false")
+    if log and low <= 0:
+        raise _bad(where, f"'{key}': a log range needs low > 0")
+    is_int = value.get("int", isinstance(low, int) and isinstance(high, int) and not log)
+    return Range(low=low, high=high, log=log, int=bool(is_int))
+
+
+def parse_study(text: str, where: str, default_name: str) -> StudySpec:
+    """Validate a study definition; unknown keys and wrong types are refused with their name."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _bad(where, f"not valid TOML ({exc})") from None
+    unknown = set(data) - {"study", "train", "search", "tricks"}
+    if unknown:
+        raise _bad(where, f"unknown table '{sorted(unknown)[0]}' (allowed: study, train, search, tricks)")
+    study = _expect(where, "study", data.get("study", {}), dict, "a table")
+    kwargs: dict[str, Any] = {}
+    for key, value in study.items():
+        k = key.replace("-", "_")
+        if k not in _STUDY_KEYS | {"name"}:
+            raise _bad(where, f"unknown key 'study.{key}'")
+        kwargs[k] = value
+    name = _expect(where, "study.name", kwargs.pop("name", default_name), str, "a string")
+    objectives = kwargs.pop("objectives", ["swd", "instability"])
+    _expect(where, "study.objectives", objectives, list, "a list of objective names")
+    if not 1 <= len(objectives) <= 2:
+        raise _bad(where, "'study.objectives' needs one or two objectives")
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise _bad(where, f"'study.objectives': unknown objective '{o}' (known: {', '.join(OBJECTIVES)})")
+    weights = kwargs.pop("weights", {})
+    _expect(where, "study.weights", weights, dict, "a table of objective = weight")
+    for o, w in weights.items():
+        if o not in objectives:
+            raise _bad(where, f"'study.weights.{o}': not one of study.objectives")
+        weights[o] = _expect(where, f"study.weights.{o}", w, float, "a number")
+    for key, types, what in (
+        ("sampler", str, "a string"), ("pruner", str, "a string"), ("prune_on", str, "a string"),
+        ("population_size", int, "a whole number"), ("steps", int, "a whole number"),
+        ("eval_every", int, "a whole number"), ("seed", int, "a whole number"),
+        ("heartbeat_interval", int, "a whole number"), ("grace_period", int, "a whole number"),
+        ("max_retry", int, "a whole number"),
+    ):
+        if key in kwargs:
+            kwargs[key] = _expect(where, f"study.{key}", kwargs[key], types, what)
+    if kwargs.get("sampler", "nsga2") not in SAMPLERS:
+        raise _bad(where, f"'study.sampler' = {kwargs['sampler']!r}: choose {', '.join(SAMPLERS)}")
+    if kwargs.get("pruner", "none") not in PRUNERS:
+        raise _bad(where, f"'study.pruner' = {kwargs['pruner']!r}: choose {', '.join(PRUNERS)}")
+    if kwargs.get("pruner", "none") != "none" and len(objectives) == 2 and not weights:
+        raise _bad(where, "'study.pruner': a Pareto study of two objectives cannot be pruned; "
+                          "set study.weights to scalarise it, or pruner = \"none\"")
+    if "prune_on" in kwargs:
+        _check_prune_on(where, kwargs["prune_on"], objectives, weights)
+    for key in ("steps", "eval_every", "population_size", "heartbeat_interval", "grace_period"):
+        if key in kwargs and kwargs[key] < 1:
+            raise _bad(where, f"'study.{key}' must be >= 1")
+    if kwargs.get("population_size", 2) < 2:
+        raise _bad(where, f"'study.population_size' = {kwargs['population_size']}: must be >= 2 (NSGA-II breeds pairs)")
+    if kwargs.get("max_retry", 0) < 0:
+        raise _bad(where, f"'study.max_retry' = {kwargs['max_retry']}: must be >= 0")
+    if kwargs.get("seed") is not None and not 0 <= kwargs["seed"] < 2**32:
+        raise _bad(where, f"'study.seed' = {kwargs['seed']}: must be in [0, {2**32 - 1}]")
+    try:
+        check_run_name(name, "'study.name' =")
+    except UsageError as exc:
+        raise _bad(where, str(exc)) from None
+
+    train = _expect(where, "train", data.get("train", {}), dict, "a table")
+    if "tricks" in {k.replace("-", "_") for k in train}:
+        raise _bad(where, "'train.tricks': put tricks in the [tricks] table (always = [...])")
+    coerce_fields(TrainConfig, train, f"{where} [train]")
+
+    search_tbl = _expect(where, "search", data.get("search", {}), dict, "a table")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    search = []
+    for key, value in search_tbl.items():
+        if key.replace("-", "_") not in fields or key in ("data", "val_data", "out", "name", "tricks"):
+            raise _bad(where, f"unknown key 'search.{key}' (a `ganlab train` setting such as lr, beta1, lambda_l1, ndf, n_layers, gan_mode)")
+        r = _range(where, f"search.{key}", value)
+        for v in (r.choices if r.choices is not None else (r.low, r.high)):  # wrong types now, not per trial
+            coerce_fields(TrainConfig, {key: v}, f"{where} [search]")
+        search.append((key.replace("-", "_"), r))
+
+    tricks_tbl = _expect(where, "tricks", data.get("tricks", {}), dict, "a table")
+    unknown = set(tricks_tbl) - {"optional", "always", "groups", "params", "fixed"}
+    if unknown:
+        raise _bad(where, f"unknown key 'tricks.{sorted(unknown)[0]}' (allowed: optional, always, groups, params, fixed)")
+    known = registry()
+
+    def trick_name(key: str, name) -> str:
+        _expect(where, key, name, str, "a trick name")
+        if name not in known and name != NONE:
+            raise _bad(where, f"'{key}': unknown trick '{name}' (see ganlab tricks)")
+        return name
+
+    optional = tuple(trick_name("tricks.optional", n) for n in _expect(where, "tricks.optional", tricks_tbl.get("optional", []), list, "a list"))
+    always = tuple(trick_name("tricks.always", n) for n in _expect(where, "tricks.always", tricks_tbl.get("always", []), list, "a list"))
+    groups = []
+    for gname, members in _expect(where, "tricks.groups", tricks_tbl.get("groups", {}), dict, "a table").items():
+        _expect(where, f"tricks.groups.{gname}", members, list, "a list of trick names (\"none\" allowed)")
+        if len(members) < 2:
+            raise _bad(where, f"'tricks.groups.{gname}' needs at least two choices")
+        groups.append((gname, tuple(trick_name(f"tricks.groups.{gname}", m) for m in members)))
+    spec_names = set(optional) | set(always) | {m for _, ms in groups for m in ms}
+    ranges = []
+    for tname, params in _expect(where, "tricks.params", tricks_tbl.get("params", {}), dict, "a table").items():
+        if tname not in spec_names:
+            raise _bad(where, f"'tricks.params.{tname}': the trick is not in optional, always or groups")
+        infos = {i.key: i for i in param_infos(known[tname].Params)}
+        rs = []
+        for pname, value in _expect(where, f"tricks.params.{tname}", params, dict, "a table").items():
+            if pname not in infos:
+                raise _bad(where, f"'tricks.params.{tname}.{pname}': unknown parameter (allowed: {', '.join(infos)})")
+            r = _range(where, f"tricks.params.{tname}.{pname}", value)
+            for v in (r.choices if r.choices is not None else (r.low, r.high)):  # within what the trick allows
+                try:
+                    known[tname].parse_params({pname: v})
+                except UsageError as exc:
+                    raise _bad(where, f"'tricks.params.{tname}.{pname}': {exc}") from None
+            rs.append((pname, r))
+        ranges.append((tname, tuple(rs)))
+    fixed = []
+    for tname, params in _expect(where, "tricks.fixed", tricks_tbl.get("fixed", {}), dict, "a table").items():
+        if tname not in spec_names:
+            raise _bad(where, f"'tricks.fixed.{tname}': the trick is not in optional, always or groups")
+        _expect(where, f"tricks.fixed.{tname}", params, dict, "a table")
+        try:
+            known[tname].parse_params(params)  # refuses unknown names and bad values now
+        except UsageError as exc:
+            raise _bad(where, f"'tricks.fixed.{tname}': {exc}") from None
+        fixed.append((tname, tuple(params.items())))
+    return StudySpec(
+        name=name, objectives=tuple(objectives), weights=tuple(weights.items()), train=tuple(train.items()),
+        search=tuple(search), optional=optional, always=always, groups=tuple(groups),
+        trick_ranges=tuple(ranges), trick_fixed=tuple(fixed), source=text, **kwargs,
+    )
+
+
+def builtin_studies() -> dict[str, Path]:
+    folder = resources.files("ganlab.studies")
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def load_study_file(path_or_name: str | None) -> StudySpec:
+    """``--study``: a TOML file, or the name of a built-in study (``quickstart``)."""
+    name = path_or_name or "quickstart"
+    p = Path(name).expanduser()
+    if not p.is_file():
+        builtin = builtin_studies()
+        if name in builtin:
+            p = builtin[name]
+        elif name.endswith(".toml") and Path(name).stem in builtin and not p.exists():
+            p = builtin[Path(name).stem]
+        else:
+            raise UsageError(f"--study {name}: no such file; give a TOML file or one of {', '.join(sorted(builtin))}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--study {name}: cannot be read ({exc})") from None
+    return parse_study(text, f"--study {name}", p.stem)

@@ -1,0 +1,61 @@
+"""The live table of a study's trials, and the cells the report shares with it."""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+from rich.table import Table
+
+from ganlab.study.spec import StudySpec
+from ganlab.study.storage import best_trials
+
+__all__ = ["fmt", "trial_cells", "trials_table"]
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def trial_cells(t, n_values: int) -> tuple[list[str], str]:
+    """The objective cells and the state of one trial, as the table and the report show them.
+
+    Optuna keeps a pruned trial's last reported value as its value. That is shown under the
+    objective's name only when the pruner watched the objective itself (with the step it was
+    measured at); a proxy's value (``val/L1``) goes into the state, never under the objective."""
+    state = t.state.name.lower()
+    values = [fmt(v) for v in t.values] if t.values and t.state == TrialState.COMPLETE else ["-"] * n_values
+    if t.user_attrs.get("refused"):
+        state = "refused"
+    elif "diverged_step" in t.user_attrs:
+        state = f"diverged@{t.user_attrs['diverged_step']}"
+    elif t.state == TrialState.PRUNED:
+        step = t.user_attrs.get("pruned_step", t.last_step)
+        label = t.user_attrs.get("pruned_on")
+        value = t.user_attrs.get("pruned_value")
+        if value is None and t.intermediate_values and t.last_step is not None:
+            value = t.intermediate_values[t.last_step]
+        if t.user_attrs.get("pruned_on_objective") and t.values and len(t.values) == n_values:
+            values = [f"{fmt(v)} @{step}" for v in t.values]
+            state = f"pruned@{step}"
+        elif step is not None:
+            state = f"pruned@{step} ({label or 'reported value'} = {fmt(value)})"
+    return values, state
+
+
+def trials_table(study, spec: StudySpec, last: int = 15):
+    names = list(spec.objectives) if not spec.weights else ["weighted"]
+    table = Table(title=f"study {study.study_name}: {len(study.trials)} trials", expand=False)
+    for col in ("#", "tricks on"):
+        table.add_column(col, overflow="fold")
+    table.add_column("parameters", overflow="fold", min_width=20, max_width=70)  # wraps, never cut
+    for col in (*names, "state", "s"):
+        table.add_column(col, overflow="fold")
+    best = {t.number for t in best_trials(study)}
+    for t in study.trials[-last:]:
+        params = ", ".join(f"{k}={fmt(v)}" for k, v in t.params.items() if not k.startswith(("trick:", "group:")))
+        values, state = trial_cells(t, len(names))
+        mark = "*" if t.number in best else ""
+        table.add_row(f"{t.number}{mark}", ", ".join(t.user_attrs.get("tricks", [])) or "-", params or "-", *values,
+                      state, fmt(float(t.user_attrs.get("seconds", 0.0))))
+    return table

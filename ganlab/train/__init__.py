@@ -1,0 +1,39 @@
+"""Training: building a session, THE pix2pix step, the loop, run folders and checkpoints.
+
+=====================  ==================================================================
+module                 job
+=====================  ==================================================================
+``build``              the one place the trick stack, networks, optimisers and step are made
+``step``               THE pix2pix update, calling the trick hooks at their named points
+``loop``               ``train()``: the cadence of logging, evaluation and saving
+``rundir``             numbered run folders, environment and status files
+``checkpoint``         writing, reading, validating and restoring checkpoints
+``inloop``             the in-loop evaluation and sample grids
+``console``            the banner, progress bar and summary
+``graphs``             ``--cuda-graphs``: the plain step captured in one CUDA graph
+``distributed``        training over processes (torchrun)
+``memory``, ``flops``  the cost model: will a step fit, how many FLOPs it makes
+=====================  ==================================================================
+"""
+
+from ganlab.train.build import Session, build_networks, build_session, build_stack, net_spec, set_learning_rates
+from ganlab.train.checkpoint import checkpoint_files, latest_checkpoint, read_checkpoint
+from ganlab.train.errors import Diverged
+from ganlab.train.loop import RunResult, train
+from ganlab.train.step import Pix2PixStep
+
+__all__ = [
+    "Diverged",
+    "Pix2PixStep",
+    "RunResult",
+    "Session",
+    "build_networks",
+    "build_session",
+    "build_stack",
+    "checkpoint_files",
+    "latest_checkpoint",
+    "net_spec",
+    "read_checkpoint",
+    "set_learning_rates",
+    "train",
+]

@@ -1,0 +1,173 @@
+"""Building a run: the one place its trick stack, networks, optimisers and step are made.
+
+:func:`build_networks` is the network recipe (training, the memory estimate, ``ganlab bench``
+and inference all use it); :func:`build_session` adds the optimisers, the learning-rate
+schedule, the trick context and the step, and :meth:`Session.iterate` is the loop's body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import nn
+
+from ganlab.config import TrainConfig
+from ganlab.nets import build_discriminator, build_generator
+from ganlab.runtime import Runtime
+from ganlab.stats import report
+from ganlab.train.graphs import GraphedStep
+from ganlab.train.step import Batch, Pix2PixStep
+from ganlab.trick import NetSpec, OptimSpec, StepContext, TrickStack
+
+if TYPE_CHECKING:
+    from ganlab.train.distributed import Dist
+
+__all__ = ["Session", "build_networks", "build_session", "build_stack", "linear_decay", "make_optimizer", "net_spec",
+           "optim_spec", "set_learning_rates", "total_steps"]
+
+
+def net_spec(cfg: TrainConfig) -> NetSpec:
+    return NetSpec(
+        generator=cfg.generator,
+        discriminator=cfg.discriminator,
+        in_channels=cfg.in_channels,
+        out_channels=cfg.out_channels,
+        size=cfg.size,
+        ngf=cfg.ngf,
+        ndf=cfg.ndf,
+        n_layers=cfg.n_layers,
+        g_norm=cfg.norm,
+        d_norm=cfg.norm,
+        backbone_weights=cfg.backbone_weights if cfg.generator == "resnet18-unet" else "none",
+    )
+
+
+def optim_spec(cfg: TrainConfig) -> OptimSpec:
+    betas = (cfg.beta1, cfg.beta2)
+    return OptimSpec(lr_g=cfg.lr, lr_d=cfg.lr, betas_g=betas, betas_d=betas)
+
+
+def build_stack(cfg: TrainConfig) -> TrickStack:
+    """The run's trick stack; an unknown trick or an impossible stack is refused here."""
+    return TrickStack.from_specs([(t.name, t.values) for t in cfg.tricks], cfg.gan_mode)
+
+
+def build_networks(cfg: TrainConfig, stack: TrickStack | None = None, *, with_d: bool = True,
+                   backbone: bool = True) -> tuple[NetSpec, nn.Module, nn.Module | None]:
+    """The one recipe for G and D: the configuration's spec, transformed by the tricks, built,
+    then the tricks' module changes. ``with_d=False`` builds G alone (inference);
+    ``backbone=False`` leaves a pretrained encoder's weights unloaded (a checkpoint or the
+    memory estimate's shapes replace them). Call under ``torch.device("meta")`` for shapes only."""
+    stack = build_stack(cfg) if stack is None else stack
+    spec = stack.configure_nets(net_spec(cfg))
+    if not backbone:
+        spec = dataclasses.replace(spec, backbone_weights="none")
+    G = build_generator(spec)
+    D = build_discriminator(spec) if with_d else None
+    G, D = stack.configure_modules(G, D)
+    return spec, G, D
+
+
+def make_optimizer(params, lr: float, betas, weight_decay: float, device: torch.device, fused: bool | None = None) -> torch.optim.Adam:
+    """Adam; ``fused`` (default: on CUDA) runs the fused kernel, one pass over the parameters."""
+    kwargs: dict[str, Any] = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay}
+    if device.type == "cuda" if fused is None else fused:
+        kwargs["fused"] = True
+    return torch.optim.Adam(params, **kwargs)
+
+
+def linear_decay(total: int, decay_steps: int) -> Callable[[int], float]:
+    """LR factor: 1 until the last ``decay_steps`` iterations, then linearly down to 0."""
+    start = total - decay_steps
+
+    def factor(step: int) -> float:
+        if decay_steps <= 0 or step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start + 1) / (decay_steps + 1))
+
+    return factor
+
+
+def total_steps(cfg: TrainConfig, n_train: int) -> int:
+    if cfg.steps is not None:
+        adversarial = cfg.steps
+    else:
+        epochs = cfg.epochs if cfg.epochs is not None else 200
+        adversarial = math.ceil(epochs * n_train / cfg.batch_size)
+    return cfg.pretrain_steps + adversarial
+
+
+@dataclass
+class Session:
+    """A training session: the networks, optimisers, learning-rate schedule, trick stack and
+    step of a run, built by :func:`build_session`; :meth:`iterate` is the loop's body."""
+
+    cfg: TrainConfig
+    runtime: Runtime
+    stack: TrickStack
+    spec: NetSpec
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    lr_factor: Callable[[int], float]
+    ctx: StepContext
+    step_fn: Pix2PixStep
+
+
+    def iterate(self, step: int, next_batch: Callable[[], Batch]) -> None:
+        """One iteration of the run at ``step``: the learning rates, the pre-training or the
+        adversarial step, and the learning rates reported. The only loop body: training,
+        ``ganlab bench`` and the conformance checks all call it."""
+        self.ctx.step = step
+        set_learning_rates(self, step)
+        if step < self.cfg.pretrain_steps:
+            self.step_fn.pretrain(next_batch)
+        else:
+            self.step_fn(next_batch)
+        report("lr/G", self.opt_g.param_groups[0]["base_lr"] * self.lr_factor(step))
+        report("lr/D", self.opt_d.param_groups[0]["base_lr"] * self.lr_factor(step))
+
+
+def build_session(cfg: TrainConfig, runtime: Runtime, total: int, dist: Dist | None = None) -> Session:
+    """``dist`` trains over processes: BatchNorm becomes synchronised BatchNorm and the step
+    runs G and D wrapped in DistributedDataParallel; ``Session.G``/``Session.D`` stay the plain
+    modules (their checkpoints are the same)."""
+    stack = build_stack(cfg)
+    torch.manual_seed(cfg.seed)
+    spec, G, D = build_networks(cfg, stack)
+    if dist is not None and dist.enabled:
+        G, D = dist.sync_batchnorm(G), dist.sync_batchnorm(D)
+    G = G.to(runtime.device, memory_format=runtime.memory_format)
+    D = D.to(runtime.device, memory_format=runtime.memory_format)
+    ospec = stack.configure_optim(optim_spec(cfg))
+    opt_g = make_optimizer(G.parameters(), ospec.lr_g, ospec.betas_g, ospec.weight_decay, runtime.device, runtime.fused_adam)
+    opt_d = make_optimizer(D.parameters(), ospec.lr_d, ospec.betas_d, ospec.weight_decay, runtime.device, runtime.fused_adam)
+    for opt in (opt_g, opt_d):
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    rng = torch.Generator(device=runtime.device).manual_seed(cfg.seed + 1)
+    mode = stack.configure_loss(cfg.gan_mode)  # a trick may replace the adversarial loss
+    ctx = StepContext(cfg=cfg, G=G, D=D, opt_g=opt_g, opt_d=opt_d, rng=rng, device=runtime.device, gan_mode=mode, total_steps=total)
+    stack.setup(ctx)
+    G_run, D_run = (dist.wrap(G), dist.wrap(D)) if dist is not None and dist.enabled else (G, D)
+    step_fn = Pix2PixStep(G_run, D_run, opt_g, opt_d, gan_mode=mode, lambda_l1=cfg.lambda_l1, stack=stack, ctx=ctx,
+                          autocast=runtime.autocast, compile=runtime.compile)
+    if runtime.cuda_graphs:
+        step_fn = GraphedStep(step_fn)
+    return Session(cfg, runtime, stack, spec, G, D, opt_g, opt_d, linear_decay(total, cfg.lr_decay_steps), ctx, step_fn)
+
+
+def set_learning_rates(session: Session, step: int) -> None:
+    """The learning rates at ``step``: each optimiser's base rate times the decay factor."""
+    factor = session.lr_factor(step)
+    for opt in (session.opt_g, session.opt_d):
+        for group in opt.param_groups:
+            if isinstance(group["lr"], torch.Tensor):  # a captured CUDA graph reads this tensor
+                group["lr"].fill_(group["base_lr"] * factor)
+            else:
+                group["lr"] = group["base_lr"] * factor

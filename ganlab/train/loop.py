@@ -1,0 +1,251 @@
+"""The training loop: only the cadence of logging, evaluation and saving.
+
+``train(cfg)`` prepares the run (checks, data, run folder, session, resume), then runs
+:meth:`Session.iterate` for the configured number of iterations, flushing the statistics every
+``--log-every`` steps, evaluating every ``--eval-every`` and saving every ``--save-every``.
+Building lives in :mod:`ganlab.train.build`, the folder in :mod:`ganlab.train.rundir`, the
+checkpoints in :mod:`ganlab.train.checkpoint`, what is printed in :mod:`ganlab.train.console`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from ganlab.config import TrainConfig, default_run_name
+from ganlab.data import build_datasets
+from ganlab.errors import GanlabError, UsageError
+from ganlab.io import atomic_write_json
+from ganlab.metrics.inloop import inloop_feature_extractor
+from ganlab.nets.resnet_unet import resnet18_weights_file
+from ganlab.runtime import runtime_for
+from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, truncate_stats
+from ganlab.train import distributed
+from ganlab.train.build import build_session, build_stack, total_steps
+from ganlab.train.checkpoint import checkpoint_files, latest_checkpoint, restore, save_checkpoint
+from ganlab.train.console import banner, loss_info, progress_bar, summary
+from ganlab.train.distributed import Null
+from ganlab.train.errors import Diverged
+from ganlab.train.inloop import evaluate
+from ganlab.train.memory import check_fits
+from ganlab.train.rundir import check_writable, environment, new_run_dir, write_status
+
+__all__ = ["RunResult", "train"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    last: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    status: str = "finished"
+
+
+def _quietly(fn, *args, **kwargs) -> OSError | None:
+    """Run a clean-up write; an OSError (the disk that stopped the run) is returned, not raised."""
+    try:
+        fn(*args, **kwargs)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _write_failed(exc: OSError, run_dir: Path, step: int) -> GanlabError:
+    """One line for a write that failed mid-run: what, why, and where the run can go on from."""
+    what = exc.filename or run_dir
+    good = checkpoint_files(run_dir) if run_dir.is_dir() else []
+    then = (f"its newest checkpoint {good[0].name} is intact; fix that and continue with: ganlab train --resume {run_dir}"
+            if good else "no checkpoint was written yet; fix that and start it again")
+    return GanlabError(f"cannot write {what} ({exc.strerror or exc}); the run stopped after step {step}; {then}")
+
+
+def _first_nonfinite(rows) -> tuple[int, str, float] | None:
+    for step, row in rows:
+        for name, value in row.items():
+            if not math.isfinite(value):
+                return step, name, value
+    return None
+
+
+class _Logger:
+    """The stats bus, its sinks (TensorBoard, stats.jsonl) and the throughput window."""
+
+    def __init__(self, run_dir: Path, batch_size: int, writer, jsonl):
+        self.writer, self.jsonl, self.batch_size = writer, jsonl, batch_size
+        self.bus = StatsBus([TensorBoardSink(writer), jsonl])
+        self.last: dict[str, float] = {}
+        self.t_window, self.n_window = time.perf_counter(), 0
+
+    def flush(self) -> None:
+        """Write what was reported since the last flush; a NaN or Inf stops the run."""
+        elapsed = time.perf_counter() - self.t_window
+        rows = self.bus.flush()
+        if self.n_window and elapsed > 0 and rows:
+            ips = self.n_window * self.batch_size / elapsed
+            rows[-1][1]["perf/img_per_s"] = ips
+            self.writer.add_scalar("perf/img_per_s", ips, rows[-1][0])
+            self.jsonl(rows[-1][0], {"perf/img_per_s": ips})
+        self.jsonl.flush()
+        self.t_window, self.n_window = time.perf_counter(), 0
+        bad = _first_nonfinite(rows)
+        if bad is not None:
+            raise Diverged(*bad)
+        for _, row in rows:
+            self.last.update(row)
+
+    def close(self) -> None:
+        # Closing the logs on a full disk fails too; that must not hide why the run stopped.
+        _quietly(self.writer.flush)
+        _quietly(self.writer.close)
+        _quietly(self.jsonl.close)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: str | os.PathLike | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    on_start: Callable[[Path], None] | None = None,
+    datasets=None,
+    console=None,
+    progress: bool = True,
+) -> RunResult:
+    """Train (or resume) a run. ``on_eval(step, metrics)`` is called after every evaluation and
+    may raise to stop the run (a study's pruner does); ``on_start(run_dir)`` once the run folder
+    exists. ``datasets`` passes ready (train, val) splits (a study shares them between trials)."""
+    console = console or Console(stderr=True, soft_wrap=True)
+
+    def warn(msg: str) -> None:
+        # File names may hold "[...]": printed as they are, never read as console markup.
+        console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+
+    # Checks that need no work: the trick stack, pretrained weights, memory ------------------
+    build_stack(cfg)  # an impossible trick stack is refused before any work
+    if cfg.generator == "resnet18-unet" and cfg.backbone_weights not in ("none", "") and resume is None:
+        resnet18_weights_file(cfg.backbone_weights)  # absent offline: one line, before any data or run folder
+    dist = distributed.setup(cfg)  # one process unless started by torchrun
+    if not dist.is_main:  # only rank 0 prints and writes
+        console, progress = Console(quiet=True), False
+    runtime = runtime_for(cfg.replace(device=dist.device_arg(cfg.device)))
+    close = check_fits(cfg, runtime, batch=len(dist.rows(cfg.batch_size)))  # one line, not an out-of-memory kill
+    if close:
+        warn(close)
+
+    # Data, run folder, session; a resume loads its checkpoint ---------------------------------
+    train_data, val_data = datasets if datasets is not None else build_datasets(cfg, warn)
+    total = total_steps(cfg, len(train_data))
+    if resume is not None:
+        run_dir = Path(resume)
+        check_writable(run_dir, "--resume", "make the run folder writable")  # before any work
+    else:
+        run_dir = dist.broadcast(lambda: new_run_dir(cfg.out, cfg.name or default_run_name(cfg)))
+    session = build_session(cfg, runtime, total, dist)
+    train_data.seed(cfg.seed)
+    start = 0
+    if resume is not None:
+        path, payload = latest_checkpoint(run_dir, warn, map_location=runtime.device, for_resume=True)
+        start = restore(session, train_data, path, payload)
+        if start >= total:
+            raise UsageError(f"--resume {resume}: the run is finished at step {start} of {total}; "
+                              f"give --steps N (more than {start - cfg.pretrain_steps}) to train it further")
+        console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
+    elif dist.is_main:
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
+        atomic_write_json(run_dir / "env.json", environment(runtime))
+    dist.seed_workers(cfg.seed, start)
+    if dist.is_main:
+        atomic_write_json(run_dir / "tricks.json", session.stack.describe())
+    if on_start is not None:
+        on_start(run_dir)
+
+    # Logs ---------------------------------------------------------------------------------------
+    if dist.is_main:
+        write_status(run_dir, "running", start, total)
+        from torch.utils.tensorboard import SummaryWriter  # heavy: imported when a run starts
+
+        writer = SummaryWriter(str(run_dir), purge_step=start if resume is not None else None)
+        if resume is not None:  # the steps after the checkpoint are computed again
+            truncate_stats(run_dir / "stats.jsonl", before=start)
+        log = _Logger(run_dir, cfg.batch_size, writer, JsonlSink(run_dir / "stats.jsonl"))
+    else:
+        log = _Logger(run_dir, cfg.batch_size, Null(), Null())
+    banner(console, cfg, session, train_data, val_data, run_dir, runtime, total, start)
+    if start == 0:
+        log.writer.add_text("config", "```json\n" + json.dumps(cfg.to_dict(), indent=2) + "\n```", 0)
+    extractor = inloop_feature_extractor(device=runtime.device)  # None where the weights are absent
+    next_batch = dist.batches(train_data, cfg.batch_size, runtime, warn)  # this process's rows
+    if runtime.channels_last:
+        raw = next_batch
+        next_batch = lambda: tuple(t.contiguous(memory_format=torch.channels_last) for t in raw())  # noqa: E731
+
+    # The loop -----------------------------------------------------------------------------------
+    result = RunResult(run_dir, start)
+    t_start = time.perf_counter()
+    images_done = 0
+    status = "finished"
+    diverged: Diverged | None = None
+    prog = progress_bar(console, progress)
+    try:
+        with log.bus.activate(), prog:
+            task = prog.add_task("train", total=total, completed=start, info="")
+            for step in range(start, total):
+                log.bus.step = step
+                session.iterate(step, next_batch)
+                log.n_window += 1
+                images_done += cfg.batch_size
+                done = step + 1
+                if done % cfg.log_every == 0 or done == total:
+                    log.flush()
+                    prog.update(task, completed=done, info=loss_info(log.last))
+                if dist.is_main and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total):
+                    log.bus.step = step
+                    metrics = evaluate(session, val_data, step, run_dir, log.writer, extractor)
+                    for k, v in metrics.items():
+                        log.bus.add(k, v)
+                    log.flush()
+                    result.metrics = metrics
+                    if on_eval is not None:
+                        on_eval(done, metrics)
+                if (cfg.save_every and done % cfg.save_every == 0) or done == total:
+                    log.flush()  # every rank: a NaN logged since the last flush stops the run before it is saved
+                    if dist.is_main:
+                        save_checkpoint(run_dir, session, train_data, done)
+                        if done < total:  # how far a run got, also after it is killed
+                            write_status(run_dir, "running", done, total)
+                result.step = done
+    except Diverged as exc:
+        status, diverged = "diverged", exc
+        raise
+    except OSError as exc:  # a full disk, a folder gone read-only: one line, the checkpoints intact
+        status = "stopped"
+        raise _write_failed(exc, run_dir, result.step) from None
+    except BaseException:
+        status = "stopped"
+        raise
+    finally:
+        log.close()
+        if dist.is_main:  # the one place a run's final status is written
+            if diverged is not None:
+                failed = _quietly(write_status, run_dir, "diverged", diverged.step, total, value=diverged.name)
+            else:
+                failed = _quietly(write_status, run_dir, status, result.step, total)
+            if failed is not None and status == "finished":
+                warn(f"could not write {run_dir / 'status.json'} ({failed.strerror or failed})")
+        dist.close(finished=status == "finished")
+    result.seconds = time.perf_counter() - t_start
+    result.images_per_second = images_done / result.seconds if result.seconds > 0 else 0.0
+    result.last = log.last
+    summary(console, result, cfg)
+    return result
