@@ -5,9 +5,9 @@ handful of channels, CPU, fp32), feeds it synthetic batches and runs the real
 :class:`~ganlab.step.Pix2PixStep` with the trick in the stack:
 
 ``check_identity``
-    at the trick's ``identity`` parameters, the weights, optimiser states and logged losses
-    after a few iterations are bit-identical to the baseline's (skipped when ``identity`` is
-    None);
+    at the trick's ``identity`` parameters, the weights, optimiser states and every statistic
+    the baseline logs are bit-identical to the baseline's after a few iterations, and the trick
+    logs nothing else outside ``tricks/`` (skipped when ``identity`` is None);
 ``check_shapes``
     inside the step, every hook returns what it was given in kind, shape and dtype (pairs stay
     pairs, targets keep their shape, loss terms are finite scalars, plans are sane), without
@@ -75,6 +75,10 @@ TINY: dict[str, Any] = {
 }
 
 ITERATIONS = 3
+
+# Where a trick's own statistics go (``tricks/instance_noise_sigma``): the identity check lets a
+# trick log these at its identity setting; every other statistic must be the baseline's.
+TRICK_STATS = "tricks/"
 
 
 class ConformanceError(AssertionError):
@@ -264,12 +268,18 @@ def check_identity(trick, *, config: Mapping[str, Any] | None = None, iterations
         _assert_same(_model_state(base), _model_state(with_trick), "state", what)
         if not torch.equal(base_rng, trick_rng):
             raise ConformanceError(f"{what}: the global RNG moved; draw random numbers from ctx.generator")
-        for (s0, r0), (s1, r1) in zip(base_rows, trick_rows):
-            shared = {k: r1[k] for k in r0 if k in r1}
+        if [s for s, _ in base_rows] != [s for s, _ in trick_rows]:
+            raise ConformanceError(f"{what}: statistics were logged at steps {[s for s, _ in trick_rows]}, "
+                                   f"not {[s for s, _ in base_rows]}")
+        for (s0, r0), (_, r1) in zip(base_rows, trick_rows):
             missing = sorted(set(r0) - set(r1))
             if missing:
                 raise ConformanceError(f"{what}: the step no longer logs {missing}")
-                _assert_same(r0, shared, f"stats at step {s0}", what)
+            extra = sorted(k for k in set(r1) - set(r0) if not k.startswith(TRICK_STATS))
+            if extra:
+                raise ConformanceError(f"{what}: logs {extra}, which the baseline does not; a trick's own "
+                                       f"statistics go under '{TRICK_STATS}'")
+            _assert_same(r0, {k: r1[k] for k in r0}, f"stats at step {s0}", what)
         cond, _ = SyntheticPairs(base.cfg)()
         with torch.no_grad():
             out0, out1 = base.G.eval()(cond), with_trick.G.eval()(cond)
