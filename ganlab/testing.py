@@ -293,7 +293,7 @@ class _HookChecker:
     def __init__(self, stack: TrickStack, name: str):
         self.stack, self.name = stack, name
         self.calls: dict[str, int] = {}
-        for hook in ("plan", "d_inputs", "d_targets", "d_loss", "g_loss"):
+        for hook in ("plan", "d_inputs", "d_targets", "d_loss", "g_inputs", "g_loss"):
             original = getattr(stack, hook)
             setattr(stack, hook, self._wrap(hook, original))
 
@@ -336,6 +336,11 @@ class _HookChecker:
             self.fail("d_inputs", "must return (real_pair, fake_pair)")
         self._check_pair("d_inputs", args[0], out[0])
         self._check_pair("d_inputs", args[1], out[1])
+
+    def _check_g_inputs(self, args, out) -> None:
+        self._check_pair("g_inputs", args[0], out)
+        if args[0][1].requires_grad and not out[1].requires_grad:
+            self.fail("g_inputs", "returned a fake with no graph to G (it must stay differentiable)")
 
     def _check_d_targets(self, args, out) -> None:
         if not (isinstance(out, tuple) and len(out) == 2):
@@ -400,7 +405,7 @@ def check_shapes(trick, params: Mapping[str, Any] | None = None, *, config: Mapp
         data = SyntheticPairs(cfg)
         run_iterations(model, data, 0, iterations)
         used = set(cls.hooks_used())
-        for hook in ("d_inputs", "d_targets", "d_loss", "g_loss"):
+        for hook in ("d_inputs", "d_targets", "d_loss", "g_inputs", "g_loss"):
             if hook in used and not checker.calls.get(hook) and not (hook == "d_targets" and not model.step_fn.label_based):
                 raise ConformanceError(f"trick '{name}': its {hook}() hook was never called by the step")
         cond, real = data()

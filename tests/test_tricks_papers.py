@@ -38,6 +38,86 @@ class _P:
 
 
 # --------------------------------------------------------------------------------------------
+# Instance noise: G's gradient goes through D on the noisy fakes
+# --------------------------------------------------------------------------------------------
+
+
+def _g_grads_of_the_step(model, cond, real, seed=7) -> tuple[list[torch.Tensor], nn.Module, nn.Module, torch.Tensor]:
+    """G's gradient as the step's G update computes it, with copies of G, D and the trick
+    generator's state from before the update."""
+    G0, D0 = copy.deepcopy(model.G), copy.deepcopy(model.D)
+    gen_state = model.ctx.generator.get_state()
+    torch.manual_seed(seed)  # G's dropout
+    fake = model.step_fn.generate(cond)
+    model.step_fn.g_update(cond, real, fake)
+    return [p.grad.clone() for p in model.G.parameters()], G0, D0, gen_state
+
+
+def _g_grads_by_hand(model, G0, D0, cond, real, shown: callable, seed=7) -> list[torch.Tensor]:
+    """adv(D(cond, shown(fake))) + lambda * L1(fake, real), differentiated with respect to G."""
+    torch.manual_seed(seed)
+    fake = G0(cond)
+    D0.requires_grad_(False)
+    d_fake = D0(torch.cat((cond, shown(fake)), 1))
+    loss = losses.g_adv_term(model.step_fn.gan_mode, d_fake) + model.cfg.lambda_l1 * losses.l1(fake, real)
+    return list(torch.autograd.grad(loss, list(G0.parameters())))
+
+
+def _same(a, b) -> bool:
+    return all(torch.allclose(x, y, rtol=1e-5, atol=1e-8) for x, y in zip(a, b))
+
+
+def test_instance_noise_reaches_g_through_d_on_the_noisy_fake():
+    sigma = 0.5
+    model = build_tiny(tiny_config([("instance-noise", {"sigma0": sigma, "anneal_steps": 100})]))
+    cond, real = SyntheticPairs(model.cfg)()
+    model.ctx.step = 0
+    grads, G0, D0, gen_state = _g_grads_of_the_step(model, cond, real)
+
+    def noised(fake):  # the same sigma, the same draw from the trick generator
+        gen = torch.Generator().set_state(gen_state)
+        return fake + sigma * torch.randn(fake.shape, generator=gen, dtype=fake.dtype)
+
+    assert _same(grads, _g_grads_by_hand(model, G0, D0, cond, real, noised))
+    assert not _same(grads, _g_grads_by_hand(model, G0, D0, cond, real, lambda fake: fake))  # the noise matters
+
+
+def test_instance_noise_leaves_g_alone_once_annealed():
+    model = build_tiny(tiny_config([("instance-noise", {"sigma0": 0.5, "anneal_steps": 4})]))
+    cond, real = SyntheticPairs(model.cfg)()
+    model.ctx.step = 4  # sigma is 0 from here on
+    grads, G0, D0, gen_state = _g_grads_of_the_step(model, cond, real)
+    assert _same(grads, _g_grads_by_hand(model, G0, D0, cond, real, lambda fake: fake))
+    assert torch.equal(model.ctx.generator.get_state(), gen_state)  # nothing drawn
+
+
+def test_image_pool_does_not_reach_the_g_update():
+    model = build_tiny(tiny_config([("image-pool", {"size": 2, "p": 1.0})]))
+    assert "g_inputs" not in type(model.stack.tricks[0]).hooks_used()
+    data = SyntheticPairs(model.cfg)
+    for _ in range(2):  # fill the pool, so that D's fakes would be swapped
+        cond, real = data()
+        model.step_fn.d_update(cond, real, model.step_fn.generate(cond).detach())
+    cond, real = data()
+    grads, G0, D0, _ = _g_grads_of_the_step(model, cond, real)
+    assert _same(grads, _g_grads_by_hand(model, G0, D0, cond, real, lambda fake: fake))
+
+
+class _DetachesInG(Trick):
+    name = "bad-detach-in-g"
+    Params = _P
+
+    def g_inputs(self, fake_pair, ctx):
+        cond, fake = fake_pair
+        return cond, fake.detach()
+
+
+def test_shape_check_catches_a_g_input_without_a_graph_to_g():
+    with pytest.raises(ConformanceError, match="bad-detach-in-g.*g_inputs.*no graph to G"):
+        check_shapes(_DetachesInG)
+
+
+# --------------------------------------------------------------------------------------------
 # The identity check compares the logged statistics
 # --------------------------------------------------------------------------------------------
 
