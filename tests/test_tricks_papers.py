@@ -184,6 +184,65 @@ def test_shape_check_catches_a_g_input_without_a_graph_to_g():
 
 
 # --------------------------------------------------------------------------------------------
+# R1: gamma means the per-logit penalty of the paper, at every image size
+# --------------------------------------------------------------------------------------------
+
+
+def per_logit_r1(D: nn.Module, cond: torch.Tensor, real: torch.Tensor) -> float:
+    """The reference, by brute force: the mean over the batch's logits D_i of ||grad_x D_i||^2,
+    one backward pass per logit."""
+    x = real.detach().requires_grad_(True)
+    logits = D(torch.cat((cond, x), 1)).flatten()
+    total = 0.0
+    for i in range(logits.numel()):
+        (g,) = torch.autograd.grad(logits[i], x, retain_graph=True)
+        total += g.double().pow(2).sum().item()
+    return total / logits.numel()
+
+
+def _r1_term(D, cond, real, gamma, seed):
+    d_forward = lambda c, x: D(torch.cat((c, x), 1))  # noqa: E731
+    phase = Phase(cond=cond, real=real, fake=real, d_real=None, d_fake=d_forward(cond, real), d_forward=d_forward)
+    trick = build_trick("r1", {"gamma": gamma})
+    return trick.d_loss({"real": torch.zeros(())}, phase, bare_context(seed))["r1"].item()
+
+
+def _default_patch_d(size: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The default PatchGAN (n_layers=3, BatchNorm, train mode), 8 channels wide; its weights do
+    not depend on the image size."""
+    torch.manual_seed(0)
+    D = build_discriminator(NetSpec(size=size, ndf=8)).train()
+    g = torch.Generator().manual_seed(1)
+    cond = torch.rand(4, 1, size, size, generator=g) * 2 - 1
+    real = torch.rand(4, 2, size, size, generator=g) * 2 - 1
+    return D, cond, real
+
+
+def test_r1_penalty_does_not_shrink_with_the_image_size():
+    gamma = 2.0
+    penalty = {}
+    for size in (32, 64, 128):  # 2x2, 6x6 and 14x14 patch logits
+        D, cond, real = _default_patch_d(size)
+        penalty[size] = sum(_r1_term(D, cond, real, gamma, seed) for seed in range(4)) / 4 / (0.5 * gamma)
+    # The penalty on the map's mean fell 9x from 32 to 64 px and 75x from 32 to 128 px; per
+    # logit it is about the same (the 32 px value is lower: all four patches lie on the padding).
+    assert max(penalty.values()) / min(penalty.values()) < 2.0, penalty
+    assert penalty[128] / penalty[64] == pytest.approx(1.0, abs=0.1), penalty
+
+
+def test_r1_estimates_the_per_logit_penalty_without_bias():
+    gamma = 2.0
+    D, cond, real = _default_patch_d(32)
+    want = per_logit_r1(D, cond, real)
+    draws = [_r1_term(D, cond, real, gamma, seed) / (0.5 * gamma) for seed in range(200)]
+    assert sum(draws) / len(draws) == pytest.approx(want, rel=0.05)
+    assert len(set(draws)) > 1  # a random estimate (the patches overlap) ...
+    # ... exact when no input pixel reaches two logits: 1x1 patches, no BatchNorm coupling the batch
+    D1 = build_discriminator(NetSpec(discriminator="pixel", ndf=8, d_norm="none")).train()
+    assert _r1_term(D1, cond, real, gamma, 0) / (0.5 * gamma) == pytest.approx(per_logit_r1(D1, cond, real), rel=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
 # The identity check compares the logged statistics
 # --------------------------------------------------------------------------------------------
 
