@@ -5,9 +5,9 @@ handful of channels, CPU, fp32), feeds it synthetic batches and runs the real
 :class:`~ganlab.train.step.Pix2PixStep` with the trick in the stack:
 
 ``check_identity``
-    at the trick's ``identity`` parameters, the weights, optimiser states and logged losses
-    after a few iterations are bit-identical to the baseline's (skipped when ``identity`` is
-    None);
+    at the trick's ``identity`` parameters, the weights, optimiser states and every statistic
+    the baseline logs are bit-identical to the baseline's after a few iterations, and the trick
+    logs nothing else outside ``tricks/`` (skipped when ``identity`` is None);
 ``check_shapes``
     inside the step, every hook returns what it was given in kind, shape and dtype (pairs stay
     pairs, targets keep their shape, loss terms are finite scalars, plans are sane), without
@@ -90,6 +90,10 @@ TINY: dict[str, Any] = {
 }
 
 ITERATIONS = 3
+
+# Where a trick's own statistics go (``tricks/instance_noise_sigma``): the identity check lets a
+# trick log these at its identity setting; every other statistic must be the baseline's.
+TRICK_STATS = "tricks/"
 
 
 class ConformanceError(AssertionError):
@@ -266,12 +270,18 @@ def check_identity(trick, *, config: Mapping[str, Any] | None = None, iterations
         _assert_same(_model_state(base), _model_state(with_trick), "state", what)
         if not torch.equal(base_rng, trick_rng):
             raise ConformanceError(f"{what}: the global RNG moved; draw random numbers from ctx.rng")
-        for (s0, r0), (s1, r1) in zip(base_rows, trick_rows):
-            shared = {k: r1[k] for k in r0 if k in r1}
+        if [s for s, _ in base_rows] != [s for s, _ in trick_rows]:
+            raise ConformanceError(f"{what}: statistics were logged at steps {[s for s, _ in trick_rows]}, "
+                                   f"not {[s for s, _ in base_rows]}")
+        for (s0, r0), (_, r1) in zip(base_rows, trick_rows):
             missing = sorted(set(r0) - set(r1))
             if missing:
                 raise ConformanceError(f"{what}: the step no longer logs {missing}")
-                _assert_same(r0, shared, f"stats at step {s0}", what)
+            extra = sorted(k for k in set(r1) - set(r0) if not k.startswith(TRICK_STATS))
+            if extra:
+                raise ConformanceError(f"{what}: logs {extra}, which the baseline does not; a trick's own "
+                                       f"statistics go under '{TRICK_STATS}'")
+            _assert_same(r0, {k: r1[k] for k in r0}, f"stats at step {s0}", what)
         cond, _ = SyntheticPairs(base.cfg)()
         with torch.no_grad():
             out0, out1 = base.G.eval()(cond), with_trick.G.eval()(cond)
@@ -285,7 +295,7 @@ class _HookChecker:
     def __init__(self, stack: TrickStack, name: str):
         self.stack, self.name = stack, name
         self.calls: dict[str, int] = {}
-        for hook in ("plan", "d_inputs", "d_targets", "d_loss", "g_loss"):
+        for hook in ("plan", "d_inputs", "d_targets", "d_loss", "g_inputs", "g_loss"):
             original = getattr(stack, hook)
             setattr(stack, hook, self._wrap(hook, original))
 
@@ -328,6 +338,11 @@ class _HookChecker:
             self.fail("d_inputs", "must return (real_pair, fake_pair)")
         self._check_pair("d_inputs", args[0], out[0])
         self._check_pair("d_inputs", args[1], out[1])
+
+    def _check_g_inputs(self, args, out) -> None:
+        self._check_pair("g_inputs", args[0], out)
+        if args[0][1].requires_grad and not out[1].requires_grad:
+            self.fail("g_inputs", "returned a fake with no graph to G (it must stay differentiable)")
 
     def _check_d_targets(self, args, out) -> None:
         if not (isinstance(out, tuple) and len(out) == 2):
@@ -391,7 +406,7 @@ def check_shapes(trick, params: Mapping[str, Any] | None = None, *, config: Mapp
         data = SyntheticPairs(cfg)
         run_iterations(model, data, 0, iterations)
         used = set(cls.hooks_used())
-        for hook in ("d_inputs", "d_targets", "d_loss", "g_loss"):
+        for hook in ("d_inputs", "d_targets", "d_loss", "g_inputs", "g_loss"):
             if hook in used and not checker.calls.get(hook) and not (hook == "d_targets" and not model.step_fn.label_based):
                 raise ConformanceError(f"trick '{name}': its {hook}() hook was never called by the step")
         cond, real = data()

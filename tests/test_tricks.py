@@ -428,7 +428,8 @@ def test_r1_equals_its_closed_form_and_is_lazy():
     base = {"fake": torch.tensor(0.3), "real": torch.tensor(0.2)}
     trick = build_trick("r1", {"gamma": "2.0"})
     terms = trick.d_loss(dict(base), _phase(D, cond, real, fake), bare_context())
-    assert terms["r1"].item() == pytest.approx(0.5 * 2.0 * 25.0 / (H * W), rel=1e-5)  # |grad|^2 = 25 / (HW)
+    # Per patch logit: each 1x1 patch's gradient is w_x = (3, -4), |w_x|^2 = 25 (exact: the patches do not overlap).
+    assert terms["r1"].item() == pytest.approx(0.5 * 2.0 * 25.0, rel=1e-5)
     assert terms["fake"] is base["fake"] and terms["real"] is base["real"]
     (g,) = torch.autograd.grad(terms["r1"], D.conv.weight)
     assert g.abs().sum() > 0  # the penalty trains D

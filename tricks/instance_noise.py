@@ -38,7 +38,10 @@ def sigma_at(step: int, sigma0: float, schedule: str, anneal_steps: int) -> floa
 class InstanceNoise(Trick):
     """Instance noise: N(0, sigma^2) added to the images of both the real and the fake pair D
     sees (the condition is shared by both and left alone), with sigma annealed from ``sigma0``
-    to 0 over ``anneal_steps`` adversarial steps.
+    to 0 over ``anneal_steps`` adversarial steps. In the G update the fake D judges is noised
+    the same way (same sigma, fresh noise from ``ctx.rng``), so G's gradient is taken
+    through D on the noisy samples, as in both papers: G minimises the divergence between the
+    *noised* distributions, which is what stays smooth when the supports do not overlap.
 
     ``schedule=linear``: sigma0 * (1 - t/N). ``schedule=exponential``: sigma0 * 0.01^(t/N),
     then 0 from step N on. ``anneal_steps=0`` follows the run's length (a run resumed with a
@@ -53,7 +56,7 @@ class InstanceNoise(Trick):
 
     name = "instance-noise"
     Params = InstanceNoiseParams
-    summary = "Gaussian noise on D's real and fake inputs, sigma annealed (linear|exponential) to 0"
+    summary = "Gaussian noise on D's real and fake inputs (in the D and the G update), sigma annealed (linear|exponential) to 0"
     paper = "Sønderby et al., ICLR 2017; Arjovsky & Bottou, ICLR 2017"
     order = 50
     identity = {"sigma0": 0.0}
@@ -70,6 +73,15 @@ class InstanceNoise(Trick):
             return real_pair, fake_pair
         (c_real, x_real), (c_fake, x_fake) = real_pair, fake_pair
         return (c_real, self._noisy(x_real, sigma, ctx)), (c_fake, self._noisy(x_fake, sigma, ctx))
+
+    def g_inputs(self, fake_pair, ctx: StepContext):
+        # G's gradient goes through D on noisy fakes, as D was trained on them (fresh noise,
+        # same sigma); the noise is added to the fake, so the graph to G is kept.
+        sigma = self.sigma(ctx)
+        if sigma == 0.0:
+            return fake_pair
+        c_fake, x_fake = fake_pair
+        return c_fake, self._noisy(x_fake, sigma, ctx)
 
     @staticmethod
     def _noisy(x: torch.Tensor, sigma: float, ctx: StepContext) -> torch.Tensor:

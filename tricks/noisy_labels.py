@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ganlab.trick import StepContext, Trick, param
-from tricks.soft_labels import uniform_like
+from ganlab.tricks.soft_labels import uniform_like
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from ganlab.trick import NetSpec, Trick, param
 @dataclass(frozen=True)
 class SpectralNormParams:
     n_power_iterations: int = param(1, low=1, high=10, search=(), help="power iterations per forward pass in training")
+    d_norm: str = param("none", choices=("none", "keep"), search=(),
+                        help="D's normalisation layers: none (the paper's D) or keep (--norm's, which cancel the constraint)")
 
 
 def spectral_normalised(module: nn.Module) -> list[nn.Module]:
@@ -50,19 +52,31 @@ class SpectralNorm(Trick):
     ``torch.nn.utils.parametrizations.spectral_norm``; the estimate is refreshed (15 power
     iterations) after the weights are initialised.
 
+    The discriminator has no normalisation layers (``d_norm=none``, the default), as in the
+    paper: a BatchNorm after a normalised convolution divides by the batch's standard
+    deviation, which undoes the division by sigma (BatchNorm(c W x) = BatchNorm(W x)), and its
+    learnt scale is unconstrained, so with ganlab's default ``--norm batch`` only D's first and
+    last convolutions would be constrained (instance and layer norm rescale the same way; the
+    critic_norm of wgan-gp is overridden too). Without them D is a chain of 1-Lipschitz
+    convolutions and LeakyReLUs, so its Lipschitz constant is at most the product of
+    ceil(kernel/stride) over its convolutions (the overlap of their windows), whatever its
+    weights. ``d_norm=keep`` keeps the normalisation --norm asks for (what this trick did
+    before; for ablations and for resuming such checkpoints).
+
     Paper: Miyato et al., "Spectral Normalization for Generative Adversarial Networks",
     ICLR 2018.
     """
 
     name = "spectral-norm"
     Params = SpectralNormParams
-    summary = "spectral normalisation of every convolution of D"
+    summary = "spectral normalisation of every convolution of D, and no normalisation layers in D"
     paper = "Miyato et al., Spectral Normalization for GANs, ICLR 2018"
     order = 20
     identity = None
 
     def configure_nets(self, spec: NetSpec) -> NetSpec:
-        return dataclasses.replace(spec, d_wrap=spec.d_wrap + (self._wrap,))
+        norm = spec.d_norm if self.params.d_norm == "keep" else "none"
+        return dataclasses.replace(spec, d_norm=norm, d_wrap=spec.d_wrap + (self._wrap,))
 
     def _wrap(self, conv: nn.Module) -> nn.Module:
         return spectral_norm(conv, n_power_iterations=self.params.n_power_iterations)

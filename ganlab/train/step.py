@@ -135,7 +135,8 @@ class Pix2PixStep:
         self.opt_g.zero_grad(set_to_none=True)
         self.D.requires_grad_(False)
         try:
-            d_fake = self.d_forward(cond, fake)
+            c_fake, x_fake = self.stack.g_inputs((cond, fake), ctx)  # what D judges for G's loss
+            d_fake = self.d_forward(c_fake, x_fake)
             adv = losses.g_adv_term(self.gan_mode, d_fake)
             rec = losses.l1(fake, real)
             terms = {"adv": adv, "l1": self.lambda_l1 * rec}

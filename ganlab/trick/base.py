@@ -20,6 +20,7 @@ start of an iteration  ``plan(plan, ctx)``                          a :class:`St
 D phase, inputs        ``d_inputs(real_pair, fake_pair, ctx)``      (real_pair, fake_pair)
 D phase, targets       ``d_targets(t_real, t_fake, ctx)``           (t_real, t_fake)
 D phase, loss terms    ``d_loss(terms, phase, ctx)``                terms
+G phase, D's input     ``g_inputs(fake_pair, ctx)``                 fake_pair
 G phase, loss terms    ``g_loss(terms, phase, ctx)``                terms
 after each update      ``after_d_update(ctx)``, ``after_g_update``  nothing
 evaluation             ``eval_generator(G, ctx)``                   the module to evaluate
@@ -201,7 +202,8 @@ class Phase:
     """What a loss hook can see. ``d_real``/``d_fake`` are D's outputs for this update.
 
     In the D phase ``fake`` is detached; in the G phase ``d_fake`` is D(cond, G(cond)) with the
-    graph to G. ``d_forward(cond, x)`` runs D on a (condition, image) pair the way the step does
+    graph to G, taken on the pair ``g_inputs`` returned (``fake`` stays G's own output, which the
+    L1 term compares with ``real``). ``d_forward(cond, x)`` runs D on a (condition, image) pair the way the step does
     (autocast included), for penalties that need extra D passes.
     """
 
@@ -316,6 +318,15 @@ class Trick:
     def d_loss(self, terms: dict[str, torch.Tensor], phase: Phase, ctx: StepContext):
         return terms
 
+    def g_inputs(self, fake_pair, ctx: StepContext):
+        """The (condition, fake) pair D judges in the G update, the fake with its graph to G.
+
+        For a trick that changes what D sees in both phases (instance noise): G's gradient is
+        then taken through D on what D was trained on. A trick that shows D other samples
+        (an image pool) has no business here: G's loss is about its current fakes.
+        """
+        return fake_pair
+
     def g_loss(self, terms: dict[str, torch.Tensor], phase: Phase, ctx: StepContext):
         return terms
 
@@ -380,6 +391,7 @@ HOOKS = (
     "d_inputs",
     "d_targets",
     "d_loss",
+    "g_inputs",
     "g_loss",
     "after_d_update",
     "after_g_update",

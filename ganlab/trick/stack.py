@@ -116,6 +116,11 @@ class TrickStack:
             terms = t.d_loss(terms, phase, ctx)
         return terms
 
+    def g_inputs(self, fake_pair, ctx):
+        for t in self._by_hook["g_inputs"]:
+            fake_pair = t.g_inputs(fake_pair, ctx)
+        return fake_pair
+
     def g_loss(self, terms, phase, ctx):
         for t in self._by_hook["g_loss"]:
             terms = t.g_loss(terms, phase, ctx)
