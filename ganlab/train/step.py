@@ -160,11 +160,17 @@ class Pix2PixStep:
 
     # L1 pre-training --------------------------------------------------------------------------
     def pretrain(self, next_batch: Callable[[], Batch]) -> None:
-        """The first stage of the two-stage recipe: G trained with L1 alone, no D."""
+        """The first stage of the two-stage recipe: G trained with L1 alone, no D.
+
+        The loss is the adversarial stage's L1 term, ``lambda_l1 * L1`` (plain L1 when
+        ``lambda_l1`` is 0), so that G's Adam moments, which carry over to that stage, are
+        sized for the gradients it gets there (on unscaled L1 they would be lambda_l1 times
+        too small, and G's first adversarial updates many times an ordinary one).
+        """
         cond, real = next_batch()
         self.opt_g.zero_grad(set_to_none=True)
         rec = losses.l1(self.generate(cond), real)
-        rec.backward()
+        (rec * self.lambda_l1 if self.lambda_l1 > 0 else rec).backward()
         norm = grad_norm(self.G)
         self.opt_g.step()
         report("pretrain/L1", rec)
