@@ -569,10 +569,17 @@ def train(
     t_window, n_window = time.perf_counter(), 0
     images_done = 0
 
+    from ganlab.metrics.stability import StabilityWindow
+
+    stability_window = StabilityWindow()  # stability/... scalars: the terms over the last 200 updates
+
     def flush(step: int) -> None:
         nonlocal t_window, n_window, last_row
         elapsed = time.perf_counter() - t_window
         rows = bus.flush()
+        if rows and dist.is_main:  # stability terms over a moving window, for TensorBoard
+            for name, value in stability_window.update(rows).items():
+                writer.add_scalar(f"stability/{name}", value, rows[-1][0])
         if n_window and elapsed > 0 and rows:
             ips = n_window * cfg.batch_size / elapsed
             rows[-1][1]["perf/img_per_s"] = ips
@@ -640,7 +647,13 @@ def train(
         _quietly(writer.close)
         _quietly(jsonl.close)
         if status != "diverged" and dist.is_main:
-            failed = _quietly(atomic_write_json, run_dir / "status.json", {"status": status, "step": result.step, "total": total})
+            final: dict[str, Any] = {"status": status, "step": result.step, "total": total}
+            if status == "finished":  # the degenerate-run label (ganlab.metrics.stability), read from stats.jsonl
+                from ganlab.metrics.stability import degenerate_from_run
+
+                if (label := degenerate_from_run(run_dir)) is not None:
+                    final["degenerate"] = label
+            failed = _quietly(atomic_write_json, run_dir / "status.json", final)
             if failed is not None and status == "finished":
                 warn(f"could not write {run_dir / 'status.json'} ({failed.strerror or failed})")
         dist.close(finished=status == "finished")
