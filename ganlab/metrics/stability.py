@@ -56,8 +56,9 @@ degenerate ("no adversarial signal"): no D update was logged; or D stayed at cha
 third of the run (mean D/auc <= 0.6, and, for the loss types with a chance level -- vanilla
 2 ln 2, lsgan 0.5, hinge 2, logged as D/chance_loss -- D/loss_real + D/loss_fake no more than
 10 % below it); or the adversarial term's share of the gradient on G's output,
-G/adv_grad_share = |g_adv| / (|g_adv| + |g_l1|), has a median below 0.01. (The last two
-rules judge only with at least 6 logged values; a shorter run is not labelled by them.)
+G/adv_grad_share = |g_adv| / (|g_adv| + |g_l1|), has a median below 0.01. (The chance rule
+judges only after 50 D updates, the share rule with 6 logged values: a shorter run is not
+labelled by them.)
 """
 
 WEIGHTS = {
@@ -86,7 +87,8 @@ SEED_CV_SATURATION = 0.2
 CHANCE_AUC = 0.6
 CHANCE_ADVANTAGE = 0.1
 SHARE_MIN = 0.01
-MIN_SAMPLES = 6  # values the chance and gradient-share rules need before they judge
+MIN_UPDATES = 50  # D updates the chance rule needs before it judges (D learns within a few dozen)
+MIN_SAMPLES = 6  # logged values of G/adv_grad_share the gradient-share rule needs
 MAD_SIGMA = 1.4826
 
 Series = Mapping[str, Sequence[tuple[int, float]]]
@@ -363,7 +365,7 @@ def degenerate_run(series: Series) -> tuple[str | None, str | None]:
     if not (series.get("D/loss_real") or any(k.startswith("D/loss_real#") for k in series)):
         return DEGENERATE, "no discriminator update was logged"
     auc = updates(series, "D/auc")
-    if auc.size >= MIN_SAMPLES:
+    if auc.size >= MIN_UPDATES:
         chance = updates(series, "D/chance_loss")
         auc_means = [float(p.mean()) for p in _thirds(auc)]
         at_chance = max(auc_means) <= CHANCE_AUC
