@@ -6,11 +6,11 @@ statistics are read back from each run's ``stats.jsonl`` with :func:`ganlab.stat
 
 ``D acc r/f``   mean of D/acc_real and D/acc_fake over the run (how often D is right)
 ``D wins``      share of steps where D is right on >= 98 % of both real and fake patches
-``osc``         loss oscillation: windowed coefficient of variation of D's loss and G's
-                adversarial loss (ganlab.metrics.stability.oscillation, 0 = flat)
+``osc``         loss oscillation: slow swings of D's loss and G's adversarial loss
+                (ganlab.metrics.stability.oscillation, 0 = batch noise only)
 ``|gD| |gG|``   median gradient norm of D and of G (and their 95th percentiles)
-``spikes``      gradient-spike term (steps with a norm > 5x the median of the 50 before)
-``I``           ganlab's instability score, 2C + O + 2S + G (ganlab eval's formula)
+``spikes``      gradient-spike term (ganlab.metrics.stability.grad_spikes)
+``I``           ganlab's instability score (ganlab eval's formula, docs/metrics.md)
 ``val L1``      L1 of the (evaluation) generator on the validation images at the end
 ``s``           wall-clock seconds of the run
 

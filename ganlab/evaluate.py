@@ -294,7 +294,12 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
             "diverged_tag": rep.diverged_tag,
             "steps": rep.steps,
             "missing": rep.missing,
-            "implementation": "ganlab instability score I = 2C + O + 2S + G (docs/metrics.md)",
+            # the degenerate-run label and the unknown terms (ganlab.metrics.stability)
+            "unknown": rep.unknown,
+            "degenerate": rep.degenerate,
+            "degenerate_reason": rep.degenerate_reason,
+            "base_score": rep.base_score,
+            "implementation": "ganlab instability score, shift/scale-free loss shape + quality trajectory (docs/metrics.md)",
         }
     except UsageError as exc:
         metrics["instability"] = _unavailable(str(exc))
@@ -366,8 +371,12 @@ def print_table(result: dict[str, Any], console=None) -> None:
             else:
                 how = ", ".join(f"{k}={_fmt(v)}" for k, v in m["components"].items())
                 if m["missing"]:
-                    how += f"; not logged: {', '.join(m['missing'])}"
+                    how += f"; unknown (not logged): {', '.join(m['missing'])}"
             n = str(m["steps"]) + " steps"
+            if "degenerate" in m:  # the degenerate-run row
+                table.add_row(label, value, n, how)
+                label, value, n = "degenerate run", (f"[red]{m['degenerate']}[/]" if m["degenerate"] else "no"), ""
+                how = m.get("degenerate_reason") or "no rule of 'ganlab eval --help' (degenerate) applies"
         else:
             n = str(m.get("n", ""))
         if m.get("warning"):

@@ -6,6 +6,8 @@ buffered values with one host transfer and hands the per-step rows to the sinks 
 ``stats.jsonl``, the console). Tricks report through this bus and never import TensorBoard.
 
 ``stats.jsonl`` holds one JSON object per step: ``{"step": 12, "D/loss_real": 0.69, ...}``.
+A value reported several times in one step (a step with several D or G updates) keeps every
+update's value beside its mean (``NAME#k``, ``NAME@max``; see :meth:`StatsBus.flush`).
 After a resume a step may appear twice; :func:`read_series` keeps the last row of each step.
 """
 
@@ -63,32 +65,51 @@ class StatsBus:
             _active = previous
 
     def flush(self) -> list[tuple[int, dict[str, float]]]:
-        """Reduce the buffer to one row per step (mean of repeated reports) and send it out."""
+        """Reduce the buffer to one row per step and send it out.
+
+        A name reported once in a step is its value. A name reported ``n > 1`` times in a step
+        (one report per update, when a step makes several D or G updates) is written as the mean
+        under its own name (as before), the largest value under ``NAME@max``, and every update's
+        value in order under ``NAME#0`` ... ``NAME#{n-1}``: averaging must not hide a spike.
+        :func:`per_update` reads such a series back as one value per update.
+        """
         if not self._buf:
             return []
-        tensors, index = [], []
+        tensors: list[torch.Tensor] = []
+        entries: list[tuple[int, str, list]] = []
         rows: list[tuple[int, dict[str, float]]] = []
         for step in sorted(self._buf):
-            row: dict[str, float] = {}
             for name, values in self._buf[step].items():
-                numbers = [float(v) for v in values if not isinstance(v, torch.Tensor)]
-                ts = [v for v in values if isinstance(v, torch.Tensor)]
-                if ts:
-                    tensors.append(torch.stack([t.float() for t in ts]).mean())
-                    index.append((len(rows), name, numbers))
-                else:
-                    row[name] = sum(numbers) / len(numbers)
-            rows.append((step, row))
-        if tensors:
-            # One device -> host transfer for the whole window.
-            host = torch.stack([t.to(tensors[0].device) for t in tensors]).cpu().tolist()
-            for (i, name, numbers), v in zip(index, host):
-                rows[i][1][name] = (v * len(numbers) + sum(numbers)) / (1 + len(numbers)) if numbers else v
+                slots = []
+                for v in values:
+                    if isinstance(v, torch.Tensor):
+                        slots.append(("t", len(tensors)))
+                        tensors.append(v.float())
+                    else:
+                        slots.append(("n", float(v)))
+                entries.append((len(rows), name, slots))
+            rows.append((step, {}))
+        # One device -> host transfer for the whole window.
+        host = torch.stack([t.to(tensors[0].device) for t in tensors]).cpu().tolist() if tensors else []
+        for i, name, slots in entries:
+            vals = [host[x] if kind == "t" else x for kind, x in slots]
+            row = rows[i][1]
+            if len(vals) == 1:
+                row[name] = vals[0]
+                continue
+            row[name] = sum(vals) / len(vals)
+            row[f"{name}{MAX_SUFFIX}"] = max(vals, key=lambda v: (v if math.isfinite(v) else math.inf))
+            for k, v in enumerate(vals):
+                row[f"{name}{UPDATE_SEP}{k}"] = v
         self._buf.clear()
         for sink in self.sinks:
             for step, row in rows:
                 sink(step, row)
         return rows
+
+
+UPDATE_SEP = "#"  # NAME#k: the k-th update's value of NAME in a step with several updates
+MAX_SUFFIX = "@max"  # NAME@max: the largest of them
 
 
 class JsonlSink:
@@ -117,7 +138,8 @@ class TensorBoardSink:
 
     def __call__(self, step: int, row: dict[str, float]) -> None:
         for name, value in row.items():
-            self.writer.add_scalar(name, value, step)
+            if UPDATE_SEP not in name:  # the per-update values stay in stats.jsonl; TensorBoard gets mean and max
+                self.writer.add_scalar(name, value, step)
 
 
 def truncate_stats(path: str | os.PathLike, before: int) -> None:
@@ -161,3 +183,21 @@ def read_series(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
         for name, value in by_step[step].items():
             series[name].append((step, value))
     return dict(series)
+
+
+def per_update(series: dict[str, list[tuple[int, float]]], name: str) -> list[tuple[int, int, float]]:
+    """``name``'s values one per update, as ``(step, k, value)`` in order: a step with several
+    updates gives its ``NAME#k`` values (k = 0, 1, ...), a step with one its ``NAME`` value."""
+    prefix = f"{name}{UPDATE_SEP}"
+    by_step: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for tag, rows in series.items():
+        if tag.startswith(prefix) and tag[len(prefix):].isdigit():
+            k = int(tag[len(prefix):])
+            for step, value in rows:
+                by_step[int(step)].append((k, value))
+    out = [(step, k, v) for step in sorted(by_step) for k, v in sorted(by_step[step])]
+    for step, value in series.get(name, ()):
+        if int(step) not in by_step:
+            out.append((int(step), 0, value))
+    out.sort(key=lambda r: (r[0], r[1]))
+    return out

@@ -131,7 +131,8 @@ class SyntheticPairs:
 def bare_context(seed: int = 0, *, step: int = 0, total_steps: int = 100, gan_mode: str = "vanilla", cfg: Any = None,
                  G: torch.nn.Module | None = None, D: torch.nn.Module | None = None):
     """A :class:`~ganlab.trick.StepContext` with a seeded generator and no networks, for calling a
-    trick's hooks directly in a unit test."""
+    trick's hooks directly in a unit test (``cfg``: the tiny model's configuration by default)."""
+    cfg = tiny_config() if cfg is None else cfg
     return StepContext(cfg=cfg, G=G, D=D, opt_g=None, opt_d=None, rng=torch.Generator().manual_seed(seed),
                              device=torch.device("cpu"), gan_mode=gan_mode, step=step, total_steps=total_steps)
 

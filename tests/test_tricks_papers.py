@@ -277,7 +277,7 @@ class _LogsItsOwn(Trick):
 
 
 def test_identity_check_catches_a_trick_that_changes_only_a_logged_statistic():
-    with pytest.raises(ConformanceError, match=r"bad-alters-a-stat.*stats at step 0\.D/out_real is"):
+    with pytest.raises(ConformanceError, match=r"bad-alters-a-stat.*D/out_real"):
         check_identity(_AltersAStat)
     with pytest.raises(ConformanceError, match=r"bad-logs-extra.*logs \['G/extra'\], which the baseline does not"):
         check_identity(_LogsExtra)

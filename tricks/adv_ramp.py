@@ -56,7 +56,7 @@ class AdvRamp(Trick):
     identity = {"steps": 0}
 
     def weight(self, ctx: StepContext) -> float:
-        t = ctx.step - int(getattr(ctx.cfg, "pretrain_steps", 0) or 0)
+        t = ctx.step - ctx.cfg.pretrain_steps
         p = self.params
         return ramp_weight(t, p.steps, p.start, p.shape)
 

@@ -25,7 +25,7 @@ class DWarmupParams:
 
 def adversarial_step(ctx: StepContext) -> int:
     """The 0-based index of the current iteration in the adversarial stage."""
-    return ctx.step - int(getattr(ctx.cfg, "pretrain_steps", 0) or 0)
+    return ctx.step - ctx.cfg.pretrain_steps
 
 
 class DWarmup(Trick):

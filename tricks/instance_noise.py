@@ -62,7 +62,7 @@ class InstanceNoise(Trick):
     identity = {"sigma0": 0.0}
 
     def sigma(self, ctx: StepContext) -> float:
-        pre = int(getattr(ctx.cfg, "pretrain_steps", 0) or 0)
+        pre = ctx.cfg.pretrain_steps
         n = self.params.anneal_steps or max(ctx.total_steps - pre, 1)
         return sigma_at(ctx.step - pre, self.params.sigma0, self.params.schedule, n)
 

@@ -1,56 +1,136 @@
-"""The instability score of a run, computed from its logged series (``stats.jsonl``).
+"""The instability score of a run, computed from its logged series (``stats.jsonl``), and the
+test for a degenerate run (one in which the adversarial game never happened).
 
-The formula is :data:`FORMULA` (also in ``ganlab eval --help`` and docs/metrics.md). Each
-term is in [0, 1]; a term whose series was not logged counts 0 and is listed as missing.
+The formula is :data:`FORMULA` (also in ``ganlab eval --help`` and docs/metrics.md). Every
+term is in [0, 1] and is computed only from what was logged: a term whose series was not
+logged is *unknown*, listed in ``unknown`` and left out of the score (which is rescaled over
+the known terms), never counted as 0. The loss-shape terms depend only on the *shape* of each
+series, so a constant shift or a positive scale of any loss (a Wasserstein critic's offset, a
+constant added to G's adversarial term) leaves them unchanged. Series are read one value per
+update (``NAME#k``, see :func:`ganlab.stats.per_update`), so a step with several D updates is
+scored like the same updates logged one per step.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from ganlab.errors import UsageError
+from ganlab.stats import UPDATE_SEP, per_update, read_series
 
 FORMULA = """\
-I = 2*C + O + 2*S + G        (0 = perfectly calm; at most 6)
-I = inf                      when any logged value is NaN or Inf (the run diverged)
+I = 10 * sum_k(w_k * T_k) / sum_k(w_k)   over the known terms k   (0 = calm; at most 10)
+I = 10 + that                            when the run is degenerate ("no adversarial signal")
+I = inf                                  when any logged value is NaN or Inf (the run diverged)
 
-C  collapse: the share of adversarial steps at which D separates real from fake almost
-   perfectly -- D/acc_real >= 0.98 and D/acc_fake >= 0.98 -- or its loss is near 0:
-   D/loss_real + D/loss_fake < 0.01 (the loss test only for losses that are never negative,
-   i.e. not for a Wasserstein critic).
-O  oscillation: for x in {D/loss_real + D/loss_fake, G/adv}, cut the series into windows of
-   20 logged steps and take the coefficient of variation of each window,
-   min(1, std_w(x) / (mean_w(|x|) + 0.05)); O is the mean over windows and over both series.
-   (The 0.05 keeps losses that sit near 0 from inflating the ratio.)
-S  gradient spikes: a step spikes when D/grad_norm (or G/grad_norm) exceeds 5x the median of
-   the 50 logged steps before it; with f the spike share averaged over both series,
-   S = min(1, 10*f) (a spike every 10th step or more saturates).
-G  generalisation gap: G = clip(val/L1 / mean(G/L1 over the 50 steps up to that eval) - 1, 0, 1),
-   the relative train-validation L1 gap at the last evaluation.
+weights w: collapse 2, grad_spikes 2, regression 2, oscillation 1, volatility 1, val_gap 1,
+seed_spread 1. A term whose series was not logged is unknown: left out of both sums and
+listed, never counted as 0. Every series is read one value per update.
+
+collapse     C: the share of D updates at which D ranks real above fake patches almost
+                perfectly, D/auc >= 0.99 (AUC of D's outputs: 0.5 chance, 1 perfect; the same
+                for every loss type and unchanged by any shift or scale of D's output).
+oscillation  O: for x in {D/loss_real + D/loss_fake, G/adv}, windows of 30 updates, each with
+                its straight-line trend removed; per window the robust lag-1 autocorrelation
+                rho = 1 - (MAD(diff e) / MAD(e))^2 / 2 (about 0 for batch noise, near 1 for
+                slow swings); the mean over windows clipped to [0, 1], averaged over both series.
+grad_spikes  S: an update spikes when D/grad_norm (or G/grad_norm) exceeds both
+                median + 6 * 1.4826 * MAD and 2 * median of the 50 updates before it;
+                with f the spike share averaged over both series, S = min(1, 10 * f).
+regression   R: q = the in-loop validation curve (val/swd, else val/color_hist, val/ab_l1,
+                val/L1; lower is better): R = clip((q_last - q_best) / q_best, 0, 1).
+volatility   V: the curve's up-and-down movement beyond its net change, per evaluation
+                interval, relative to q_best: V = min(1, 10 * (sum|dq| - |q_last - q_first|)
+                / ((n - 1) * q_best)) (10 % of zig-zag per interval saturates).
+val_gap      G: clip(val/L1 / mean(G/L1 over the 50 updates up to that eval) - 1, 0, 1).
+seed_spread  P: given the final quality of several seeds, min(1, CV / 0.2) with CV the
+                sample standard deviation over the absolute mean (unknown for one seed).
+
+degenerate ("no adversarial signal"): no D update was logged; or D stayed at chance in every
+third of the run (mean D/auc <= 0.6, and, for the loss types with a chance level -- vanilla
+2 ln 2, lsgan 0.5, hinge 2, logged as D/chance_loss -- D/loss_real + D/loss_fake no more than
+10 % below it); or the adversarial term's share of the gradient on G's output,
+G/adv_grad_share = |g_adv| / (|g_adv| + |g_l1|), has a median below 0.01. (The chance rule
+judges only after 50 D updates, the share rule with 6 logged values: a shorter run is not
+labelled by them.)
 """
 
-WEIGHTS = {"collapse": 2.0, "oscillation": 1.0, "grad_spikes": 2.0, "val_gap": 1.0}
-ACC_THRESHOLD = 0.98
-LOSS_EPS = 0.01
-WINDOW = 20
-CV_EPS = 0.05
-SPIKE_FACTOR = 5.0
+WEIGHTS = {
+    "collapse": 2.0,
+    "grad_spikes": 2.0,
+    "regression": 2.0,
+    "oscillation": 1.0,
+    "volatility": 1.0,
+    "val_gap": 1.0,
+    "seed_spread": 1.0,
+}
+SCALE = 10.0  # the score of the worst non-degenerate run; a degenerate run scores SCALE + its terms
+DEGENERATE = "no adversarial signal"
+
+AUC_WIN = 0.99
+WINDOW = 30
+SPIKE_MADS = 6.0
+SPIKE_RATIO = 2.0
 SPIKE_HISTORY = 50
+SPIKE_MIN_HISTORY = 10
 SPIKE_SATURATION = 0.1
 GAP_HISTORY = 50
+QUALITY_TAGS = ("val/swd", "val/color_hist", "val/ab_l1", "val/L1")
+VOLATILITY_SATURATION = 0.1
+SEED_CV_SATURATION = 0.2
+CHANCE_AUC = 0.6
+CHANCE_ADVANTAGE = 0.1
+SHARE_MIN = 0.01
+MIN_UPDATES = 50  # D updates the chance rule needs before it judges (D learns within a few dozen)
+MIN_SAMPLES = 6  # logged values of G/adv_grad_share the gradient-share rule needs
+MAD_SIGMA = 1.4826
 
 Series = Mapping[str, Sequence[tuple[int, float]]]
 
 
+# ---------------------------------------------------------------------------------------------
+# What the step measures (torch; called at logging iterations only)
+# ---------------------------------------------------------------------------------------------
+
+
+def chance_loss(mode: str) -> float | None:
+    """``loss_real + loss_fake`` of a D that cannot tell real from fake (outputs one constant):
+    vanilla 2 ln 2 (BCE at probability 1/2), lsgan 0.5 (output 1/2), hinge 2 (any output in
+    [-1, 1]); a Wasserstein critic has no chance level of its loss (None)."""
+    return {"vanilla": 2.0 * math.log(2.0), "lsgan": 0.5, "hinge": 2.0}.get(mode)
+
+
+def separation_auc(d_real, d_fake):
+    """P(D(real patch) > D(fake patch)) over all pairs of D's outputs (the Mann-Whitney AUC):
+    0.5 when D cannot tell them apart, 1 when it separates them perfectly. Rank-based, so it
+    means the same for every loss type and under any shift or scale of D's output. A device
+    tensor; one sort."""
+    r = d_real.detach().reshape(-1).float()
+    f = d_fake.detach().reshape(-1).float()
+    both = torch.cat((r, f))
+    ranks = torch.empty_like(both)
+    ranks[both.argsort()] = torch.arange(1, both.numel() + 1, device=both.device, dtype=both.dtype)
+    nr, nf = r.numel(), f.numel()
+    return (ranks[:nr].sum() - nr * (nr + 1) / 2) / (nr * nf)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
 @dataclass
 class InstabilityReport:
-    """The score, its terms, and where the run diverged (if it did)."""
+    """The score, its known terms, the unknown ones, the degenerate label, and where the run
+    diverged (if it did)."""
 
     score: float
     components: dict[str, float] = field(default_factory=dict)
@@ -58,12 +138,25 @@ class InstabilityReport:
     diverged_step: int | None = None
     diverged_tag: str | None = None
     steps: int = 0
-    missing: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    degenerate: str | None = None
+    degenerate_reason: str | None = None
+    base_score: float | None = None  # the score before the degenerate-run penalty
+
+    @property
+    def missing(self) -> list[str]:
+        return self.unknown
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["score"] = "inf" if math.isinf(self.score) else self.score
+        d["missing"] = list(self.unknown)
         return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading series
+# ---------------------------------------------------------------------------------------------
 
 
 def _values(series: Series, tag: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,65 +167,118 @@ def _values(series: Series, tag: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(steps, np.int64), np.asarray(vals, np.float64)
 
 
-def _joined(series: Series, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Values of two tags on the steps both were logged at."""
-    sa, va = _values(series, a)
-    sb, vb = _values(series, b)
-    common, ia, ib = np.intersect1d(sa, sb, return_indices=True)
-    return common, va[ia], vb[ib]
+def updates(series: Series, tag: str) -> np.ndarray:
+    """``tag``'s values one per update, in order (``NAME#k`` rows expanded)."""
+    return np.asarray([v for _, _, v in per_update(series, tag)], np.float64)  # type: ignore[arg-type]
+
+
+def _update_keys(series: Series, tag: str) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    rows = per_update(series, tag)  # type: ignore[arg-type]
+    return [(s, k) for s, k, _ in rows], np.asarray([s for s, _, _ in rows], np.int64), np.asarray([v for _, _, v in rows])
+
+
+def _joined_sum(series: Series, a: str, b: str) -> np.ndarray:
+    """``a + b`` per update, on the updates both were logged at."""
+    ka, _, va = _update_keys(series, a)
+    kb, _, vb = _update_keys(series, b)
+    index = {k: i for i, k in enumerate(kb)}
+    return np.asarray([va[i] + vb[index[k]] for i, k in enumerate(ka) if k in index], np.float64)
+
+
+def _mad(x: np.ndarray) -> float:
+    return float(np.median(np.abs(x - np.median(x))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss-shape terms (invariant to a shift or a positive scale of any series)
+# ---------------------------------------------------------------------------------------------
 
 
 def collapse_share(series: Series) -> float | None:
-    """C: the share of adversarial steps where D wins outright (None if D was never logged)."""
-    s_acc, acc_r, acc_f = _joined(series, "D/acc_real", "D/acc_fake")
-    s_loss, l_r, l_f = _joined(series, "D/loss_real", "D/loss_fake")
-    steps = np.union1d(s_acc, s_loss)
-    if steps.size == 0:
-        return None
-    collapsed = set(s_acc[(acc_r >= ACC_THRESHOLD) & (acc_f >= ACC_THRESHOLD)].tolist())
-    loss = l_r + l_f
-    if loss.size and (l_r >= 0).all() and (l_f >= 0).all():
-        collapsed |= set(s_loss[loss < LOSS_EPS].tolist())
-    return len(collapsed) / steps.size
+    """C: the share of D updates at which D separates real from fake almost perfectly
+    (``D/auc >= 0.99``); None when D/auc was never logged."""
+    return _collapse(updates(series, "D/auc"))
 
 
-def windowed_cv(x: np.ndarray, window: int = WINDOW, eps: float = CV_EPS) -> float | None:
-    """Mean over non-overlapping windows of min(1, std/(mean|x| + eps)); None for < 3 values."""
-    if x.size < 3:
+def _collapse(auc: np.ndarray) -> float | None:
+    return float(np.mean(auc >= AUC_WIN)) if auc.size else None
+
+
+def swing(x: np.ndarray, window: int = WINDOW) -> float | None:
+    """The robust lag-1 autocorrelation of each non-overlapping window with its line removed,
+    averaged over windows and clipped to [0, 1]: about 0 for batch-to-batch noise, near 1 for
+    slow swings. Unchanged by ``a * x + b`` (a > 0). None for fewer than 8 values."""
+    if x.size < 8:
         return None
     n_win = max(1, x.size // window)
-    vals = []
-    for w in np.array_split(x[: n_win * window] if x.size >= window else x, n_win):
-        vals.append(min(1.0, float(w.std() / (np.abs(w).mean() + eps))))
-    return float(np.mean(vals))
+    w = (x[: n_win * window] if x.size >= window else x).reshape(n_win, -1)
+    t = np.arange(w.shape[1], dtype=np.float64) - (w.shape[1] - 1) / 2
+    slope = (w * t).sum(axis=1, keepdims=True) / (t * t).sum()
+    e = w - w.mean(axis=1, keepdims=True) - slope * t  # each window's least-squares line removed
+    scale = np.median(np.abs(e - np.median(e, axis=1, keepdims=True)), axis=1)
+    de = np.diff(e, axis=1)
+    dscale = np.median(np.abs(de - np.median(de, axis=1, keepdims=True)), axis=1)
+    flat = scale <= 1e-12 * (np.abs(w).max(axis=1) + 1e-300)  # nothing swings
+    rho = 1.0 - 0.5 * (dscale / np.where(flat, 1.0, scale)) ** 2
+    # Averaged before clipping at 0, so that batch noise (rho about 0 either way) averages out.
+    return float(np.clip(np.mean(np.where(flat, 0.0, np.clip(rho, -1.0, 1.0))), 0.0, 1.0))
 
 
 def oscillation(series: Series) -> float | None:
-    """O: the windowed coefficient of variation of the adversarial losses."""
-    parts = []
-    _, l_r, l_f = _joined(series, "D/loss_real", "D/loss_fake")
-    for x in (l_r + l_f, _values(series, "G/adv")[1]):
-        cv = windowed_cv(x)
-        if cv is not None:
-            parts.append(cv)
+    """O: the swing of D's loss (real + fake) and of G's adversarial loss, averaged."""
+    return _oscillation(_joined_sum(series, "D/loss_real", "D/loss_fake"), updates(series, "G/adv"))
+
+
+def _oscillation(d_loss: np.ndarray, g_adv: np.ndarray) -> float | None:
+    parts = [o for o in (swing(d_loss), swing(g_adv)) if o is not None]
     return float(np.mean(parts)) if parts else None
 
 
-def spike_share(x: np.ndarray, factor: float = SPIKE_FACTOR, history: int = SPIKE_HISTORY) -> float | None:
-    """Share of steps whose value exceeds ``factor`` x the median of up to ``history`` steps before it."""
-    if x.size < 6:
+def spike_share(x: np.ndarray, mads: float = SPIKE_MADS, ratio: float = SPIKE_RATIO,
+                history: int = SPIKE_HISTORY) -> float | None:
+    """Share of values (from the ``SPIKE_MIN_HISTORY``-th on) above both median + ``mads`` robust
+    standard deviations and ``ratio`` x the median of up to ``history`` values before it.
+    Unchanged by a positive scale. None for too short a series."""
+    if x.size <= SPIKE_MIN_HISTORY:
         return None
-    refs = [np.median(x[:t]) for t in range(5, min(history, x.size))]
+    med, mad = _running_median_mad(x, history)
+    cur = x[SPIKE_MIN_HISTORY:]
+    return float(np.mean((cur > med + mads * MAD_SIGMA * mad) & (cur > ratio * med)))
+
+
+def _running_median_mad(x: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray]:
+    """For t = SPIKE_MIN_HISTORY .. n-1: the median and the MAD of the up to ``history`` values
+    before t (vectorised: a sliding window, and padded sorts for the first ``history``)."""
+    first = np.arange(SPIKE_MIN_HISTORY, min(history, x.size))
+    meds, devs = np.zeros(0), np.zeros(0)
+    if first.size:
+        cols = np.arange(first[-1])
+        valid = cols[None, :] < first[:, None]
+        grow = np.where(valid, x[cols][None, :], np.inf)
+        lo, hi = (first - 1) // 2, first // 2
+        rows = np.arange(first.size)
+
+        def mid(a: np.ndarray) -> np.ndarray:
+            a = np.sort(a, axis=1)
+            return 0.5 * (a[rows, lo] + a[rows, hi])
+
+        meds = mid(grow)
+        devs = mid(np.where(valid, np.abs(grow - meds[:, None]), np.inf))
     if x.size > history:
-        refs.extend(np.median(np.lib.stride_tricks.sliding_window_view(x[:-1], history), axis=1))
-    ref = np.asarray(refs)
-    cur = x[5:]
-    return float(np.mean((cur > factor * ref) & (cur > 0)))
+        win = np.lib.stride_tricks.sliding_window_view(x[:-1], history)
+        m = np.median(win, axis=1)
+        meds = np.concatenate((meds, m))
+        devs = np.concatenate((devs, np.median(np.abs(win - m[:, None]), axis=1)))
+    return meds, devs
 
 
 def grad_spikes(series: Series) -> float | None:
-    """S: min(1, 10 x the mean spike share of the D and G gradient norms)."""
-    parts = [f for f in (spike_share(_values(series, t)[1]) for t in ("D/grad_norm", "G/grad_norm")) if f is not None]
+    """S: min(1, 10 x the mean spike share of the D and G gradient norms, per update)."""
+    return _spikes(updates(series, "D/grad_norm"), updates(series, "G/grad_norm"))
+
+
+def _spikes(*norms: np.ndarray) -> float | None:
+    parts = [f for f in (spike_share(x) for x in norms) if f is not None]
     if not parts:
         return None
     return min(1.0, float(np.mean(parts)) / SPIKE_SATURATION)
@@ -141,14 +287,104 @@ def grad_spikes(series: Series) -> float | None:
 def val_gap(series: Series) -> float | None:
     """G: the relative train-validation L1 gap at the last evaluation, clipped to [0, 1]."""
     s_val, v_val = _values(series, "val/L1")
-    s_tr, v_tr = _values(series, "G/L1")
+    _, s_tr, v_tr = _update_keys(series, "G/L1")
     if s_val.size == 0 or s_tr.size == 0:
         return None
-    last = s_val[-1]
-    train = v_tr[s_tr <= last][-GAP_HISTORY:]
+    train = v_tr[s_tr <= s_val[-1]][-GAP_HISTORY:]
     if train.size == 0 or train.mean() <= 0:
         return None
     return float(np.clip(v_val[-1] / train.mean() - 1.0, 0.0, 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality trajectory and seeds
+# ---------------------------------------------------------------------------------------------
+
+
+def quality_curve(series: Series) -> tuple[str, np.ndarray] | None:
+    """The in-loop validation curve the trajectory terms read: the first of
+    :data:`QUALITY_TAGS` that was logged (lower is better), as (tag, values by evaluation)."""
+    for tag in QUALITY_TAGS:
+        _, v = _values(series, tag)
+        v = v[np.isfinite(v)]
+        if v.size:
+            return tag, v
+    return None
+
+
+def regression(q: np.ndarray) -> float | None:
+    """R: how much worse the last evaluation is than the best, relative, clipped to [0, 1]."""
+    if q.size < 2:
+        return None
+    best = float(q.min())
+    if best <= 0:
+        return 0.0 if q[-1] <= best else 1.0
+    return float(np.clip((q[-1] - best) / best, 0.0, 1.0))
+
+
+def volatility(q: np.ndarray) -> float | None:
+    """V: the curve's movement beyond its net change, per interval, relative to its best."""
+    if q.size < 3:
+        return None
+    best = float(q.min())
+    excess = float(np.abs(np.diff(q)).sum() - abs(q[-1] - q[0]))
+    if best <= 0:
+        return 0.0 if excess <= 0 else 1.0
+    return float(min(1.0, excess / ((q.size - 1) * best) / VOLATILITY_SATURATION))
+
+
+def seed_spread(finals: Iterable[float]) -> float | None:
+    """P, for the seeds stage of a study: the final quality of each seed (one number per seed,
+    the same metric) -> min(1, CV / 0.2), CV = sample std / |mean|. None for fewer than two
+    finite values; 1 when the mean is 0 and the values differ."""
+    x = np.asarray([v for v in finals if math.isfinite(v)], np.float64)
+    if x.size < 2:
+        return None
+    sd, mean = float(x.std(ddof=1)), abs(float(x.mean()))
+    if mean == 0:
+        return 0.0 if sd == 0 else 1.0
+    return float(min(1.0, sd / mean / SEED_CV_SATURATION))
+
+
+# ---------------------------------------------------------------------------------------------
+# Degenerate runs
+# ---------------------------------------------------------------------------------------------
+
+
+def _thirds(x: np.ndarray) -> list[np.ndarray]:
+    return [p for p in np.array_split(x, 3) if p.size] if x.size >= 3 else [x]
+
+
+def degenerate_run(series: Series) -> tuple[str | None, str | None]:
+    """(``"no adversarial signal"``, why) when the adversarial game did not happen, else
+    (None, None). See :data:`FORMULA` for the three rules."""
+    if not (series.get("D/loss_real") or any(k.startswith("D/loss_real#") for k in series)):
+        return DEGENERATE, "no discriminator update was logged"
+    auc = updates(series, "D/auc")
+    if auc.size >= MIN_UPDATES:
+        chance = updates(series, "D/chance_loss")
+        auc_means = [float(p.mean()) for p in _thirds(auc)]
+        at_chance = max(auc_means) <= CHANCE_AUC
+        why = f"D/auc stayed at chance (mean {', '.join(f'{m:.2f}' for m in auc_means)} by thirds of the run"
+        if at_chance and chance.size:
+            level = float(np.median(chance))  # one number per run: the loss type's chance level
+            loss = _joined_sum(series, "D/loss_real", "D/loss_fake")
+            if loss.size and level > 0:
+                adv_means = [float(p.mean()) for p in _thirds((level - loss) / level)]
+                at_chance = max(adv_means) <= CHANCE_ADVANTAGE
+                why += f"; its loss {', '.join(f'{100 * m:.0f}' for m in adv_means)} % below the chance level {level:.3g}"
+        if at_chance:
+            return DEGENERATE, why + ")"
+    share = updates(series, "G/adv_grad_share")
+    if share.size >= MIN_SAMPLES and float(np.median(share)) < SHARE_MIN:
+        return DEGENERATE, (f"the adversarial term's share of G's gradient was negligible "
+                            f"(median G/adv_grad_share {float(np.median(share)):.2g} < {SHARE_MIN})")
+    return None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# The score
+# ---------------------------------------------------------------------------------------------
 
 
 def first_divergence(series: Series) -> tuple[int, str] | None:
@@ -158,34 +394,128 @@ def first_divergence(series: Series) -> tuple[int, str] | None:
         for step, value in rows:
             if not math.isfinite(value):
                 if first is None or step < first[0]:
-                    first = (int(step), tag)
+                    first = (int(step), tag.split("#")[0].removesuffix("@max"))
                 break
     return first
 
 
-def instability_score(series: Series) -> InstabilityReport:
-    """The instability score of a run's logged series ``{tag: [(step, value), ...]}``."""
-    steps = {s for rows in series.values() for s, _ in rows}
-    div = first_divergence(series)
-    if div is not None:
-        return InstabilityReport(math.inf, {}, True, div[0], div[1], len(steps), [])
-    terms = {
+def terms(series: Series, seed_finals: Iterable[float] | None = None) -> dict[str, float | None]:
+    """Every term of :data:`FORMULA`; None where its series was not logged (unknown)."""
+    curve = quality_curve(series)
+    q = curve[1] if curve else np.zeros(0)
+    return {
         "collapse": collapse_share(series),
         "oscillation": oscillation(series),
         "grad_spikes": grad_spikes(series),
+        "regression": regression(q),
+        "volatility": volatility(q),
         "val_gap": val_gap(series),
+        "seed_spread": seed_spread(seed_finals) if seed_finals is not None else None,
     }
-    missing = [k for k, v in terms.items() if v is None]
-    comps = {k: (0.0 if v is None else float(v)) for k, v in terms.items()}
-    score = sum(WEIGHTS[k] * v for k, v in comps.items())
-    return InstabilityReport(score, comps, False, None, None, len(steps), missing)
 
 
-def instability_from_run(run_dir: str | os.PathLike) -> InstabilityReport:
+def combine(values: Mapping[str, float | None]) -> float:
+    """SCALE x the weighted mean of the known terms; SCALE (the worst) when none is known."""
+    known = {k: v for k, v in values.items() if v is not None}
+    if not known:
+        return SCALE
+    return SCALE * sum(WEIGHTS[k] * v for k, v in known.items()) / sum(WEIGHTS[k] for k in known)
+
+
+def instability_score(series: Series, seed_finals: Iterable[float] | None = None) -> InstabilityReport:
+    """The instability score of a run's logged series ``{tag: [(step, value), ...]}``;
+    ``seed_finals`` (the final quality of several seeds) adds the seed-spread term."""
+    steps = {s for rows in series.values() for s, _ in rows}
+    div = first_divergence(series)
+    if div is not None:
+        return InstabilityReport(math.inf, {}, True, div[0], div[1], len(steps), [], base_score=math.inf)
+    values = terms(series, seed_finals)
+    unknown = [k for k, v in values.items() if v is None]
+    comps = {k: float(v) for k, v in values.items() if v is not None}
+    base = combine(values)
+    label, why = degenerate_run(series)
+    score = SCALE + base if label else base
+    return InstabilityReport(score, comps, False, None, None, len(steps), unknown, label, why, base)
+
+
+def instability_from_run(run_dir: str | os.PathLike, seed_finals: Iterable[float] | None = None) -> InstabilityReport:
     """Read ``RUN_DIR/stats.jsonl`` and score it."""
-    from ganlab.stats import read_series
-
     path = Path(run_dir) / "stats.jsonl"
     if not path.is_file():
         raise UsageError(f"{run_dir}: no stats.jsonl; give a run folder written by 'ganlab train'")
-    return instability_score(read_series(path))
+    return instability_score(read_series(path), seed_finals)
+
+
+def degenerate_from_run(run_dir: str | os.PathLike) -> str | None:
+    """The degenerate label of a run folder (None when it is not, or cannot be read)."""
+    try:
+        return degenerate_run(read_series(Path(run_dir) / "stats.jsonl"))[0]
+    except Exception:  # a label is best effort: it never stops the run from saying it finished
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Windowed terms for TensorBoard
+# ---------------------------------------------------------------------------------------------
+
+
+def _median(x: np.ndarray) -> float | None:
+    return float(np.median(x)) if x.size else None
+
+
+def _window_terms(x: Mapping[str, np.ndarray]) -> dict[str, float]:
+    n = min(x["D/loss_real"].size, x["D/loss_fake"].size)
+    d_loss = x["D/loss_real"][x["D/loss_real"].size - n:] + x["D/loss_fake"][x["D/loss_fake"].size - n:]
+    out = {
+        "collapse": _collapse(x["D/auc"]),
+        "oscillation": _oscillation(d_loss, x["G/adv"]),
+        "grad_spikes": _spikes(x["D/grad_norm"], x["G/grad_norm"]),
+        "auc": _median(x["D/auc"]),
+        "adv_grad_share": _median(x["G/adv_grad_share"]),
+    }
+    return {k: v for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+WINDOW_TAGS = ("D/loss_real", "D/loss_fake", "G/adv", "D/grad_norm", "G/grad_norm", "D/auc", "G/adv_grad_share")
+
+
+def window_terms(series: Series, window: int = 200) -> dict[str, float]:
+    """The loss-shape terms over the last ``window`` updates of each series -- collapse,
+    oscillation, grad_spikes -- and the medians of D's AUC and of the adversarial gradient
+    share (``auc``, ``adv_grad_share``); the ones that are known. What
+    :class:`StabilityWindow` reports, for a whole series at once."""
+    return _window_terms({t: updates(series, t)[-window:] for t in WINDOW_TAGS})
+
+
+class StabilityWindow:
+    """:func:`window_terms` kept up to date from the rows of each log flush, so that the
+    training loop can show them as ``stability/...`` scalars::
+
+        window = StabilityWindow()
+        ...
+        rows = bus.flush()
+        for name, value in window.update(rows).items():
+            writer.add_scalar(f"stability/{name}", value, rows[-1][0])
+
+    It keeps the last ``window`` values of each series it reads (one per update) and nothing
+    else; a few milliseconds a flush.
+    """
+
+    def __init__(self, window: int = 200):
+        self.window = window
+        self._x: dict[str, deque[float]] = {t: deque(maxlen=window) for t in WINDOW_TAGS}
+
+    def update(self, rows: Iterable[tuple[int, Mapping[str, float]]]) -> dict[str, float]:
+        for _, row in rows:
+            for tag, buf in self._x.items():
+                if f"{tag}{UPDATE_SEP}0" in row:
+                    k = 0
+                    while f"{tag}{UPDATE_SEP}{k}" in row:
+                        buf.append(row[f"{tag}{UPDATE_SEP}{k}"])
+                        k += 1
+                elif tag in row:
+                    buf.append(row[tag])
+        return self.terms()
+
+    def terms(self) -> dict[str, float]:
+        return _window_terms({t: np.asarray(b, np.float64) for t, b in self._x.items()})

@@ -127,6 +127,11 @@ class StudyRunner:
         trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if math.isfinite(v)})
         trial.set_user_attr("instability", report.score if math.isfinite(report.score) else "inf")
         trial.set_user_attr("instability_terms", report.components)
+        # the unknown terms and the degenerate-run label (ganlab.metrics.stability); a degenerate
+        # run's score already ranks it below every non-degenerate one
+        trial.set_user_attr("instability_unknown", report.unknown)
+        if report.degenerate:
+            trial.set_user_attr("degenerate", report.degenerate)
         trial.set_user_attr("seconds", time.time() - t0)
         self._attach(trial, run_dir, cfg, metrics, report.score, values)
         return values

@@ -26,6 +26,7 @@ from ganlab.data import build_datasets
 from ganlab.errors import GanlabError, UsageError
 from ganlab.io import atomic_write_json
 from ganlab.metrics.inloop import inloop_feature_extractor
+from ganlab.metrics.stability import StabilityWindow, degenerate_from_run
 from ganlab.nets.resnet_unet import resnet18_weights_file
 from ganlab.runtime import runtime_for
 from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, truncate_stats
@@ -71,6 +72,15 @@ def _write_failed(exc: OSError, run_dir: Path, step: int) -> GanlabError:
     return GanlabError(f"cannot write {what} ({exc.strerror or exc}); the run stopped after step {step}; {then}")
 
 
+def _degenerate(run_dir: Path) -> str | None:
+    """The degenerate-run label of a finished run (``no adversarial signal``), read from its
+    stats.jsonl; None where the adversarial game happened or the file cannot be read."""
+    try:
+        return degenerate_from_run(run_dir)
+    except (OSError, GanlabError):
+        return None
+
+
 def _first_nonfinite(rows) -> tuple[int, str, float] | None:
     for step, row in rows:
         for name, value in row.items():
@@ -80,18 +90,23 @@ def _first_nonfinite(rows) -> tuple[int, str, float] | None:
 
 
 class _Logger:
-    """The stats bus, its sinks (TensorBoard, stats.jsonl) and the throughput window."""
+    """The stats bus, its sinks (TensorBoard, stats.jsonl), the throughput window and the
+    stability terms over a moving window (``stability/...`` scalars, where users look)."""
 
     def __init__(self, run_dir: Path, batch_size: int, writer, jsonl):
         self.writer, self.jsonl, self.batch_size = writer, jsonl, batch_size
         self.bus = StatsBus([TensorBoardSink(writer), jsonl])
         self.last: dict[str, float] = {}
         self.t_window, self.n_window = time.perf_counter(), 0
+        self.stability = StabilityWindow()
 
     def flush(self) -> None:
         """Write what was reported since the last flush; a NaN or Inf stops the run."""
         elapsed = time.perf_counter() - self.t_window
         rows = self.bus.flush()
+        if rows:
+            for name, value in self.stability.update(rows).items():
+                self.writer.add_scalar(f"stability/{name}", value, rows[-1][0])
         if self.n_window and elapsed > 0 and rows:
             ips = self.n_window * self.batch_size / elapsed
             rows[-1][1]["perf/img_per_s"] = ips
@@ -239,6 +254,8 @@ def train(
         if dist.is_main:  # the one place a run's final status is written
             if diverged is not None:
                 failed = _quietly(write_status, run_dir, "diverged", diverged.step, total, value=diverged.name)
+            elif status == "finished" and (label := _degenerate(run_dir)) is not None:
+                failed = _quietly(write_status, run_dir, status, result.step, total, degenerate=label)
             else:
                 failed = _quietly(write_status, run_dir, status, result.step, total)
             if failed is not None and status == "finished":

@@ -9,6 +9,14 @@ With an empty trick stack this is the plain step of Isola et al. (2017)::
 A :class:`~ganlab.trick.StepPlan` says how many D and G updates an iteration makes; every
 update after the first draws a fresh batch (and so fresh fakes). Statistics go to the stats
 bus as device tensors: nothing here waits for the device.
+
+For the stability score and the degenerate-run test (:mod:`ganlab.metrics.stability`) every
+D update also reports ``D/auc``, how well D's outputs rank real above fake patches (0.5:
+chance, 1: perfect separation, whatever the loss; one sort), and logging iterations (the last
+of every ``--log-every`` window, see :meth:`Pix2PixStep.measuring`) report ``D/chance_loss``,
+the loss of a D at chance in this loss type, and ``G/adv_grad_share`` = |g_adv| / (|g_adv| +
+|g_l1|), the adversarial term's share of the gradient with respect to G's output. None of
+them touches the update: the weights are the same with and without them.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from torch import nn
 
 from ganlab import losses
 from ganlab.trick import Phase, StepContext, StepPlan, TrickStack
+from ganlab.metrics.stability import chance_loss, separation_auc
 from ganlab.stats import report
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -63,6 +72,22 @@ class Pix2PixStep:
         # backward does not go through torch.compile.
         self._G = torch.compile(G) if compile else G
         self._D = torch.compile(D) if compile else D
+        self.measure: bool | None = None  # None: at logging iterations; True/False: always/never
+
+    @staticmethod
+    def _capturing() -> bool:
+        return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+    def measuring(self) -> bool:
+        """Whether this iteration reports the logging-time diagnostics: the last iteration of a
+        ``cfg.log_every`` window (or the run's last), never inside a CUDA-graph capture."""
+        if self._capturing():
+            return False
+        if self.measure is not None:
+            return self.measure
+        every = self.ctx.cfg.log_every if self.ctx.cfg is not None else 0  # a step built by hand logs nothing extra
+        done = self.ctx.step + 1
+        return bool(every) and (done % every == 0 or done == self.ctx.total_steps)
 
     # Forward passes ---------------------------------------------------------------------------
     def generate(self, cond: torch.Tensor) -> torch.Tensor:
@@ -129,6 +154,11 @@ class Pix2PixStep:
         for name, value in terms.items():
             if name not in ("fake", "real"):
                 report(f"D/{name}", value)
+        if not self._capturing():
+            report("D/auc", separation_auc(d_real, d_fake))  # one sort of D's outputs, every update
+            chance = chance_loss(mode)
+            if chance is not None and self.measuring():
+                report("D/chance_loss", chance)
 
     def g_update(self, cond: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
         ctx = self.ctx
@@ -143,6 +173,8 @@ class Pix2PixStep:
             phase = Phase(cond=cond, real=real, fake=fake, d_real=None, d_fake=d_fake, d_forward=self.d_forward_eager)
             terms = self.stack.g_loss(terms, phase, ctx)
             total = sum(terms.values())
+            if self.measuring():
+                self._report_grad_share(terms, fake)
             total.backward()
         finally:
             self.D.requires_grad_(True)
@@ -157,6 +189,20 @@ class Pix2PixStep:
         for name, value in terms.items():
             if name not in ("adv", "l1"):
                 report(f"G/{name}", value)
+
+    @staticmethod
+    def _report_grad_share(terms: dict, fake: torch.Tensor) -> None:
+        """G/adv_grad_share: |d adv / d fake| / (|d adv / d fake| + |d l1 / d fake|), from the
+        terms as the tricks left them. ``autograd.grad`` writes no ``.grad`` and keeps the graph,
+        so the update that follows is unchanged."""
+        adv, rec = terms.get("adv"), terms.get("l1")
+        if not (isinstance(adv, torch.Tensor) and isinstance(rec, torch.Tensor) and adv.requires_grad and fake.requires_grad):
+            return
+        norms = []
+        for term in (adv, rec):
+            (g,) = torch.autograd.grad(term, fake, retain_graph=True, allow_unused=True)
+            norms.append(torch.zeros((), device=fake.device) if g is None else torch.linalg.vector_norm(g.float()))
+        report("G/adv_grad_share", norms[0] / (norms[0] + norms[1]).clamp_min(1e-30))
 
     # L1 pre-training --------------------------------------------------------------------------
     def pretrain(self, next_batch: Callable[[], Batch]) -> None:
