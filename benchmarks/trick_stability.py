@@ -10,7 +10,9 @@ statistics are read back from each run's ``stats.jsonl`` with :func:`ganlab.stat
                 (ganlab.metrics.stability.oscillation, 0 = batch noise only)
 ``|gD| |gG|``   median gradient norm of D and of G (and their 95th percentiles)
 ``spikes``      gradient-spike term (ganlab.metrics.stability.grad_spikes)
-``I``           ganlab's instability score (ganlab eval's formula, docs/metrics.md)
+``I``           ganlab's instability score (ganlab eval's formula, docs/metrics.md), mean and
+                range over ``--seeds``; ``(degenerate)`` where a seed's run is labelled
+                ``no adversarial signal``
 ``val L1``      L1 of the (evaluation) generator on the validation images at the end
 ``s``           wall-clock seconds of the run
 
@@ -18,7 +20,7 @@ Reproduce the table in docs/tricks.md (one CPU thread, about half an hour)::
 
     python benchmarks/trick_stability.py --data ../shared/datasets/bsds500/train \\
         --val-data ../shared/datasets/bsds500/val --steps 300 --batch-size 4 --size 64 \\
-        --ngf 16 --ndf 16 --seed 0 --out runs/trick-stability --markdown runs/trick_stability.md
+        --ngf 16 --ndf 16 --seeds 0 1 --out runs/trick-stability --markdown runs/trick_stability.md
 
 ``--tricks a b`` restricts the set; ``--reuse`` reads finished runs from ``--out`` instead of
 training again; each trick runs at its default parameters (``--trick`` syntax is accepted:
@@ -74,22 +76,39 @@ def stats_of(run_dir: Path) -> dict:
         "grad_g_p95": _pct(series, "G/grad_norm", 95),
         "grad_spikes": stability.grad_spikes(series) or 0.0,
         "instability": report.score,
+        "degenerate": report.degenerate,
         "val_l1": val[-1][1] if val else math.nan,
         "d_loss": _mean(series, "D/total"),
         "g_adv": _mean(series, "G/adv"),
     }
 
 
+def _mean_range(values: list[float]) -> str:
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{np.mean(vals):.2f} [{min(vals):.2f}, {max(vals):.2f}]"
+
+
 def markdown(rows: list[dict], command: str) -> str:
-    head = ("| run | D acc r/f | D wins | osc | \\|gD\\| med (p95) | \\|gG\\| med (p95) | spikes | I | val L1 | s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+    """One line per configuration; figures are means over its seeds (I: mean [min, max])."""
+    head = ("| run | seeds | D acc r/f | osc | spikes | I | val L1 | s |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     body = ""
+    by_label: dict[str, list[dict]] = {}
     for r in rows:
-        s = r["stats"]
+        by_label.setdefault(r["label"], []).append(r)
+    for label, rs in by_label.items():
+        st = [r["stats"] for r in rs]
+        mean = lambda k: float(np.nanmean([s[k] for s in st]))  # noqa: E731
+        degenerate = sum(1 for s in st if s.get("degenerate"))
+        mark = f" ({degenerate}/{len(st)} degenerate)" if degenerate else ""
         body += (
-            f"| {r['label']} | {s['d_acc_real']:.2f} / {s['d_acc_fake']:.2f} | {s['d_wins']:.2f} | {s['oscillation']:.3f} | "
-            f"{s['grad_d_median']:.3g} ({s['grad_d_p95']:.3g}) | {s['grad_g_median']:.3g} ({s['grad_g_p95']:.3g}) | "
-            f"{s['grad_spikes']:.2f} | {s['instability']:.2f} | {s['val_l1']:.4f} | {r['seconds']:.0f} |\n"
+            f"| {label} | {len(st)} | {mean('d_acc_real'):.2f} / {mean('d_acc_fake'):.2f} | {mean('oscillation'):.3f} | "
+            f"{mean('grad_spikes'):.2f} | {_mean_range([s['instability'] for s in st])}{mark} | {mean('val_l1'):.4f} | "
+            f"{sum(r['seconds'] for r in rs):.0f} |\n"
         )
     return f"Command: `{command}`\n\n" + head + body
 
@@ -103,7 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--ngf", type=int, default=16)
     p.add_argument("--ndf", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed and configuration")
+    p.add_argument("--eval-every", type=int, default=50, help="in-loop evaluations (the quality trajectory terms need several)")
+    p.add_argument("--precision", default="fp32", help="fp32 or bf16 (bf16 autocast is about 2.5x faster on CPUs with AMX)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (tiny networks on a shared CPU: 1 is fastest)")
     p.add_argument("--out", default="runs/trick-stability")
@@ -125,16 +146,17 @@ def main(argv=None) -> int:
     configs = [("baseline", [])] + [(parse_trick_arg(t)[0] if ":" not in t else t, [t]) for t in specs]
     out = Path(args.out)
     rows = []
-    for label, tricks in configs:
-        name = "stab-" + label.replace(":", "_").replace(",", "_").replace("=", "")
+    for label, tricks, seed in [(lab, tr, sd) for lab, tr in configs for sd in args.seeds]:
+        name = "stab-" + label.replace(":", "_").replace(",", "_").replace("=", "") + f"-s{seed}"
         existing = sorted(out.glob(f"*-{name}")) if out.is_dir() else []
         if args.reuse and existing and (existing[-1] / "stats.jsonl").is_file():
             run_dir, seconds = existing[-1], json.loads((existing[-1] / "bench.json").read_text())["seconds"] if (existing[-1] / "bench.json").is_file() else math.nan
         else:
             flags = {
                 "data": args.data, "val_data": args.val_data, "steps": args.steps, "batch_size": args.batch_size,
-                "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "seed": args.seed, "device": args.device,
-                "out": str(out), "name": name, "eval_every": args.steps, "save_every": args.steps, "log_every": 50,
+                "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "seed": seed, "device": args.device,
+                "precision": args.precision, "out": str(out), "name": name, "eval_every": args.eval_every,
+                "save_every": args.steps, "log_every": 10,
                 "tricks": tricks,
             }
             cfg = resolve(flags)
@@ -144,12 +166,12 @@ def main(argv=None) -> int:
             seconds = time.perf_counter() - t0
             run_dir = result.run_dir
             (run_dir / "bench.json").write_text(json.dumps({"seconds": seconds}))
-        row = {"label": label, "tricks": tricks, "run": str(run_dir), "seconds": seconds, "stats": stats_of(run_dir)}
+        row = {"label": label, "seed": seed, "tricks": tricks, "run": str(run_dir), "seconds": seconds, "stats": stats_of(run_dir)}
         rows.append(row)
         s = row["stats"]
-        print(f"{label:16s} acc {s['d_acc_real']:.2f}/{s['d_acc_fake']:.2f} osc {s['oscillation']:.3f} "
+        print(f"{label:16s} seed {seed} acc {s['d_acc_real']:.2f}/{s['d_acc_fake']:.2f} osc {s['oscillation']:.3f} "
               f"|gD| {s['grad_d_median']:.3g} |gG| {s['grad_g_median']:.3g} I {s['instability']:.2f} "
-              f"val/L1 {s['val_l1']:.4f} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+              f"val/L1 {s['val_l1']:.4f} {s['degenerate'] or ''} ({seconds:.0f} s)", file=sys.stderr, flush=True)
     command = "python benchmarks/trick_stability.py " + " ".join(sys.argv[1:] if argv is None else argv)
     table = markdown(rows, command)
     print(table)

@@ -379,6 +379,9 @@ def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
     if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
         raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a positive number")
     cfg = base_config(settings)
+    if cfg.gan_mode == "none":
+        raise UsageError("--gan-mode none: ganlab bench times the adversarial step, and the L1-only control has no D; "
+                         "time it with ganlab train --gan-mode none")
     stack = build_stack(cfg)  # an unknown trick or an impossible stack is refused here
     device = runtime_for(cfg).device
     cuda = device.type == "cuda"

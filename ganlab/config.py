@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from ganlab.coerce import BadValue, coerce, type_name
 from ganlab.errors import UsageError
-from ganlab.losses import GAN_MODES
+from ganlab.losses import GAN_MODES, L1_ONLY
 from ganlab.runtime import DEVICE_HELP, check_device_name
 from ganlab.trick.registry import parse_trick_arg
 
@@ -96,7 +96,9 @@ class TrainConfig:
     ndf: int = setting(64, "networks", "discriminator width (default {default}; sample set 32)", low=1)
     norm: str = setting("batch", "networks", "default {default}", choices=NORMS)
     # Losses and optimisation
-    gan_mode: str = setting("vanilla", "losses and optimisation", "adversarial loss (default {default})", choices=GAN_MODES)
+    gan_mode: str = setting("vanilla", "losses and optimisation",
+                            "adversarial loss (default {default}); none: the L1-only control (G trained with lambda*L1 "
+                            "alone, no D)", choices=(*GAN_MODES, L1_ONLY))
     lambda_l1: float = setting(100.0, "losses and optimisation", "weight of the L1 term (default {default:g})")
     lr: float = setting(2e-4, "losses and optimisation", "Adam learning rate (default {default:g})")
     beta1: float = setting(0.5, "losses and optimisation", "Adam beta1 (default {default})")
@@ -135,7 +137,11 @@ class TrainConfig:
                 raise bad(f.name, f"choose one of {', '.join(meta['choices'])}")
             if meta.get("low") is not None and value < meta["low"]:
                 raise bad(f.name, f"must be a whole number >= {meta['low']}")
+        if self.gan_mode == L1_ONLY and self.lambda_l1 == 0:
+            raise UsageError("--gan-mode none trains G with lambda*L1 alone; --lambda-l1 0 leaves it nothing to learn")
         if self.cuda_graphs == "on":
+            if self.gan_mode == L1_ONLY:
+                raise UsageError("--cuda-graphs on captures the adversarial step; --gan-mode none has none (use --cuda-graphs off)")
             if self.device == "cpu":
                 raise UsageError("--cuda-graphs on needs a CUDA device; use --device cuda (or auto) or --cuda-graphs off")
             if self.tricks:

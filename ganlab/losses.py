@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan")
+L1_ONLY = "none"  # --gan-mode none: the L1-only control, no D and no adversarial term
 LABEL_MODES = ("vanilla", "lsgan")  # the modes whose D is trained towards targets (label tricks apply)
 
 

@@ -185,7 +185,8 @@ def test_the_pruner_watches_the_objective_when_training_measures_it():
     # not measured in the loop: the stated proxy
     for objective in ("instability", "fid"):
         spec = _spec(f'objectives = ["{objective}"]\npruner = "median"\n')
-        assert spec.pruning_target == (PRUNE_PROXY, False) and _scalar_for_pruning(spec, metrics) == 0.05
+        assert spec.pruning_target == (PRUNE_PROXY, False) and _scalar_for_pruning(spec, metrics) == 108.8
+    assert PRUNE_PROXY == "val/swd"  # a distribution distance, never per-pixel fidelity (which prefers grey)
     # weighted: the weighted objective where every term is measured in the loop
     spec = _spec('objectives = ["swd", "psnr"]\nweights = { swd = 1.0, psnr = 2.0 }\npruner = "median"\n')
     assert spec.pruning_target == (WEIGHTED, True) and _scalar_for_pruning(spec, metrics) == 108.8 - 40.0

@@ -36,6 +36,7 @@ class GEma(Trick):
     summary = "exponential moving average of G's weights, used for evaluation and colorize"
     paper = "Yazıcı et al., The Unusual Effectiveness of Averaging in GAN Training, ICLR 2019"
     order = 90
+    needs_discriminator = False  # acts on G; the L1-only control can run it
     provides = frozenset({"g-average"})
     identity = {}  # training is identical at every setting; only evaluation uses the average
 

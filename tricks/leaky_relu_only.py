@@ -58,6 +58,7 @@ class LeakyReluOnly(Trick):
     summary = "every ReLU -> LeakyReLU(0.2), max-pooling -> strided conv / average pooling"
     paper = "Radford et al., DCGAN, ICLR 2016; ganhacks tip 5"
     order = 20
+    needs_discriminator = False  # acts on G; the L1-only control can run it
     identity = None
 
     def configure_nets(self, spec: NetSpec) -> NetSpec:

@@ -89,6 +89,7 @@ class PixelTcl(Trick):
     summary = "G's transposed convolutions -> PixelTCL up-sampling (no checkerboard artefacts)"
     paper = "Gao et al., Pixel Transposed Convolutional Networks, TPAMI 2019"
     order = 20
+    needs_discriminator = False  # acts on G; the L1-only control can run it
     replaces = frozenset({"upsampling"})
     identity = None
 

@@ -33,7 +33,8 @@ Objectives (minimised unless marked):
 Two objectives make a Pareto study (NSGA-II or multi-objective TPE, unpruned); one objective,
 or two with [study].weights, make a single scalar that can be pruned. The pruner watches the
 objective itself at every evaluation when training measures it (all but fid and instability),
-else val/L1; [study].prune_on = "val/swd" (any in-loop metric) picks another.
+else val/swd (a distribution distance: per-pixel L1 would favour grey, unadventurous
+models); [study].prune_on = "val/L1" (any in-loop metric) picks another.
 
 Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
 Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets

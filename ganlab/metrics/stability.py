@@ -50,7 +50,9 @@ regression   R: q = the in-loop validation curve (val/swd, else val/color_hist, 
 volatility   V: the curve's up-and-down movement beyond its net change, per evaluation
                 interval, relative to q_best: V = min(1, 10 * (sum|dq| - |q_last - q_first|)
                 / ((n - 1) * q_best)) (10 % of zig-zag per interval saturates).
-val_gap      G: clip(val/L1 / mean(G/L1 over the 50 updates up to that eval) - 1, 0, 1).
+val_gap      G: clip(val/L1 / train/L1 - 1, 0, 1) at the last evaluation: the same generator
+                (eval mode, the moving average where kept) on validation and training crops
+                (runs without train/L1: the mean G/L1 over the 50 updates before it).
 seed_spread  P: given the final quality of several seeds, min(1, CV / 0.2) with CV the
                 sample standard deviation over the absolute mean (unknown for one seed).
 
@@ -285,8 +287,15 @@ def _spikes(*norms: np.ndarray) -> float | None:
 
 
 def val_gap(series: Series) -> float | None:
-    """G: the relative train-validation L1 gap at the last evaluation, clipped to [0, 1]."""
+    """G: the relative train-validation L1 gap at the last evaluation, clipped to [0, 1].
+
+    Like with like: ``train/L1`` is the evaluation generator (eval mode, the moving average
+    where kept) on training crops, measured with ``val/L1``. Runs that did not log it fall back
+    on ``G/L1``, the training step's own loss (G in train mode, with dropout)."""
     s_val, v_val = _values(series, "val/L1")
+    s_tl, v_tl = _values(series, "train/L1")
+    if s_val.size and s_tl.size and s_tl[-1] == s_val[-1] and v_tl[-1] > 0:
+        return float(np.clip(v_val[-1] / v_tl[-1] - 1.0, 0.0, 1.0))
     _, s_tr, v_tr = _update_keys(series, "G/L1")
     if s_val.size == 0 or s_tr.size == 0:
         return None

@@ -50,8 +50,14 @@ INLOOP_METRICS: dict[str, str] = {
 
 
 # What a pruned study watches when its objective is not measured in the training loop (fid,
-# instability): the validation L1, in the network's scaling.
-PRUNE_PROXY = "val/L1"
+# instability): the validation sliced Wasserstein distance.
+PRUNE_PROXY = "val/swd"
+# Per-pixel fidelity is no proxy for quality here: on held-out photos a generator that outputs no
+# colour at all beats real colourisers on L1, PSNR and SSIM, so a pruner watching val/L1 keeps the
+# conservative, brownish models the adversarial term exists to avoid. A distribution distance
+# (the sliced Wasserstein distance of Laplacian-pyramid patches) ranks them the right way round.
+# Studies begun before this default kept pruning on what they were begun with:
+LEGACY_PRUNE_PROXY = "val/L1"
 
 
 WEIGHTED = "weighted"

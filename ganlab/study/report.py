@@ -67,6 +67,11 @@ def per_trick(study, trials, names: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _is_control(t) -> bool:
+    """A trial of the L1-only control: ``gan_mode = none`` drawn, or fixed in the definition."""
+    return t.params.get("gan_mode", t.user_attrs.get("gan_mode")) == "none"
+
+
 def _describe(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -244,6 +249,28 @@ def write_report(study, out: Path) -> Path:
             md.append(f"| {row['trick']} | " + " | ".join(cells) + " |")
     else:
         md.append("No trick was switched on in a finished trial.")
+    control = [t for t in trials if _is_control(t)]
+    if control:
+        md += ["", "## The L1-only control", "",
+               "Trials with `gan_mode = none` train G with lambda*L1 alone (no D): does the adversarial term beat "
+               "plain regression at all? Median [q1, q3] (n) of each objective.", ""]
+        md.append("| | " + " | ".join(names) + " |")
+        md.append("|---|" + "---|" * len(names))
+        for label, group in (("L1-only control", control), ("adversarial", [t for t in trials if not _is_control(t)])):
+            cells = []
+            for i in range(len(names)):
+                d = _describe([t.values[i] for t in group])
+                cells.append("-" if d is None else f"{d['median']:.4g} [{d['q1']:.3g}, {d['q3']:.3g}] ({d['n']})")
+            md.append(f"| {label} | " + " | ".join(cells) + " |")
+    degenerate = [t for t in trials if t.user_attrs.get("degenerate")]
+    if degenerate:
+        md += ["", "## Degenerate runs", "",
+               "The adversarial game did not happen in these trials (D at chance throughout, or a negligible share "
+               "of G's gradient); their instability score is 10 plus their loss-shape score, so that no study ranks "
+               "them as more stable than a run whose D learned (docs/metrics.md).", ""]
+        for t in degenerate:
+            md.append(f"- #{t.number} [{', '.join(t.user_attrs.get('tricks', [])) or 'no tricks'}]"
+                      f"{' (L1-only control)' if _is_control(t) else ''}: {t.user_attrs['degenerate']}")
     if curves_png:
         md += ["", "## Loss curves", "", f"![curves]({curves_png.name})"]
     refused = [t for t in study.trials if t.user_attrs.get("refused")]

@@ -80,6 +80,7 @@ class StudyRunner:
         cfg_dict["out"] = str(self.out / self.spec.name)
         try:
             cfg = TrainConfig.from_dict(cfg_dict, f"study {self.spec.name}").validate()
+            trial.set_user_attr("gan_mode", cfg.gan_mode)  # the report's L1-only control row reads it
             TrickStack([build_trick(n, v) for n, v in tricks], cfg.gan_mode)
             check_fits(cfg, runtime_for(cfg))  # a drawn batch or width that cannot fit
         except UsageError as exc:

@@ -14,7 +14,7 @@ from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
 from ganlab.errors import UsageError
-from ganlab.study.objective import PRUNE_PROXY
+from ganlab.study.objective import LEGACY_PRUNE_PROXY
 from ganlab.study.spec import StudySpec
 
 __all__ = ["agree_on_pruning", "best_trials", "default_storage", "is_journal", "make_pruner", "make_sampler",
@@ -143,7 +143,7 @@ def agree_on_pruning(study, spec: StudySpec, console) -> StudySpec:
     stored = study.user_attrs.get("prune_on")
     if stored is None:
         if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
-            stored = spec.prune_on or PRUNE_PROXY
+            stored = spec.prune_on or LEGACY_PRUNE_PROXY
         else:
             stored = label
         study.set_user_attr("prune_on", stored)

@@ -27,6 +27,8 @@ def trial_cells(t, n_values: int) -> tuple[list[str], str]:
     values = [fmt(v) for v in t.values] if t.values and t.state == TrialState.COMPLETE else ["-"] * n_values
     if t.user_attrs.get("refused"):
         state = "refused"
+    elif t.user_attrs.get("degenerate") and t.state == TrialState.COMPLETE:
+        state = f"complete ({t.user_attrs['degenerate']})"
     elif "diverged_step" in t.user_attrs:
         state = f"diverged@{t.user_attrs['diverged_step']}"
     elif t.state == TrialState.PRUNED:

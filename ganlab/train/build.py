@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ganlab.config import TrainConfig
+from ganlab.losses import L1_ONLY
 from ganlab.nets import build_discriminator, build_generator
 from ganlab.runtime import Runtime
 from ganlab.stats import report
@@ -111,9 +112,9 @@ class Session:
     stack: TrickStack
     spec: NetSpec
     G: nn.Module
-    D: nn.Module
+    D: nn.Module | None  # None in the L1-only control (--gan-mode none)
     opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
     lr_factor: Callable[[int], float]
     ctx: StepContext
     step_fn: Pix2PixStep
@@ -130,7 +131,8 @@ class Session:
         else:
             self.step_fn(next_batch)
         report("lr/G", self.opt_g.param_groups[0]["base_lr"] * self.lr_factor(step))
-        report("lr/D", self.opt_d.param_groups[0]["base_lr"] * self.lr_factor(step))
+        if self.opt_d is not None:
+            report("lr/D", self.opt_d.param_groups[0]["base_lr"] * self.lr_factor(step))
 
 
 def build_session(cfg: TrainConfig, runtime: Runtime, total: int, dist: Dist | None = None) -> Session:
@@ -139,22 +141,25 @@ def build_session(cfg: TrainConfig, runtime: Runtime, total: int, dist: Dist | N
     modules (their checkpoints are the same)."""
     stack = build_stack(cfg)
     torch.manual_seed(cfg.seed)
-    spec, G, D = build_networks(cfg, stack)
+    adversarial = cfg.gan_mode != L1_ONLY  # the L1-only control builds no D
+    spec, G, D = build_networks(cfg, stack, with_d=adversarial)
     if dist is not None and dist.enabled:
-        G, D = dist.sync_batchnorm(G), dist.sync_batchnorm(D)
+        G, D = dist.sync_batchnorm(G), dist.sync_batchnorm(D) if adversarial else None
     G = G.to(runtime.device, memory_format=runtime.memory_format)
-    D = D.to(runtime.device, memory_format=runtime.memory_format)
     ospec = stack.configure_optim(optim_spec(cfg))
     opt_g = make_optimizer(G.parameters(), ospec.lr_g, ospec.betas_g, ospec.weight_decay, runtime.device, runtime.fused_adam)
-    opt_d = make_optimizer(D.parameters(), ospec.lr_d, ospec.betas_d, ospec.weight_decay, runtime.device, runtime.fused_adam)
-    for opt in (opt_g, opt_d):
+    opt_d = None
+    if adversarial:
+        D = D.to(runtime.device, memory_format=runtime.memory_format)
+        opt_d = make_optimizer(D.parameters(), ospec.lr_d, ospec.betas_d, ospec.weight_decay, runtime.device, runtime.fused_adam)
+    for opt in _optimizers(opt_g, opt_d):
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     rng = torch.Generator(device=runtime.device).manual_seed(cfg.seed + 1)
     mode = stack.configure_loss(cfg.gan_mode)  # a trick may replace the adversarial loss
     ctx = StepContext(cfg=cfg, G=G, D=D, opt_g=opt_g, opt_d=opt_d, rng=rng, device=runtime.device, gan_mode=mode, total_steps=total)
     stack.setup(ctx)
-    G_run, D_run = (dist.wrap(G), dist.wrap(D)) if dist is not None and dist.enabled else (G, D)
+    G_run, D_run = (dist.wrap(G), dist.wrap(D) if adversarial else None) if dist is not None and dist.enabled else (G, D)
     step_fn = Pix2PixStep(G_run, D_run, opt_g, opt_d, gan_mode=mode, lambda_l1=cfg.lambda_l1, stack=stack, ctx=ctx,
                           autocast=runtime.autocast, compile=runtime.compile)
     if runtime.cuda_graphs:
@@ -162,10 +167,14 @@ def build_session(cfg: TrainConfig, runtime: Runtime, total: int, dist: Dist | N
     return Session(cfg, runtime, stack, spec, G, D, opt_g, opt_d, linear_decay(total, cfg.lr_decay_steps), ctx, step_fn)
 
 
+def _optimizers(*opts):
+    return [opt for opt in opts if opt is not None]
+
+
 def set_learning_rates(session: Session, step: int) -> None:
     """The learning rates at ``step``: each optimiser's base rate times the decay factor."""
     factor = session.lr_factor(step)
-    for opt in (session.opt_g, session.opt_d):
+    for opt in _optimizers(session.opt_g, session.opt_d):
         for group in opt.param_groups:
             if isinstance(group["lr"], torch.Tensor):  # a captured CUDA graph reads this tensor
                 group["lr"].fill_(group["base_lr"] * factor)

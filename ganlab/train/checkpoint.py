@@ -61,9 +61,9 @@ def save_checkpoint(run_dir: Path, session: Session, train_data, step: int) -> P
         "step": step,
         "config": session.cfg.to_dict(),
         "G": session.G.state_dict(),
-        "D": session.D.state_dict(),
+        "D": session.D.state_dict() if session.D is not None else {},  # {}: the L1-only control has no D
         "opt_g": portable_optimizer_state(session.opt_g),
-        "opt_d": portable_optimizer_state(session.opt_d),
+        "opt_d": portable_optimizer_state(session.opt_d) if session.opt_d is not None else {},
         "tricks": session.stack.state_dict(),
         "rng": _rng_state(session, train_data),
     }
@@ -150,9 +150,11 @@ def restore(session: Session, train_data, path: Path, payload: dict) -> int:
     optimisers, trick states and every RNG); returns the step it was written at."""
     try:
         session.G.load_state_dict(payload["G"])
-        session.D.load_state_dict(payload["D"])
+        if session.D is not None:
+            session.D.load_state_dict(payload["D"])
         session.opt_g.load_state_dict(payload["opt_g"])
-        session.opt_d.load_state_dict(payload["opt_d"])
+        if session.opt_d is not None:
+            session.opt_d.load_state_dict(payload["opt_d"])
         session.stack.load_state_dict(payload["tricks"])
         _set_rng_state(payload["rng"], session, train_data)
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:

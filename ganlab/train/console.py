@@ -47,8 +47,10 @@ def banner(console, cfg, session: Session, train_data, val_data, run_dir: Path, 
         highlight=False, markup=False,
     )
     console.print(
-        f"  nets: {cfg.generator} G ({count_params(session.G) / 1e6:.2f}M), {cfg.discriminator} D "
-        f"({count_params(session.D) / 1e6:.2f}M), {cfg.size}px, batch {cfg.batch_size}, {total} steps"
+        f"  nets: {cfg.generator} G ({count_params(session.G) / 1e6:.2f}M), "
+        + (f"{cfg.discriminator} D ({count_params(session.D) / 1e6:.2f}M)" if session.D is not None
+           else "no D (--gan-mode none: the L1-only control)")
+        + f", {cfg.size}px, batch {cfg.batch_size}, {total} steps"
         + (f" ({cfg.pretrain_steps} L1 pre-training)" if cfg.pretrain_steps else ""),
         highlight=False,
     )

@@ -37,28 +37,40 @@ EVAL_IMAGES = 64  # the fixed validation subset of the in-loop evaluation
 
 
 @torch.no_grad()
-def evaluate(session: Session, val_data, step: int, run_dir: Path | None, writer=None, feature_extractor=None) -> dict[str, float]:
-    """Validation L1 and the cheap metrics (KID too where the Inception weights are present) on
-    the first ``EVAL_IMAGES`` validation images, and the sample grid."""
+def _l1_on(G, data, session: Session, keep: list | None = None) -> float:
+    """Mean L1 of ``G`` on the fixed centre crops of the first ``EVAL_IMAGES`` images of ``data``."""
     cfg, rt = session.cfg, session.runtime
+    total, count = 0.0, 0
+    for cond, real in data.fixed_batches(max(cfg.batch_size, 8), rt.device, EVAL_IMAGES):
+        with rt.autocast():
+            fake = G(cond.contiguous(memory_format=rt.memory_format)).float()
+        total += (fake - real).abs().mean(dim=(1, 2, 3)).sum().item()
+        count += cond.shape[0]
+        if keep is not None:
+            keep.append((cond, fake, real))
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(session: Session, val_data, step: int, run_dir: Path | None, writer=None, feature_extractor=None,
+             train_data=None) -> dict[str, float]:
+    """Validation L1 and the cheap metrics (KID too where the Inception weights are present) on
+    the first ``EVAL_IMAGES`` validation images, and the sample grid. With ``train_data``, also
+    ``train/L1``: the same generator (eval mode, the moving average where a trick keeps one) on
+    the same kind of crops of training images, so that the train-validation gap compares like
+    with like (``G/L1`` comes from G in train mode, with dropout)."""
+    cfg = session.cfg
     G = session.stack.eval_generator(session.G, session.ctx)
     was_training = G.training
     G.eval()
-    total, count = 0.0, 0
-    conds, fakes, reals = [], [], []
+    kept: list = []
     try:
-        for cond, real in val_data.fixed_batches(max(cfg.batch_size, 8), rt.device, EVAL_IMAGES):
-            with rt.autocast():
-                fake = G(cond.contiguous(memory_format=rt.memory_format)).float()
-            total += (fake - real).abs().mean(dim=(1, 2, 3)).sum().item()
-            count += cond.shape[0]
-            conds.append(cond)
-            fakes.append(fake)
-            reals.append(real)
+        metrics = {"val/L1": _l1_on(G, val_data, session, kept)}
+        if train_data is not None:
+            metrics["train/L1"] = _l1_on(G, train_data, session)
     finally:
         G.train(was_training)
-    cond, fake, real = torch.cat(conds), torch.cat(fakes), torch.cat(reals)
-    metrics = {"val/L1": total / max(count, 1)}
+    cond, fake, real = (torch.cat(parts) for parts in zip(*kept))
     real_u8 = to_uint8(to_rgb(cfg.task, cond, real))
     fake_u8 = to_uint8(to_rgb(cfg.task, cond, fake))
     metrics.update(inloop_metrics(real_u8, fake_u8, seed=cfg.seed, feature_extractor=feature_extractor))

@@ -226,7 +226,7 @@ def train(
                     prog.update(task, completed=done, info=loss_info(log.last))
                 if dist.is_main and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total):
                     log.bus.step = step
-                    metrics = evaluate(session, val_data, step, run_dir, log.writer, extractor)
+                    metrics = evaluate(session, val_data, step, run_dir, log.writer, extractor, train_data)
                     for k, v in metrics.items():
                         log.bus.add(k, v)
                     log.flush()

@@ -25,6 +25,7 @@ import torch
 
 from ganlab.config import TrainConfig
 from ganlab.errors import UsageError
+from ganlab.losses import L1_ONLY
 from ganlab.nets import count_params
 from ganlab.runtime import Runtime
 from ganlab.train.build import build_networks, build_stack
@@ -66,13 +67,13 @@ def estimate(cfg: TrainConfig, precision: str = "fp32") -> Estimate:
     """The memory a training step of ``cfg`` needs (see the module's description)."""
     stack = build_stack(cfg)
     with torch.device("meta"), torch.enable_grad():
-        _, G, D = build_networks(cfg, stack, backbone=False)  # shapes only
+        _, G, D = build_networks(cfg, stack, with_d=cfg.gan_mode != L1_ONLY, backbone=False)  # shapes only
         x = torch.zeros(1, cfg.in_channels, cfg.size, cfg.size)
         g, fake = _saved_bytes(G, x)
-        d, _ = _saved_bytes(D, torch.cat([x, fake], 1))
+        d = _saved_bytes(D, torch.cat([x, fake], 1))[0] if D is not None else 0
     copies = sum(t.g_copies() for t in stack.tricks)  # e.g. a moving average of G
     # weights, gradients and Adam's two moments, 4 bytes each (and an fp32 copy of G per copy a trick keeps)
-    fixed = 16 * (count_params(G) + count_params(D)) + 4 * copies * count_params(G)
+    fixed = 16 * (count_params(G) + (count_params(D) if D is not None else 0)) + 4 * copies * count_params(G)
     per_image = ACTIVATION_FACTOR * (g + 2 * d) * (BF16_SCALE if precision == "bf16" else 1.0)
     return Estimate(int(fixed), int(per_image))
 

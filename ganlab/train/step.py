@@ -71,7 +71,7 @@ class Pix2PixStep:
         # trick makes through Phase.d_forward stay eager, since a gradient penalty's double
         # backward does not go through torch.compile.
         self._G = torch.compile(G) if compile else G
-        self._D = torch.compile(D) if compile else D
+        self._D = torch.compile(D) if compile and D is not None else D
         self.measure: bool | None = None  # None: at logging iterations; True/False: always/never
 
     @staticmethod
@@ -104,6 +104,9 @@ class Pix2PixStep:
 
     # One iteration ----------------------------------------------------------------------------
     def __call__(self, next_batch: Callable[[], Batch]) -> None:
+        if self.D is None:  # the L1-only control (--gan-mode none)
+            self.l1_update(next_batch)
+            return
         plan = self.stack.plan(StepPlan(), self.ctx)
         cond, real = next_batch()
         fake = None
@@ -204,7 +207,25 @@ class Pix2PixStep:
             norms.append(torch.zeros((), device=fake.device) if g is None else torch.linalg.vector_norm(g.float()))
         report("G/adv_grad_share", norms[0] / (norms[0] + norms[1]).clamp_min(1e-30))
 
-    # L1 pre-training --------------------------------------------------------------------------
+    # L1 alone: pre-training and the L1-only control ---------------------------------------------
+    def _l1_step(self, next_batch: Callable[[], Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+        cond, real = next_batch()
+        self.opt_g.zero_grad(set_to_none=True)
+        rec = losses.l1(self.generate(cond), real)
+        (rec * self.lambda_l1 if self.lambda_l1 > 0 else rec).backward()
+        norm = grad_norm(self.G)
+        self.opt_g.step()
+        return rec, norm
+
+    def l1_update(self, next_batch: Callable[[], Batch]) -> None:
+        """The L1-only control (``--gan-mode none``): G trained with ``lambda_l1 * L1`` alone,
+        on the same data, schedule and evaluation as an adversarial run, logged as its G."""
+        rec, norm = self._l1_step(next_batch)
+        self.stack.after_g_update(self.ctx)  # a trick on G alone (a moving average of its weights)
+        report("G/L1", rec)
+        report("G/total", self.lambda_l1 * rec)
+        report("G/grad_norm", norm)
+
     def pretrain(self, next_batch: Callable[[], Batch]) -> None:
         """The first stage of the two-stage recipe: G trained with L1 alone, no D.
 
@@ -213,11 +234,6 @@ class Pix2PixStep:
         sized for the gradients it gets there (on unscaled L1 they would be lambda_l1 times
         too small, and G's first adversarial updates many times an ordinary one).
         """
-        cond, real = next_batch()
-        self.opt_g.zero_grad(set_to_none=True)
-        rec = losses.l1(self.generate(cond), real)
-        (rec * self.lambda_l1 if self.lambda_l1 > 0 else rec).backward()
-        norm = grad_norm(self.G)
-        self.opt_g.step()
+        rec, norm = self._l1_step(next_batch)
         report("pretrain/L1", rec)
         report("pretrain/grad_norm", norm)

@@ -260,6 +260,8 @@ class Trick:
       ``label-targets``); ``requires_reason``/``conflicts`` give the sentence a refusal prints.
     - ``identity``: parameter values at which the trick leaves the step bit-identical to the
       baseline (``None`` when the trick has no such setting).
+    - ``needs_discriminator``: False for a trick that acts on G alone (its architecture, a moving
+      average of its weights), which the L1-only control (``--gan-mode none``) can run.
 
     :mod:`ganlab.testing` holds the conformance checks every trick is expected to pass;
     ``tricks/_template.py`` is a commented example to copy.
@@ -277,6 +279,7 @@ class Trick:
     requires_reason: ClassVar[Mapping[str, str]] = {}  # capability -> why it is needed
     conflicts: ClassVar[Mapping[str, str]] = {}  # capability -> reason
     identity: ClassVar[Mapping[str, Any] | None] = None
+    needs_discriminator: ClassVar[bool] = True
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.Params()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ganlab.errors import UsageError
-from ganlab.losses import LABEL_MODES
+from ganlab.losses import L1_ONLY, LABEL_MODES
 from ganlab.trick.base import HOOKS, NetSpec, OptimSpec, StepContext, StepPlan, Trick, param_infos
 from ganlab.trick.registry import build_trick
 
@@ -59,6 +59,9 @@ class TrickStack:
         for c in removed:
             source.pop(c, None)
         for t in self.tricks:
+            if self.gan_mode == L1_ONLY and t.needs_discriminator:
+                raise UsageError(f"--trick {t.name} cannot be used with --gan-mode none: it acts on the discriminator or the "
+                                 "adversarial loss, and the L1-only control has neither")
             for cap, reason in t.conflicts.items():
                 if cap in source and source[cap] != f"--trick {t.name}":
                     raise UsageError(f"--trick {t.name} cannot be combined with {source[cap]}: {reason}")
