@@ -3,6 +3,7 @@ in ``ganlab eval`` and in a study's ``fid`` objective; a wrong file is one line.
 
 import json
 import math
+import warnings
 
 import optuna
 import pytest
@@ -44,7 +45,11 @@ class NaNFeatures(nn.Module):
 
 def scripted(module: nn.Module, path, seed: int = 0):
     torch.manual_seed(seed)
-    torch.jit.save(torch.jit.script(module), str(path))
+    for p in module.parameters():  # the weights come from the seed, whenever the module was made
+        nn.init.normal_(p, std=0.5)
+    with warnings.catch_warnings():  # torch marks TorchScript as deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(module), str(path))
     return path
 
 
@@ -225,3 +230,35 @@ def test_the_study_flag_is_checked_before_any_trial(tmp_path, net, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(lines) == 1 and "fid objective only" in lines[0], lines
     assert not (out / "studies.db").exists() or not optuna.get_all_study_summaries(f"sqlite:///{out / 'studies.db'}")
+
+
+def test_a_fid_study_with_inception_present_finishes_and_records_it(tmp_path, net, monkeypatch, capsys):
+    """The Inception route of the fid objective, with a stand-in for Inception (its weights cannot
+    be had here); a continuation with --fid-features is then refused."""
+    import ganlab.study.runner as runner
+
+    weights = tmp_path / "stand_in.pth"
+    weights.write_bytes(b"stand-in weights")
+    digest = sha256_file(weights)
+    torch.manual_seed(0)
+    module = TinyFeatures()
+
+    def load(path=None, *, device="cpu", download=True, batch_size=64):
+        return inc.FeatureExtractor(module, implementation=inc.stamp("stand-in Inception", digest), sha256=digest,
+                                    batch_size=batch_size)
+
+    monkeypatch.setattr(inc, "inception_status", lambda *a, **k: (weights, None))
+    monkeypatch.setattr(inc, "load_inception", load)
+    monkeypatch.setattr(runner, "inception_identity", lambda *a, **k: (inc.stamp("stand-in Inception", digest), digest))
+    f, out = _study_file(tmp_path, "fid-inception", ["fid"]), tmp_path / "runs"
+    rc = main(["study", "--study", str(f), "--trials", "1", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    study = _load(out, "fid-inception")
+    (t,) = study.trials
+    assert t.state == optuna.trial.TrialState.COMPLETE and math.isfinite(t.values[0])
+    assert study.user_attrs["fid_network_sha256"] == digest
+    assert t.user_attrs["fid_implementation"] == study.user_attrs["fid_implementation"] == inc.stamp("stand-in Inception", digest)
+    capsys.readouterr()
+    rc = main(["study", "--study", str(f), "--trials", "1", "--fid-features", str(net), "--out", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "stand-in Inception" in lines[0] and "do not compare" in lines[0], lines
