@@ -31,11 +31,11 @@ Objectives (minimised unless marked):
   psnr, ssim (maximised)                                 per-image fidelity
   instability                                            the instability score (see ganlab eval --help)
 Two objectives make a Pareto study (NSGA-II or multi-objective TPE, unpruned); one objective,
-or two with [study].weights, make a single scalar that can be pruned. fid uses Inception, or
---fid-features FILE (a TorchScript feature network; the study records which and refuses to
-continue with another). The pruner watches the
+or two with [study].weights, make a single scalar that can be pruned. The pruner watches the
 objective itself at every evaluation when training measures it (all but fid and instability),
-else val/L1; [study].prune_on = "val/swd" (any in-loop metric) picks another.
+else val/L1; [study].prune_on = "val/swd" (any in-loop metric) picks another. fid uses
+Inception, or --fid-features FILE (a TorchScript feature network of your choosing); the study
+records which, and refuses to continue with another.
 
 Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
 Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets
