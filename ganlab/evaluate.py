@@ -30,6 +30,7 @@ from ganlab.metrics.fid import RealFeatureCache, cached_real_features, fid_kid, 
 from ganlab.metrics.fidelity import colorfulness, psnr_per_image, ssim_per_image, uiqi_per_image
 from ganlab.metrics import inception
 from ganlab.metrics.inception import WeightsUnavailable
+from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.lpips import IMPLEMENTATION as LPIPS_IMPL
 from ganlab.metrics.lpips import load_lpips, lpips_distance
 from ganlab.metrics.stability import instability_from_run
@@ -37,7 +38,7 @@ from ganlab.metrics.swd import sliced_wasserstein
 from ganlab.runtime import resolve_device
 from ganlab.train.rundir import is_run_dir
 
-__all__ = ["SWD_MAX_IMAGES", "evaluate_run", "fid_for_run", "json_safe", "print_table"]
+__all__ = ["SWD_MAX_IMAGES", "evaluate_run", "fid_entry_for_run", "fid_for_run", "json_safe", "print_table"]
 
 SWD_MAX_IMAGES = 1024
 
@@ -159,10 +160,16 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     # The generator first: a run without one fails here, before any note or download.
     cfg, G = load_generator(str(source), which, device=device)
 
-    # Then the weights, before any other work: one line each for what is missing.
-    weights, fid_reason = inception.inception_status(args.inception_weights, download=not args.no_download)
-    if fid_reason:
-        note(fid_reason)
+    # Then the feature network and the weights, before any other work: one line each for what is
+    # missing. A --fid-features network replaces Inception: its weights are not looked for.
+    fid_features = getattr(args, "fid_features", None)
+    extractor, weights, fid_reason = None, None, None
+    if fid_features is not None:
+        extractor = load_torchscript_features(fid_features, device=device, batch_size=args.batch_size, probe_size=cfg.size)
+    else:
+        weights, fid_reason = inception.inception_status(args.inception_weights, download=not args.no_download)
+        if fid_reason:
+            note(fid_reason)
     lpips_model, lpips_reason = None, None
     try:
         lpips_model = load_lpips(device=device, download=not args.no_download)
@@ -180,7 +187,6 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     if n < 2:
         raise UsageError(f"the validation set has {n} image; give at least 2 with --data VAL_DIR")
 
-    extractor = None
     if weights is not None:
         extractor = inception.load_inception(weights, device=device, download=False, batch_size=args.batch_size)
     settings = {
@@ -191,6 +197,7 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         "n": n,
         "crop": "centre",
         "implementation": extractor.implementation if extractor else None,
+        "network_sha256": extractor.sha256 if extractor else None,
     }
     cache = RealFeatureCache()
     key = None
@@ -387,13 +394,24 @@ def print_table(result: dict[str, Any], console=None) -> None:
 
 
 
-def fid_for_run(run_dir: str | Path, *, inception_weights: str | None = None, device: str = "auto") -> float:
-    """The FID of a run's final generator on its validation set, as ``ganlab eval`` computes it
-    (a study's ``fid`` objective); raises GanlabError with the reason where it cannot be had."""
+def fid_entry_for_run(run_dir: str | Path, *, inception_weights: str | None = None, fid_features: str | None = None,
+                      device: str = "auto") -> dict[str, Any]:
+    """The FID entry (value, N, implementation) of a run's final generator on its validation set,
+    as ``ganlab eval`` computes it, with Inception or the TorchScript network ``fid_features``;
+    raises GanlabError with the reason where it cannot be had."""
     args = argparse.Namespace(run_dir=str(run_dir), data=None, checkpoint="latest", n=None, inception_weights=inception_weights,
-                              no_download=True, device=device, batch_size=32, seed=None, no_cache=False)
+                              fid_features=fid_features, no_download=True, device=device, batch_size=32, seed=None,
+                              no_cache=False)
     result = evaluate_run(args, console=Console(quiet=True))
     fid = result["metrics"]["fid"]
     if not fid.get("available"):
         raise GanlabError(f"objective fid: {fid.get('reason', 'not available')}")
-    return float(fid["value"])
+    return fid
+
+
+def fid_for_run(run_dir: str | Path, *, inception_weights: str | None = None, fid_features: str | None = None,
+                device: str = "auto") -> float:
+    """The FID of a run's final generator on its validation set (a study's ``fid`` objective);
+    see :func:`fid_entry_for_run`."""
+    return float(fid_entry_for_run(run_dir, inception_weights=inception_weights, fid_features=fid_features,
+                                   device=device)["value"])

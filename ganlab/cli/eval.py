@@ -10,6 +10,12 @@ from rich.console import Console
 from ganlab.evaluate import evaluate_run, json_safe, print_table
 from ganlab.io import atomic_write_json
 from ganlab.metrics.stability import FORMULA
+
+FID_FEATURES_HELP = (
+    "a TorchScript feature network (uint8 RGB N x 3 x H x W -> float N x D) used instead of Inception for FID "
+    "and KID; its numbers carry the file's sha256 and do not compare with Inception FIDs. A TorchScript file "
+    "is a program: ganlab runs the network inside it, so only use files you trust"
+)
 from ganlab.runtime import DEVICE_HELP
 
 DESCRIPTION = f"""\
@@ -28,6 +34,12 @@ Inception weights: --inception-weights PATH, $GANLAB_INCEPTION_WEIGHTS, or the t
 cache (downloaded on first use where there is internet), checked by checksum. Without them
 FID and KID are listed as unavailable and everything else is still computed.
 
+--fid-features FILE: a TorchScript feature network (uint8 RGB (N, 3, H, W) -> float (N, D))
+used instead of Inception for FID and KID, e.g. to compare runs at equal N where Inception's
+weights are absent. Its numbers carry the file's SHA-256 and never compare with Inception
+FIDs. A TorchScript file is a program: ganlab runs the network inside it, so only use files
+you trust.
+
 Instability score (from RUN_DIR/stats.jsonl):
 {FORMULA}"""
 
@@ -43,11 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n", type=int, default=None, metavar="N", help="evaluate on the first N validation images (default: all)")
     parser.add_argument("--inception-weights", metavar="PATH", default=None, help="the FID Inception weights file")
+    parser.add_argument("--fid-features", metavar="FILE", default=None, help=FID_FEATURES_HELP)
     parser.add_argument("--no-download", action="store_true", help="never try to download missing weights")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--seed", type=int, default=None, help="seed of SWD patches and KID subsets (default: the run's seed)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute the real-image Inception features")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the real-image features")
 
 
 def run(args) -> int:

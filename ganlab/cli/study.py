@@ -34,7 +34,9 @@ Two objectives make a Pareto study (NSGA-II or multi-objective TPE, unpruned); o
 or two with [study].weights, make a single scalar that can be pruned. The pruner watches the
 objective itself at every evaluation when training measures it (all but fid and instability),
 else val/swd (a distribution distance: per-pixel L1 would favour grey, unadventurous
-models); [study].prune_on = "val/L1" (any in-loop metric) picks another.
+models); [study].prune_on = "val/L1" (any in-loop metric) picks another. fid uses
+Inception, or --fid-features FILE (a TorchScript feature network of your choosing); the study
+records which, and refuses to continue with another.
 
 Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
 Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets
@@ -65,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs", metavar="DIR", help="where trial run folders go (default runs)")
     p.add_argument("--device", help="override the study's --device")
     p.add_argument("--inception-weights", metavar="PATH", help="the FID Inception weights (for fid/kid objectives)")
+    p.add_argument("--fid-features", metavar="FILE", help=(
+        "a TorchScript feature network (uint8 RGB N x 3 x H x W -> float N x D) used instead of Inception for the fid "
+        "objective; the study records it and refuses to continue with another. A TorchScript file is a program: "
+        "ganlab runs the network inside it, so only use files you trust"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         check_run_name(args.name, "--name")
         spec = dataclasses.replace(spec, name=args.name)
     overrides = {k: v for k, v in (("data", args.data), ("val_data", args.val_data), ("device", args.device)) if v is not None}
-    check_inception(spec, args.inception_weights)
+    fid_network = check_inception(spec, args.inception_weights, args.fid_features)
     out = Path(args.out).expanduser()
     storage_url = args.storage or default_storage(args.out)
     shared = not storage_url.startswith("sqlite")
@@ -94,4 +100,4 @@ def run(args: argparse.Namespace) -> int:
     storage_flag = f" --storage {redact(storage_url)}" if args.storage else (f" --runs {args.out}" if args.out != "runs" else "")
     return run_study(spec, storage_url=storage_url, out=out, overrides=overrides, seed=seed, n_trials=n_trials,
                      timeout=args.timeout, n_jobs=args.n_jobs, inception_weights=args.inception_weights, console=console,
-                     storage_flag=storage_flag)
+                     storage_flag=storage_flag, fid_features=args.fid_features, fid_network=fid_network)

@@ -6,7 +6,8 @@ expect. Distribution distances compare sets; per-image metrics pair ``real[i]`` 
 
 * FID / KID -- :func:`load_inception` (pytorch-fid's Inception-v3, weights checked by checksum,
   :class:`WeightsUnavailable` offline), :func:`fid_kid`, :func:`frechet_distance`, :func:`kid`,
-  :func:`cached_real_features` (real statistics cached per validation set).
+  :func:`cached_real_features` (real statistics cached per validation set);
+  :func:`load_torchscript_features` for a feature network of one's own (``--fid-features``).
 * Weight-free distances -- :func:`sliced_wasserstein` (Laplacian-pyramid SWD),
   :func:`color_histogram_distance` (ab histograms).
 * Per-image fidelity -- :func:`psnr`, :func:`ssim`, :func:`uiqi`, :func:`ab_l1`,
@@ -29,6 +30,7 @@ from ganlab.metrics.inception import (
 )
 from ganlab.metrics.inloop import inloop_feature_extractor, inloop_metrics
 from ganlab.metrics.lpips import LPIPS, load_lpips, lpips_distance
+from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import FORMULA as INSTABILITY_FORMULA
 from ganlab.metrics.stability import InstabilityReport, instability_from_run, instability_score
 from ganlab.metrics.swd import laplacian_pyramid, sliced_wasserstein
@@ -64,6 +66,7 @@ __all__ = [
     "load_feature_network",
     "load_inception",
     "load_lpips",
+    "load_torchscript_features",
     "lpips_distance",
     "mmd2_unbiased",
     "psnr",

@@ -144,21 +144,32 @@ def inception_status(path: str | os.PathLike | None = None, *, download: bool = 
 class FeatureExtractor(nn.Module):
     """uint8 RGB ``(N, 3, H, W)`` -> float32 features ``(N, D)``, in batches, on the network's device.
 
-    ``net`` takes float RGB in [0, 1] and returns a tensor or a list of tensors (the last is
-    used), flattened per image. ``implementation`` is the text recorded next to every number.
+    ``net`` takes float RGB in [0, 1] (``net_input="float01"``) or the uint8 images themselves
+    (``net_input="uint8"``, the contract of a ``--fid-features`` TorchScript network) and returns
+    a tensor or a list of tensors (the last is used), flattened per image. ``implementation`` is
+    the text recorded next to every number; ``sha256`` the digest of the file the network came
+    from (part of the real-feature cache key).
     """
 
-    def __init__(self, net: nn.Module, *, implementation: str, batch_size: int = 64, channels_last: bool = True):
+    def __init__(self, net: nn.Module, *, implementation: str, batch_size: int = 64, channels_last: bool = True,
+                 net_input: str = "float01", sha256: str | None = None, device: str | torch.device | None = None):
         super().__init__()
+        if net_input not in ("float01", "uint8"):
+            raise ValueError(f"net_input must be 'float01' or 'uint8', got {net_input!r}")
         self.net = net.eval()
         self.implementation = implementation
         self.batch_size = batch_size
         self.channels_last = channels_last
+        self.net_input = net_input
+        self.sha256 = sha256
+        self._device = torch.device(device) if device is not None else None
         for p in self.net.parameters():
             p.requires_grad_(False)
 
     @property
     def device(self) -> torch.device:
+        if self._device is not None:
+            return self._device
         for p in self.net.parameters():
             return p.device
         return torch.device("cpu")
@@ -170,12 +181,18 @@ class FeatureExtractor(nn.Module):
         dev = self.device
         with torch.inference_mode():
             for i in range(0, images.shape[0], self.batch_size):
-                x = images[i : i + self.batch_size].to(dev, non_blocking=True).float().div_(255.0)
+                x = images[i : i + self.batch_size].to(dev, non_blocking=True)
+                if self.net_input == "float01":
+                    x = x.float().div_(255.0)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 f = self.net(x)
                 if isinstance(f, (list, tuple)):
                     f = f[-1]
+                if not isinstance(f, torch.Tensor) or f.ndim == 0 or f.shape[0] != x.shape[0]:
+                    got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+                    raise UsageError(f"the feature network ({self.implementation}) returned {got} for a batch of "
+                                     f"{x.shape[0]} images; it must return one feature vector per image")
                 out.append(f.reshape(f.shape[0], -1).float())
         return torch.cat(out)
 
@@ -224,7 +241,20 @@ def load_feature_network(
     except Exception as exc:
         raise GanlabError(f"cannot read weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     net = build(state).to(device)
-    return FeatureExtractor(net, implementation=f"{implementation}, weights sha256 {digest[:12]}", batch_size=batch_size)
+    return FeatureExtractor(net, implementation=stamp(implementation, digest), batch_size=batch_size, sha256=digest)
+
+
+def stamp(implementation: str, digest: str) -> str:
+    """The implementation text of a network built from a weights file with SHA-256 ``digest``."""
+    return f"{implementation}, weights sha256 {digest[:12]}"
+
+
+def inception_identity(weights: str | os.PathLike | None = None, *, download: bool = True) -> tuple[str, str]:
+    """``(implementation, sha256)`` of the Inception network FID would use, without building it;
+    raises :class:`WeightsUnavailable` where the weights cannot be had."""
+    path = find_inception_weights(weights, download=download)
+    digest = verify_checksum(path, FID_WEIGHTS_SHA256_PREFIX, "Inception weights")
+    return stamp(implementation_name(), digest), digest
 
 
 def implementation_name() -> str:

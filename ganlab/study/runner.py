@@ -21,9 +21,11 @@ from torch.utils.tensorboard import SummaryWriter
 from ganlab.config import TrainConfig, TrickSpec
 from ganlab.data import build_datasets
 from ganlab.errors import GanlabError, UsageError
-from ganlab.evaluate import fid_for_run
+from ganlab.evaluate import fid_entry_for_run
 from ganlab.io import atomic_write_json
-from ganlab.metrics.inception import find_inception_weights
+from ganlab.metrics.inception import WeightsUnavailable, find_inception_weights, inception_identity
+from ganlab.metrics.scripted import FLAG as FID_FEATURES_FLAG
+from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import instability_from_run
 from ganlab.runtime import runtime_for
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, WEIGHTED, describe_pruning, inloop_value, objective_values, scalar_for_pruning
@@ -36,7 +38,16 @@ from ganlab.train import Diverged, train
 from ganlab.train.memory import check_fits
 from ganlab.trick import TrickStack, build_trick
 
-__all__ = ["StudyRunner", "check_inception", "run_study"]
+__all__ = ["FidNetwork", "StudyRunner", "check_inception", "run_study"]
+
+
+@dataclass(frozen=True)
+class FidNetwork:
+    """The feature network a study's ``fid`` objective uses: the text every FID carries, and the
+    SHA-256 of its file (Inception's weights or a ``--fid-features`` TorchScript file)."""
+
+    implementation: str
+    sha256: str
 
 
 @dataclass
@@ -48,6 +59,7 @@ class StudyRunner:
     seed: int | None
     console: Any
     inception_weights: str | None = None
+    fid_features: str | None = None
     _datasets: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     ran: list = field(default_factory=list)  # numbers of the trials this worker took, retries included
@@ -122,7 +134,7 @@ class StudyRunner:
             raise
         metrics = dict(result.metrics)
         if "fid" in self.spec.objectives:
-            metrics["fid"] = self.fid(run_dir)
+            metrics["fid"] = self.fid(run_dir, trial=trial, device=cfg.device)
         report = instability_from_run(run_dir)
         values = objective_values(self.spec, metrics, report.score)
         trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if math.isfinite(v)})
@@ -142,8 +154,14 @@ class StudyRunner:
         atomic_write_json(run_dir / "trial.json", {"study": self.spec.name, "trial": trial.number,
                                                    "storage": redact(self.storage_url)})
 
-    def fid(self, run_dir: Path) -> float:
-        return fid_for_run(run_dir, inception_weights=self.inception_weights)
+    def fid(self, run_dir: Path, trial=None, device: str = "auto") -> float:
+        """The run's FID with the study's feature network; the trial records which network and N."""
+        entry = fid_entry_for_run(run_dir, inception_weights=self.inception_weights, fid_features=self.fid_features,
+                                  device=device)
+        if trial is not None:
+            trial.set_user_attr("fid_implementation", entry["implementation"])
+            trial.set_user_attr("fid_n", entry["n"])
+        return float(entry["value"])
 
     def _attach(self, trial, run_dir: Path, cfg, metrics, instability: float, values) -> None:
         """HParams for TensorBoard, and the sample grid as an Optuna artifact."""
@@ -168,18 +186,63 @@ class StudyRunner:
                 trial.set_user_attr("artifact_error", str(exc)[:200])
 
 
-def check_inception(spec: StudySpec, path: str | None) -> None:
-    if any(OBJECTIVES[o].needs_inception for o in spec.objectives):
-        find_inception_weights(path)  # raises the one-line message when absent offline
+def check_inception(spec: StudySpec, path: str | None, fid_features: str | None = None) -> FidNetwork | None:
+    """Before any trial: the feature networks the objectives need are here and work (one line
+    when not). Returns the network of the ``fid`` objective (None without one): the TorchScript
+    file ``fid_features`` (loaded and probed) in place of Inception, else Inception's weights."""
+    needs = {o for o in spec.objectives if OBJECTIVES[o].needs_inception}
+    if fid_features is not None and "fid" not in needs:
+        raise UsageError(f"{FID_FEATURES_FLAG} {fid_features}: study {spec.name} has no fid objective "
+                         f"(objectives: {', '.join(spec.objectives)}); drop the flag or add fid to [study].objectives")
+    if "kid" in needs:
+        try:
+            find_inception_weights(path)  # raises the one-line message when absent offline
+        except WeightsUnavailable as exc:
+            if fid_features is None:
+                raise
+            raise WeightsUnavailable(f"{exc}; {FID_FEATURES_FLAG} serves the fid objective only: the kid objective is "
+                                     "measured during training, with Inception") from None
+    if "fid" not in needs:
+        return None
+    if fid_features is not None:
+        size = dict(spec.train).get("size", TrainConfig.__dataclass_fields__["size"].default)
+        extractor = load_torchscript_features(fid_features, device="cpu", probe_size=int(size))
+        return FidNetwork(extractor.implementation, extractor.sha256)
+    try:
+        implementation, digest = inception_identity(path)
+    except WeightsUnavailable as exc:
+        raise WeightsUnavailable(f"{exc}; or score fid with a feature network of your own: {FID_FEATURES_FLAG} FILE "
+                                 "(TorchScript; its FIDs do not compare with Inception's)") from None
+    return FidNetwork(implementation, digest)
+
+
+def agree_on_fid_network(study, spec: StudySpec, network: FidNetwork | None, storage_url: str) -> None:
+    """A study's FIDs all come from one feature network: the first worker records it in the study's
+    user attributes (``fid_implementation``, ``fid_network_sha256``); a continuation with another
+    network is refused with one line. Each trial records its own as ``fid_implementation`` too."""
+    if network is None:
+        return
+    stored = study.user_attrs.get("fid_network_sha256")
+    if stored is None:
+        study.set_user_attr("fid_network_sha256", network.sha256)
+        study.set_user_attr("fid_implementation", network.implementation)
+    elif stored != network.sha256:
+        before = study.user_attrs.get("fid_implementation", f"a network with sha256 {stored[:16]}")
+        raise UsageError(f"study {spec.name} in {redact(storage_url)} scores fid with {before}; this worker would use "
+                         f"{network.implementation}, and FIDs of different feature networks do not compare; give the "
+                         f"same network to continue, or --name NEW to start another study")
 
 
 def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[str, Any], seed: int | None,
               n_trials: int | None, timeout: float | None, n_jobs: int, inception_weights: str | None,
-              console: Console, storage_flag: str) -> int:
+              console: Console, storage_flag: str, fid_features: str | None = None,
+              fid_network: FidNetwork | None = None) -> int:
     """Open (or continue) ``spec`` in its storage, run this worker's trials with the live table,
     and print the summary, the best trials and the follow-up commands."""
     # Refuse a bad [train] table before any trial: resolve the base configuration once.
-    runner = StudyRunner(spec, storage_url, out, overrides, seed, console, inception_weights)
+    runner = StudyRunner(spec, storage_url, out, overrides, seed, console, inception_weights, fid_features)
+    if fid_network is None and "fid" in spec.objectives:
+        fid_network = check_inception(spec, inception_weights, fid_features)
     TrainConfig.from_dict({**runner.base_config(), "out": str(out / spec.name)}, f"study {spec.name}").validate()
     storage = open_storage(storage_url, spec)
     # Failed and pruned trials are shown in the table with their reason; Optuna's own log lines
@@ -201,6 +264,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
     elif stored != spec.digest:
         raise UsageError(f"study {spec.name} in {redact(storage_url)} was created from a different definition; "
                          f"use --name NEW to start another study, or the original file to continue")
+    agree_on_fid_network(study, spec, fid_network, storage_url)
     spec = agree_on_pruning(study, spec, console)
     revived = recover_dead_trials(study, spec)
     if revived:
