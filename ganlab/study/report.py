@@ -67,6 +67,15 @@ def per_trick(study, trials, names: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _conditional_params(trials) -> dict[str, int]:
+    """Base and trick parameters drawn in some finished trials but not all, with their counts."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        for k in t.params:
+            counts[k] = counts.get(k, 0) + 1
+    return {k: n for k, n in sorted(counts.items()) if n < len(trials) and not k.startswith(("trick:", "group:"))}
+
+
 def _is_control(t) -> bool:
     """A trial of the L1-only control: ``gan_mode = none`` drawn, or fixed in the definition."""
     return t.params.get("gan_mode", t.user_attrs.get("gan_mode")) == "none"
@@ -233,6 +242,11 @@ def write_report(study, out: Path) -> Path:
         else:
             top = ", ".join(f"`{k}` {v:.2f}" for k, v in sorted(values.items(), key=lambda kv: -kv[1])[:6])
             md.append(f"- **{name}**: {top}")
+    conditional = _conditional_params(trials)
+    if conditional:
+        md += ["", "Not ranked (Optuna ranks the parameters every finished trial has; these were drawn only where "
+               "they reach the run, e.g. a learning rate a trick does not override): "
+               + ", ".join(f"`{k}` ({n} of {len(trials)} trials)" for k, n in conditional.items()) + "."]
     if imp_png:
         md += ["", f"![importance]({imp_png.name})"]
     md += ["", "## Each trick on and off", "", "Median [q1, q3] (n) of each objective over the finished trials.", ""]

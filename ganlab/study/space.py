@@ -1,14 +1,22 @@
-"""The search space of a study: the base hyperparameters it searches, the tricks switched on,
-and the parameters of the tricks that are on (define-by-run)."""
+"""The search space of a study: the tricks switched on, the parameters of the tricks that are
+on, and the base hyperparameters that are live under those tricks (define-by-run).
+
+Only live parameters are searched. A base setting that a trick of the drawn stack sets itself
+(``lr`` under ``wgan-gp`` or ``ttur``, ``gan_mode`` under ``wgan-gp``) is not drawn, so it is
+not in ``trial.params`` and no importance is ever computed on it. Whether a setting is live is
+asked of the tricks' build hooks (:func:`ganlab.train.build.overridden_setting`), never of a
+list of trick names, so a third-party trick is handled the same way.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ganlab.config import TrainConfig, coerce_fields
 from ganlab.study.spec import NONE, Range, StudySpec
-from ganlab.trick import param_infos, registry
+from ganlab.trick import Trick, param_infos, registry
 
-__all__ = ["sample_trial"]
+__all__ = ["range_values", "sample_trial", "study_base_config"]
 
 
 def _suggest(trial, name: str, r: Range):
@@ -28,11 +36,42 @@ def _declared_range(info) -> Range | None:
     return Range(low=space[1], high=space[2], log=space[3], int=space[0] == "int")
 
 
+def range_values(r: Range) -> tuple:
+    """The values a liveness check tries for a range: every choice, or its two ends."""
+    return tuple(r.choices) if r.choices is not None else (r.low, r.high)
+
+
+def study_base_config(spec: StudySpec) -> TrainConfig:
+    """The configuration the study's ``[train]`` table gives, before any parameter is drawn."""
+    return TrainConfig.from_dict(dict(spec.train), f"study {spec.name} [train]")
+
+
+def _typed(key: str, value: Any) -> Any:
+    return coerce_fields(TrainConfig, {key: value}, "search")[key]
+
+
+def _build(cls: type[Trick], values: dict[str, Any]) -> Trick:
+    return cls(cls.parse_params(values))
+
+
+def _trick_param_is_dead(cfg: TrainConfig, cls: type[Trick], values: dict[str, Any], key: str, r: Range,
+                         others: list[Trick]) -> bool:
+    from ganlab.train.build import overridden_trick_param
+
+    variants = [_build(cls, {**values, key: v}) for v in range_values(r)]
+    return bool(overridden_trick_param(cfg, variants, others))
+
+
 def sample_trial(spec: StudySpec, trial) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
-    """Draw a trial's base settings and trick stack. Trick parameters are only drawn for the
-    tricks switched on (define-by-run), named ``<trick>.<param>``."""
+    """Draw a trial's trick stack, its tricks' parameters (named ``<trick>.<param>``, drawn
+    only for the tricks switched on), then the base settings that are live under that stack.
+
+    A trick's parameter that another trick of the stack overrides through a build hook (the
+    learning rate of ``wgan-gp`` under ``ttur``, its ``critic_norm`` under ``spectral-norm``)
+    is not drawn either; the trick keeps its fixed or default value."""
+    from ganlab.train.build import overridden_setting
+
     known = registry()
-    base = {k: _suggest(trial, k, r) for k, r in spec.search}
     on = list(spec.always)
     for name in spec.optional:
         if trial.suggest_categorical(f"trick:{name}", [False, True]):
@@ -41,16 +80,28 @@ def sample_trial(spec: StudySpec, trial) -> tuple[dict[str, Any], list[tuple[str
         choice = trial.suggest_categorical(f"group:{gname}", list(members))
         if choice != NONE:
             on.append(choice)
+    names = list(dict.fromkeys(on))
     overrides = {t: dict(rs) for t, rs in spec.trick_ranges}
     fixed = {t: dict(ps) for t, ps in spec.trick_fixed}
-    tricks = []
-    for name in dict.fromkeys(on):
-        values: dict[str, Any] = dict(fixed.get(name, {}))
+    cfg = study_base_config(spec)
+    # every trick at its fixed (else default) values; a drawn value replaces its entry
+    values: dict[str, dict[str, Any]] = {n: dict(fixed.get(n, {})) for n in names}
+    built: dict[str, Trick] = {n: _build(known[n], values[n]) for n in names}
+    for name in names:
+        others = [built[n] for n in names if n != name]
         for info in param_infos(known[name].Params):
-            if info.key in values:
+            if info.key in fixed.get(name, {}):
                 continue
             r = overrides.get(name, {}).get(info.key) or _declared_range(info)
-            if r is not None:
-                values[info.key] = _suggest(trial, f"{name}.{info.key}", r)
-        tricks.append((name, values))
-    return base, tricks
+            if r is None or _trick_param_is_dead(cfg, known[name], values[name], info.key, r, others):
+                continue
+            values[name][info.key] = _suggest(trial, f"{name}.{info.key}", r)
+        built[name] = _build(known[name], values[name])
+    stack = [built[n] for n in names]
+    base: dict[str, Any] = {}
+    for key, r in spec.search:
+        if overridden_setting(cfg, key, [_typed(key, v) for v in range_values(r)], stack):
+            continue  # the stack sets what this reaches itself: not drawn, not in trial.params
+        base[key] = _suggest(trial, key, r)
+        cfg = cfg.replace(**{key: _typed(key, base[key])})
+    return base, [(n, values[n]) for n in names]

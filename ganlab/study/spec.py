@@ -296,11 +296,141 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
         except UsageError as exc:
             raise _bad(where, f"'tricks.fixed.{tname}': {exc}") from None
         fixed.append((tname, tuple(params.items())))
+    _refuse_overridden(where, train, search, always, optional, groups, dict(ranges), dict(fixed))
     return StudySpec(
         name=name, objectives=tuple(objectives), weights=tuple(weights.items()), train=tuple(train.items()),
         search=tuple(search), optional=optional, always=always, groups=tuple(groups),
         trick_ranges=tuple(ranges), trick_fixed=tuple(fixed), source=text, **kwargs,
     )
+
+
+def _alternatives(key: str, value: Any) -> tuple:
+    """Values to set a fixed ``[train]`` setting to, to see whether it changes anything: its
+    choices, both booleans, or the value and a different one."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == key)
+    choices = f.metadata.get("ganlab", {}).get("choices")
+    if choices is not None:
+        return tuple(choices)
+    if isinstance(value, bool):
+        return (False, True)
+    if isinstance(value, int):
+        return (value, value + 1)
+    if isinstance(value, float):
+        return (value, value * 2 if value else 1.0)
+    return tuple(dict.fromkeys((value, f.default)))
+
+
+def _param_alternatives(info, value: Any) -> tuple:
+    """The same for a fixed trick parameter: its declared choices or bounds, else the value and
+    its default."""
+    if info.type is bool:
+        return (False, True)
+    if info.choices is not None:
+        return tuple(info.choices)
+    if info.low is not None and info.high is not None:
+        return (info.low, info.high)
+    return tuple(dict.fromkeys((value, info.default)))
+
+
+def _what(fields: tuple[str, ...]) -> str:
+    """``("optim.lr_g", "optim.lr_d")`` -> ``"the optimisers' lr_g and lr_d"``."""
+    parts = []
+    for prefix, label in (("nets.", "the networks' "), ("optim.", "the optimisers' ")):
+        names = [f[len(prefix):] for f in fields if f.startswith(prefix)]
+        if names:
+            parts.append(label + " and ".join(names))
+    if "loss" in fields:
+        parts.append("the adversarial loss")
+    return " and ".join(parts)
+
+
+def _refuse_overridden(where: str, train: dict, search: list, always: tuple, optional: tuple, groups: list,
+                       ranges: dict, fixed: dict) -> None:
+    """Refuse a setting the study fixes or searches that its always-on tricks override.
+
+    Asked of the tricks' build hooks, not of their names (:mod:`ganlab.train.build`): a setting
+    is overridden when, set to each of its values (the ends of its range, every choice), it
+    changes what the run uses without tricks and changes nothing under the always-on tricks, at
+    their fixed or default parameters and at both ends of each parameter the study searches.
+    Optional tricks never cause a refusal: under them a parameter is drawn where it is live."""
+    if not always:
+        return
+    from ganlab.train.build import overridden_setting, overridden_trick_param
+
+    known = registry()
+
+    def build_trick(name: str, values: Mapping[str, Any]):
+        return known[name](known[name].parse_params(values))
+    cfg = TrainConfig.from_dict(train, f"{where} [train]")
+
+    def values_of(name: str) -> list[dict[str, Any]]:
+        """The always-on trick's parameters: fixed/default, then each searched one at its ends."""
+        base = dict(fixed.get(name, ()))
+        out = [base]
+        for info in param_infos(known[name].Params):
+            if info.key in base:
+                continue
+            r = dict(ranges.get(name, ())).get(info.key)
+            space = info.search_space() if r is None else (
+                ("categorical", r.choices) if r.choices is not None else ("float", r.low, r.high))
+            if space is not None:
+                ends = space[1] if space[0] == "categorical" else space[1:3]
+                out += [{**base, info.key: v} for v in ends]
+        return out
+
+    def stacks(names) -> list[list]:
+        """Each always-on trick varied in turn, the others at their fixed/default values."""
+        plain = {n: build_trick(n, dict(fixed.get(n, ()))) for n in names}
+        out = [list(plain.values())]
+        for n in names:
+            out += [[build_trick(n, v) if m == n else plain[m] for m in names] for v in values_of(n)[1:]]
+        return out
+
+    def culprits(dead_under) -> list[str]:
+        alone = [n for n in always if dead_under([n])]
+        return alone or list(always)
+
+    def refuse(label: str, by: list[str], reached: tuple[str, ...]) -> UsageError:
+        tricks = " and ".join(f"--trick {n}" for n in by)
+        they, self = ("it sets", "itself") if len(by) == 1 else ("they set", "themselves")
+        return _bad(where, f"'{label}' is overridden by {tricks} (always on): {they} {_what(reached)} {self}; "
+                           f"drop {label} or make {' and '.join(by)} optional")
+
+    settings = [(f"train.{k}", k, _alternatives(k, cfg_value)) for k, cfg_value in
+                ((k.replace("-", "_"), getattr(cfg, k.replace("-", "_"))) for k in train)]
+    settings += [(f"search.{k}", k, tuple(coerce_fields(TrainConfig, {k: v}, where)[k] for v in
+                                          (r.choices if r.choices is not None else (r.low, r.high))))
+                 for k, r in search]
+    for label, key, values in settings:
+        def dead_under(names, key=key, values=values):
+            return all(overridden_setting(cfg, key, values, s) for s in stacks(names))
+
+        if dead_under(list(always)):
+            reached = overridden_setting(cfg, key, values, stacks(list(always))[0])
+            raise refuse(label, culprits(dead_under), reached)
+
+    # A trick parameter the study searches or fixes, overridden by the always-on tricks later in
+    # the fold (wgan-gp's lr under ttur): dead whenever its trick is on.
+    candidates = list(dict.fromkeys([*always, *optional, *(m for _, ms in groups for m in ms if m != NONE)]))
+    for tname in candidates:
+        infos = {i.key: i for i in param_infos(known[tname].Params)}
+        asked = [(f"tricks.params.{tname}.{p}", p, r.choices if r.choices is not None else (r.low, r.high))
+                 for p, r in ranges.get(tname, ())]
+        asked += [(f"tricks.fixed.{tname}.{p}", p, _param_alternatives(infos[p], v)) for p, v in fixed.get(tname, ())]
+        others = [n for n in always if n != tname]
+        if not others:
+            continue
+        own = dict(fixed.get(tname, ()))
+        for label, pname, values in asked:
+            def dead_under(names, pname=pname, values=values):
+                variants = [build_trick(tname, {**own, pname: v}) for v in values]
+                return all(overridden_trick_param(cfg, variants, s) for s in stacks([n for n in names if n != tname]))
+
+            if dead_under(others):
+                variants = [build_trick(tname, {**own, pname: v}) for v in values]
+                reached = overridden_trick_param(cfg, variants, stacks(others)[0])
+                by = [n for n in others if dead_under([n])] or others
+                raise refuse(label, by, reached)
 
 
 def builtin_studies() -> dict[str, Path]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -22,13 +22,13 @@ from ganlab.runtime import Runtime
 from ganlab.stats import report
 from ganlab.train.graphs import GraphedStep
 from ganlab.train.step import Batch, Pix2PixStep
-from ganlab.trick import NetSpec, OptimSpec, StepContext, TrickStack
+from ganlab.trick import NetSpec, OptimSpec, StepContext, Trick, TrickStack
 
 if TYPE_CHECKING:
     from ganlab.train.distributed import Dist
 
-__all__ = ["Session", "build_networks", "build_session", "build_stack", "linear_decay", "make_optimizer", "net_spec",
-           "optim_spec", "set_learning_rates", "total_steps"]
+__all__ = ["Session", "build_networks", "build_session", "build_stack", "differing", "effective_settings", "linear_decay",
+           "make_optimizer", "net_spec", "optim_spec", "overridden_setting", "overridden_trick_param", "set_learning_rates", "total_steps"]
 
 
 def net_spec(cfg: TrainConfig) -> NetSpec:
@@ -180,3 +180,85 @@ def set_learning_rates(session: Session, step: int) -> None:
                 group["lr"].fill_(group["base_lr"] * factor)
             else:
                 group["lr"] = group["base_lr"] * factor
+
+
+# --------------------------------------------------------------------------------------------
+# What a run actually uses: the settings that flow through the tricks' build hooks
+# --------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A value that compares equal across rebuilt tricks: a callable (a ``d_wrap`` entry, a
+    bound method of a trick) by its qualified name, a tuple entry by entry."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if callable(value):
+        fn = getattr(value, "__func__", value)
+        return f"<{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}>"
+    return value
+
+
+def effective_settings(cfg: TrainConfig, stack: TrickStack | Sequence[Trick] = ()) -> dict[str, Any]:
+    """The build-time settings the run uses after the tricks' hooks, one flat dict:
+    ``nets.<field>`` (the :class:`NetSpec` after ``configure_nets``), ``optim.<field>`` (the
+    :class:`OptimSpec` after ``configure_optim``) and ``loss`` (after ``configure_loss``).
+
+    ``stack`` is a :class:`TrickStack` or a plain list of tricks, folded in the stack's order
+    (ascending ``order``, then name) without its compatibility checks, so that a combination
+    this ``gan_mode`` would refuse can still be asked what it does. Callables in the spec
+    (``d_wrap``) are compared by their qualified name, not by what they close over.
+    Nothing is built; this is cheap enough to call per trial."""
+    tricks = stack.tricks if isinstance(stack, TrickStack) else sorted(stack, key=lambda t: (t.order, t.name))
+    nets, optim, loss = net_spec(cfg), optim_spec(cfg), cfg.gan_mode
+    for t in tricks:
+        nets = t.configure_nets(nets)
+    for t in tricks:
+        optim = t.configure_optim(optim)
+    for t in tricks:
+        loss = t.configure_loss(loss)
+    out: dict[str, Any] = {f"nets.{f.name}": _plain(getattr(nets, f.name)) for f in dataclasses.fields(nets)}
+    out.update({f"optim.{f.name}": _plain(getattr(optim, f.name)) for f in dataclasses.fields(optim)})
+    out["loss"] = loss
+    return out
+
+
+def differing(settings: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The keys whose values are not the same in all of ``settings`` (effective settings)."""
+    if not settings:
+        return ()
+    first = settings[0]
+    return tuple(k for k in first if any(s.get(k) != first[k] for s in settings[1:]))
+
+
+def overridden_setting(cfg: TrainConfig, name: str, values: Sequence[Any],
+                       stack: TrickStack | Sequence[Trick]) -> tuple[str, ...]:
+    """Whether the base setting ``name`` is dead under ``stack``, without naming any trick.
+
+    Sets ``name`` to each of ``values`` in ``cfg`` (the two ends of a search range, or every
+    choice) and compares the effective settings. Returns the effective settings ``name``
+    reaches without tricks (``optim.lr_g``, ``optim.lr_d`` for ``lr``) when, under ``stack``,
+    it reaches none of them any more: the tricks set them themselves, and the setting is dead.
+    Returns ``()`` when it is live: it still changes something under ``stack``, or it never
+    passes through a build hook at all (``lambda_l1``, ``batch_size``, ``lr_decay_steps``: the
+    step reads them directly, so no trick can override them through these hooks)."""
+    variants = [cfg.replace(**{name: v}) for v in values]
+    alone = differing([effective_settings(c) for c in variants])
+    if not alone:
+        return ()
+    under = differing([effective_settings(c, stack) for c in variants])
+    return () if under else alone
+
+
+def overridden_trick_param(cfg: TrainConfig, variants: Sequence[Trick], others: Sequence[Trick]) -> tuple[str, ...]:
+    """The same question for a trick's parameter: ``variants`` are the trick built with the
+    parameter at each of its values, ``others`` the rest of the stack. Returns the effective
+    settings the parameter reaches with its trick alone when, with ``others`` folded in, it
+    reaches none of them (a trick later in the fold sets them itself); ``()`` when it is live.
+    Only the build hooks are seen: a parameter that reaches nothing here (``n_critic``, a
+    penalty's weight) acts in the step and is live; one that reaches a build setting and is
+    read by a step hook as well would be called dead when that setting is overridden."""
+    alone = differing([effective_settings(cfg, [v]) for v in variants])
+    if not alone:
+        return ()
+    under = differing([effective_settings(cfg, [*others, v]) for v in variants])
+    return () if under else alone
