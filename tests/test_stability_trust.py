@@ -97,6 +97,22 @@ def test_a_wasserstein_critic_shifted_by_a_constant_scores_the_same():
     assert float(separation_auc(r, f)) == pytest.approx(float(separation_auc(3 * r + c, 3 * f + c)))
 
 
+@pytest.mark.parametrize("mode, a, b", [("vanilla", 1.0, 0.0), ("lsgan", 0.4, 0.1), ("hinge", 1.6, 0.3), ("wgan", 7.0, -40.0)])
+def test_switching_the_loss_type_with_the_same_trajectory_leaves_the_score_unchanged(mode, a, b):
+    """The same run seen through each loss type: its losses and D's outputs on that loss's own
+    scale (an affine map of the same shape), the same ranking of real above fake, the same
+    quality curve. The stability objective must not rank loss types by their units."""
+    values = per_update_values()
+    base = instability_score(as_series(values))
+    for tag in ("D/loss_real", "D/loss_fake", "G/adv", "D/out_real", "D/out_fake"):
+        values[tag] = a * values[tag] + b
+    for tag in ("D/grad_norm", "G/grad_norm"):
+        values[tag] = a * values[tag]
+    other = instability_score(as_series(values))
+    assert not other.degenerate and not base.degenerate
+    assert other.score == pytest.approx(base.score, abs=1e-9)
+
+
 # --- a series that was not logged is unknown, never 0 ---------------------------------------------
 
 
