@@ -101,3 +101,14 @@ def nan_loss_trick(name: str, from_step: int):
 
     NanLoss.name = name
     return NanLoss
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run fastest, and most reproducibly, on one CPU thread (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

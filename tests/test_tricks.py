@@ -15,12 +15,7 @@ from ganlab.testing import SyntheticPairs, bare_context, build_tiny, run_iterati
 from conftest import TINY, only_run, straight_and_resumed
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one CPU thread is fastest and reproducible
 
 
 @pytest.fixture

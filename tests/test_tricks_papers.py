@@ -24,12 +24,7 @@ from ganlab.stats import report
 from ganlab.testing import ConformanceError, SyntheticPairs, bare_context, build_tiny, check_identity, check_shapes, tiny_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one CPU thread is fastest and reproducible
 
 
 @dataclass(frozen=True)
