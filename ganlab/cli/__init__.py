@@ -25,6 +25,7 @@ COMMANDS = {
     "report": ("ganlab.cli.report", "write the report of a study: importances, Pareto front, plots"),
     "bench": ("ganlab.cli.bench", "time training steps: img/s, memory, model-FLOPs utilisation"),
     "tricks": ("ganlab.cli.tricks", "list the registered tricks, or show one"),
+    "checkpoint": ("ganlab.cli.checkpoint", "convert a trusted checkpoint of the previous format (upgrade)"),
 }
 
 
