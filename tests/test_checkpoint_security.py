@@ -55,11 +55,11 @@ def run(tmp_path, finished_run) -> Path:
     return copy
 
 
-def _plant(path: Path, target: Path) -> None:
+def _plant(path: Path, target: Path, **save) -> None:
     """Add a payload entry to a real checkpoint, written as torch.save writes any file."""
     payload = torch.load(path, weights_only=True)
     payload["extra"] = CreatesAFile(target)
-    torch.save(payload, path)
+    torch.save(payload, path, **save)
 
 
 def _to_previous_format(path: Path, **extra) -> None:
@@ -90,10 +90,11 @@ def test_the_format_loads_as_data(finished_run):
         assert isinstance(payload["rng"]["python"]["state"], list)
 
 
-def test_read_checkpoint_refuses_a_payload_and_runs_nothing(run, tmp_path):
+@pytest.mark.parametrize("archive", ["zip", "legacy"])
+def test_read_checkpoint_refuses_a_payload_and_runs_nothing(run, tmp_path, archive):
     target = tmp_path / "pwned"
     crafted = run / "checkpoints" / LAST
-    _plant(crafted, target)
+    _plant(crafted, target, _use_new_zipfile_serialization=archive == "zip")
     with pytest.raises(GanlabError) as info:
         read_checkpoint(crafted)
     msg = str(info.value)

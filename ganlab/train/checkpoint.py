@@ -18,6 +18,7 @@ import os
 import pickle
 import pickletools
 import random
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -159,6 +160,9 @@ def save_checkpoint(run_dir: Path, session: Session, train_data, step: int) -> P
         found = not_plain_data(state, "state_dict()")
         if found:
             raise GanlabError(f"trick '{name}': {found} is not plain data; {PLAIN_STATE_ADVICE}")
+    found = not_plain_data(payload, "checkpoint")  # an optimiser's state, say
+    if found:
+        raise GanlabError(f"{found} is not plain data; {PLAIN_STATE_ADVICE}")
     bad = _first_nonfinite_weight(payload)
     if bad is not None:  # never write a checkpoint that a resume would have to refuse
         raise Diverged(step, f"weight {bad}", float("nan"))
@@ -188,15 +192,19 @@ PLAIN_STATE_ADVICE = (f"a checkpoint holds only {PLAIN_DATA} and is loaded with 
 
 
 def _pickle_globals(path: Path) -> tuple[set[str], bool] | None:
-    """The ``module.name`` globals a torch zip checkpoint's pickle refers to and whether it
-    holds the previous format's tag, read from its opcodes without unpickling anything;
-    None when the file is not such an archive."""
+    """The ``module.name`` globals a torch checkpoint's pickle refers to and whether it holds
+    the previous format's tag, read from its opcodes without unpickling anything; None when
+    the file cannot be read. (A zip archive's data.pkl; a file of torch's legacy format is a
+    few pickles in a row.)"""
     try:
-        with zipfile.ZipFile(path) as zf:
-            name = next((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
-            if name is None:
-                return None
-            data = zf.read(name)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                name = next((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+                if name is None:
+                    return None
+                stream, pickles = io.BytesIO(zf.read(name)), 1
+        else:
+            stream, pickles = io.BytesIO(Path(path).read_bytes()), 4  # magic, protocol, sys info, the object
     except (OSError, zipfile.BadZipFile, ValueError):
         return None
     found: set[str] = set()
@@ -204,7 +212,7 @@ def _pickle_globals(path: Path) -> tuple[set[str], bool] | None:
     strings: list[Any] = []  # what the recent opcodes pushed (for STACK_GLOBAL), strings only
     memo: dict[int, Any] = {}
     try:
-        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+        for op, arg, _ in (item for _ in range(pickles) for item in pickletools.genops(stream)):
             if op.name == "GLOBAL":
                 found.add(str(arg).replace(" ", "."))
                 strings.append(None)
@@ -235,6 +243,11 @@ def _foreign(found: set[str]) -> list[str]:
     return sorted(g for g in found if not (g.startswith("torch.") or g in ("collections.OrderedDict", "_codecs.encode")))
 
 
+def _asks_for_objects(path: Path) -> bool:
+    scan = _pickle_globals(path)
+    return scan is not None and (scan[1] or bool(_foreign(scan[0])))
+
+
 def _is_previous_format(path: Path) -> bool:
     scan = _pickle_globals(path)
     return scan is not None and scan[1] and set(_foreign(scan[0])) <= _PREVIOUS_FORMAT_GLOBALS
@@ -263,7 +276,7 @@ def _load_data(path: Path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+        if _asks_for_objects(path):  # not damage: a file that wants more than data
             raise _refusal(path) from None
         raise GanlabError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__})") from None
     except Exception as exc:
@@ -402,7 +415,10 @@ def upgrade_checkpoint(path: str | os.PathLike) -> tuple[Path, Path | None]:
     found = not_plain_data(payload, "checkpoint")
     if found:
         raise GanlabError(f"checkpoint {path} not converted: {found} is not plain data")
-    os.link(path, backup) if hasattr(os, "link") else backup.write_bytes(path.read_bytes())
+    try:
+        os.link(path, backup)  # the original's bytes stay under the backup's name when the file is replaced
+    except OSError:
+        shutil.copy2(path, backup)
     try:
         atomic_torch_save(path, payload)
         read_checkpoint(path)  # the converted file opens as data
