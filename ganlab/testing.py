@@ -14,8 +14,10 @@ handful of channels, CPU, fp32), feeds it synthetic batches and runs the real
     changing its arguments in place; the generator used for evaluation maps inputs to outputs
     of the right shape;
 ``check_state_round_trip``
-    ``state_dict()`` goes through ``torch.save``/``torch.load`` and ``load_state_dict()`` into
-    a fresh model, which then continues exactly as the original (what resuming relies on);
+    ``state_dict()`` is plain data (tensors, numbers, strings, None, lists and dicts: what a
+    checkpoint holds, since every checkpoint is loaded with ``weights_only=True``), goes through
+    ``torch.save``/``torch.load(..., weights_only=True)`` and ``load_state_dict()`` into a fresh
+    model, which then continues exactly as the original (what resuming relies on);
 ``check_determinism``
     two runs with the same seed agree bit for bit, and every weight and logged value is finite.
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import pickle
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
@@ -45,6 +48,7 @@ from ganlab.losses import GAN_MODES
 from ganlab.runtime import runtime_for
 from ganlab.stats import StatsBus
 from ganlab.train.build import Session, build_session
+from ganlab.train.checkpoint import PLAIN_STATE_ADVICE, not_plain_data
 from ganlab.trick import (
     ENTRY_POINT_GROUP,
     NetSpec,
@@ -425,17 +429,26 @@ def check_shapes(trick, params: Mapping[str, Any] | None = None, *, config: Mapp
 
 def check_state_round_trip(trick, params: Mapping[str, Any] | None = None, *, config: Mapping[str, Any] | None = None,
                            iterations: int = ITERATIONS) -> None:
-    """state_dict() survives torch.save/torch.load into a fresh model, which then continues exactly."""
+    """state_dict() is plain data and survives torch.save/torch.load(weights_only=True) into a fresh
+    model, which then continues exactly."""
     with _registered(trick) as cls:
         values = dict(params or {})
         what = f"trick '{cls.name}' state round trip"
         cfg = tiny_config(((cls.name, values),), **dict(config or {}))
         first, data_a = build_tiny(cfg), SyntheticPairs(cfg)
         run_iterations(first, data_a, 0, iterations)
+        state = first.stack.state_dict()[cls.name]
+        found = not_plain_data(state, "state_dict()")
+        if found:
+            raise ConformanceError(f"trick '{cls.name}': {found} is not plain data; {PLAIN_STATE_ADVICE}")
         buf = io.BytesIO()
         torch.save(_snapshot(first, data_a), buf)
         buf.seek(0)
-        snap = torch.load(buf, weights_only=False)
+        try:  # as every checkpoint is read: as data, nothing in it runs
+            snap = torch.load(buf, weights_only=True)
+        except pickle.UnpicklingError:
+            raise ConformanceError(f"trick '{cls.name}': state_dict() does not load with weights_only=True; "
+                                   f"{PLAIN_STATE_ADVICE}") from None
         second, data_b = build_tiny(cfg), SyntheticPairs(cfg)
         _restore(second, data_b, snap)
         _assert_same(first.stack.state_dict(), second.stack.state_dict(), "state_dict()", what)

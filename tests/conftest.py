@@ -78,8 +78,8 @@ def straight_and_resumed(run_cli, tmp_path: Path, common: list, steps: int, half
     code, _, err = run_cli("train", "--resume", run_b, "--steps", str(steps), "--no-progress")
     assert code == 0, err
     name = f"step-{steps:07d}.pt"
-    a = torch.load(only_run(tmp_path / "a") / "checkpoints" / name, weights_only=False)
-    b = torch.load(run_b / "checkpoints" / name, weights_only=False)
+    a = torch.load(only_run(tmp_path / "a") / "checkpoints" / name, weights_only=True)
+    b = torch.load(run_b / "checkpoints" / name, weights_only=True)
     return a, b, run_b, err
 
 

@@ -28,7 +28,7 @@ def _train_args(data: Path, out: Path) -> list[str]:
 def _final_checkpoint(out: Path) -> dict:
     run = only_run(out)
     (ckpt,) = sorted((run / "checkpoints").glob("step-*.pt"))
-    return torch.load(ckpt, map_location="cpu", weights_only=False)
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
 
 
 def test_two_processes_train_the_weights_of_one_process(tmp_path, image_dir, run_cli):

@@ -21,7 +21,7 @@ def test_gan_mode_none_trains_g_alone_and_is_labelled_degenerate(run_cli, image_
     assert code == 0, err
     assert "no D (--gan-mode none: the L1-only control)" in err
     run = only_run(tmp_path / "runs")
-    ckpt = torch.load(run / "checkpoints" / "step-0000008.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "step-0000008.pt", weights_only=True)
     assert ckpt["D"] == {} and ckpt["opt_d"] == {} and ckpt["G"]  # no discriminator was built
     series = read_series(run / "stats.jsonl")
     assert not [k for k in series if k.startswith("D/") or k == "lr/D"]  # no D update, no D statistics

@@ -162,7 +162,7 @@ def test_help_carries_the_instability_formula(capsys):
 
 def test_a_diverged_generator_lists_image_metrics_as_unavailable(run_dir, tmp_path, capsys):
     (ckpt,) = sorted((run_dir / "checkpoints").glob("*.pt"))[-1:]
-    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
     payload["G"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in payload["G"].items()}
     broken = tmp_path / "broken.pt"
     torch.save(payload, broken)

@@ -93,8 +93,8 @@ def test_sigkill_during_training_then_resume_gives_the_uninterrupted_result(tmp_
     # the same weights as a run that was never interrupted
     code, _, err = run_cli("train", *common, "--steps", target, "--out", tmp_path / "b")
     assert code == 0, err
-    a = torch.load(run / "checkpoints" / f"step-{target:07d}.pt", weights_only=False)
-    b = torch.load(only_run(tmp_path / "b") / "checkpoints" / f"step-{target:07d}.pt", weights_only=False)
+    a = torch.load(run / "checkpoints" / f"step-{target:07d}.pt", weights_only=True)
+    b = torch.load(only_run(tmp_path / "b") / "checkpoints" / f"step-{target:07d}.pt", weights_only=True)
     for net in ("G", "D"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), (net, k)
@@ -440,12 +440,12 @@ def _corrupt(kind: str, path: Path) -> None:
     elif kind == "garbage":
         path.write_bytes(os.urandom(4096))
     elif kind == "nan-weights":
-        payload = torch.load(path, weights_only=False)
+        payload = torch.load(path, weights_only=True)
         first = next(k for k, v in payload["G"].items() if v.is_floating_point())
         payload["G"][first] = payload["G"][first] * float("nan")
         torch.save(payload, path)
     elif kind == "no-optimiser-state":
-        payload = torch.load(path, weights_only=False)
+        payload = torch.load(path, weights_only=True)
         del payload["opt_g"]
         torch.save(payload, path)
     elif kind == "someone-elses-file":

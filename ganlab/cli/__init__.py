@@ -1,4 +1,4 @@
-"""The ``ganlab`` command: train | colorize | eval | study | report | bench | tricks.
+"""The ``ganlab`` command: train | colorize | eval | study | report | bench | tricks | checkpoint.
 
 Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Errors a
 user can act on print one line and exit non-zero (2 for usage errors); ``--debug`` shows the
@@ -25,6 +25,7 @@ COMMANDS = {
     "report": ("ganlab.cli.report", "write the report of a study: importances, Pareto front, plots"),
     "bench": ("ganlab.cli.bench", "time training steps: img/s, memory, model-FLOPs utilisation"),
     "tricks": ("ganlab.cli.tricks", "list the registered tricks, or show one"),
+    "checkpoint": ("ganlab.cli.checkpoint", "convert a trusted checkpoint of the previous format (upgrade)"),
 }
 
 
