@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 import os
 import signal
@@ -31,13 +32,14 @@ from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import instability_from_run
 from ganlab.runtime import runtime_for
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, WEIGHTED, describe_pruning, inloop_value, objective_values, scalar_for_pruning
-from ganlab.study.recovery import WORKER_ATTR, recover_dead_trials, stamp_worker
+from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec
 from ganlab.study.storage import agree_on_pruning, best_trials, make_pruner, make_sampler, open_storage, redact
 from ganlab.study.table import fmt, trial_cells, trials_table
 from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
+from ganlab.train.errors import Stopped
 from ganlab.train.memory import check_fits
 from ganlab.trick import TrickStack, build_trick
 
@@ -122,10 +124,22 @@ class StudyRunner:
                         raise optuna.TrialPruned(f"pruned at step {step} on {label} = {value:.4g}")
 
         run_dir = None
+        resume = self._resumable(trial)
+        if resume is not None:  # a trial stopped by a signal: its retry continues its run folder
+            cfg = TrainConfig.from_dict(json.loads((resume / "config.json").read_text()), str(resume / "config.json"))
         try:
             result = train(cfg, on_eval=on_eval, console=console, progress=False, datasets=self.datasets(cfg),
-                           on_start=lambda d: self._started(trial, d))
+                           on_start=lambda d: self._started(trial, d), resume=resume)
             run_dir = result.run_dir
+        except Stopped as exc:
+            # SIGINT/SIGTERM: the run saved its step; the trial is failed (by Optuna, as the
+            # exception leaves) and queued again now, to continue from that checkpoint
+            trial.set_user_attr("stopped_step", exc.step)
+            trial.set_user_attr("reason", str(exc))
+            if exc.step is not None and exc.run_dir is not None:
+                requeue(trial.study, trial.study._storage.get_trial(trial._trial_id), self.spec,
+                        resume_from=str(exc.run_dir))
+            raise Stopped(exc.signum, exc.run_dir, exc.step, saved=exc.saved, trial=trial.number) from None
         except Diverged as exc:
             trial.set_user_attr("diverged_step", exc.step)
             trial.set_user_attr("diverged_value", exc.name)
@@ -151,6 +165,15 @@ class StudyRunner:
         trial.set_user_attr("seconds", time.time() - t0)
         self._attach(trial, run_dir, cfg, metrics, report.score, values)
         return values
+
+    @staticmethod
+    def _resumable(trial) -> Path | None:
+        """The run folder a retried trial continues (one a signal stopped), if it has a checkpoint."""
+        folder = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(RESUME_ATTR)
+        if not folder:
+            return None
+        folder = Path(folder)
+        return folder if (folder / "config.json").is_file() and any((folder / "checkpoints").glob("step-*.pt")) else None
 
     def _started(self, trial, run_dir: Path) -> None:
         trial.set_user_attr("run_dir", str(run_dir))
