@@ -43,6 +43,9 @@ Optuna journal file) for several workers on one machine; --storage postgresql://
 any number of workers on many machines join the same study. A trial whose worker died is marked
 failed and run again once. A diverged trial (NaN) is recorded as failed with
 its step; an impossible trick stack is pruned at once with its reason, never trained.
+--n-jobs N runs N trials at once in N processes (not threads: a run's random generators are
+global to its process). SIGTERM or Ctrl-C saves the running trial's step, queues the trial
+again to continue from there, and stops the worker (exit 143 or 130).
 
 Examples:
   ganlab study --trials 4
