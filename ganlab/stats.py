@@ -13,6 +13,7 @@ After a resume a step may appear twice; :func:`read_series` keeps the last row o
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import os
@@ -25,13 +26,23 @@ import torch
 
 from ganlab.io import atomic_write_bytes
 
-_active: "StatsBus | None" = None
+# The bus of the run whose step is executing: a context variable, not a module global, so that
+# a value reported by a trick reaches its own run's bus whatever else runs in the process (each
+# thread starts with an empty context; asyncio tasks and ``contextvars.copy_context`` keep theirs).
+_active: contextvars.ContextVar["StatsBus | None"] = contextvars.ContextVar("ganlab_stats_bus", default=None)
+
+
+def active_bus() -> "StatsBus | None":
+    """The bus that :func:`report` writes to here (None outside a run)."""
+    return _active.get()
 
 
 def report(name: str, value) -> None:
-    """Record ``value`` (a tensor, reduced by its mean, or a number) under ``name`` for this step."""
-    if _active is not None:
-        _active.add(name, value)
+    """Record ``value`` (a tensor, reduced by its mean, or a number) under ``name`` for this step,
+    in the bus of the run that is executing in this thread (or context); nowhere outside a run."""
+    bus = _active.get()
+    if bus is not None:
+        bus.add(name, value)
 
 
 class StatsBus:
@@ -57,12 +68,11 @@ class StatsBus:
 
     @contextmanager
     def activate(self) -> Iterator["StatsBus"]:
-        global _active
-        previous, _active = _active, self
+        token = _active.set(self)
         try:
             yield self
         finally:
-            _active = previous
+            _active.reset(token)
 
     def flush(self) -> list[tuple[int, dict[str, float]]]:
         """Reduce the buffer to one row per step and send it out.

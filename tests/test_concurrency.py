@@ -272,3 +272,94 @@ def test_a_dead_workers_trial_is_failed_and_queued_once_even_when_two_workers_fi
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     assert trials[2].system_attrs["failed_trial"] == 0 and trials[2].params == trials[0].params
     assert "worker" not in trials[2].user_attrs  # the dead worker's stamp is not inherited
+
+
+# ---------------------------------------------------------------------------------------------
+# --n-jobs: parallel trials that do not mix
+# ---------------------------------------------------------------------------------------------
+
+PARALLEL_TRAIN = """
+[train]
+data = "{data}"
+size = 64
+load_size = 72
+ngf = 4
+ndf = 4
+batch_size = 2
+log_every = 1
+device = "cpu"
+"""
+
+
+def _rows(run: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def _training_rows(run: Path) -> dict[int, dict]:
+    """Every row of the step statistics (throughput left out: it is a clock, not a statistic)."""
+    out: dict[int, dict] = {}
+    for row in _rows(run):
+        row = {k: v for k, v in row.items() if not k.startswith("perf/")}
+        if len(row) > 1:
+            out.setdefault(row["step"], {}).update(row)
+    return out
+
+
+def test_two_trials_in_parallel_keep_their_own_statistics_and_equal_the_same_trials_run_alone(tmp_path, image_dir, run_cli):
+    """64 px: the generator has a dropout layer, which draws from the process's torch generator."""
+    import json
+
+    from ganlab.config import TrainConfig
+    from ganlab.train import train
+
+    steps = 6
+    f = tmp_path / "par.toml"
+    f.write_text("# Question: a test.\n[study]\nname = \"par\"\nobjectives = [\"val_l1\"]\nsampler = \"random\"\n"
+                 f"seed = 3\nsteps = {steps}\neval_every = 3\n[search]\nlr = {{ low = 1e-4, high = 1e-3, log = true }}\n"
+                 + PARALLEL_TRAIN.format(data=image_dir))
+    code, _, err = run_cli("study", "--study", f, "--trials", "2", "--n-jobs", "2", "--out", tmp_path / "runs")
+    assert code == 0, err
+    assert "2 trial(s)" in err, err
+    study = optuna.load_study(study_name="par", storage=f"sqlite:///{tmp_path / 'runs' / 'studies.db'}")
+    trials = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(trials) == 2, [(t.number, t.state) for t in study.trials]
+    pids = {t.user_attrs["worker"]["pid"] for t in trials}
+    assert len(pids) == 2  # two processes trained them
+    assert trials[0].params != trials[1].params  # each worker draws its own parameters
+    for t in trials:
+        run = Path(t.user_attrs["run_dir"])
+        rows = _training_rows(run)
+        g_l1 = [r["step"] for r in _rows(run) if "G/L1" in r]
+        assert g_l1 == list(range(steps)), (t.number, g_l1)  # each step once, in its own run only
+        assert all("D/loss_real" in rows[s] and "D/loss_fake" in rows[s] for s in range(steps)), t.number
+        # the same trial alone, in this process, after the other: the very same numbers
+        cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()), "config.json")
+        alone = train(cfg.replace(out=str(tmp_path / "alone" / str(t.number))), progress=False)
+        assert _training_rows(alone.run_dir) == rows, t.number
+        assert t.values == [alone.metrics["val/L1"]], t.number
+
+
+def test_report_reaches_the_bus_of_the_run_in_its_own_thread():
+    import threading
+
+    from ganlab.stats import StatsBus, report
+
+    buses = [StatsBus(), StatsBus()]
+    barrier = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        with buses[i].activate():
+            for _ in range(50):
+                barrier.wait()  # both threads report at the same moments
+                report("x", float(i))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, bus in enumerate(buses):
+        assert bus.pending() == {"x": [float(i)] * 50}
+    report("x", 1.0)  # outside any run: nowhere, no error

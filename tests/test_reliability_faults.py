@@ -387,7 +387,8 @@ def test_learning_rate_10_diverges_with_one_line_and_writes_no_poisoned_checkpoi
     bad_step = int(line.split("at step ")[1].split(":")[0])
     run = only_run(tmp_path / "runs")
     status = json.loads((run / "status.json").read_text())
-    assert status["status"] == "diverged" and status["step"] == bad_step
+    assert status["status"] == "diverged" and status["diverged_step"] == bad_step
+    assert status["step"] == max(checkpoint_files(run) and [read_checkpoint(p)["step"] for p in checkpoint_files(run)] or [0])
     # nothing was saved from the diverged state: every checkpoint predates the first non-finite value
     assert all(read_checkpoint(p, for_resume=True)["step"] <= bad_step for p in checkpoint_files(run))
 
@@ -487,3 +488,152 @@ def test_resume_past_a_damaged_checkpoint_continues_from_the_previous_step(tmp_p
     assert len(warning) == 1 and "step-0000004.pt holds NaN or Inf weights" in warning[0]
     assert "from step 2" in err
     assert _all_checkpoints_load(run)[-1] == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGINT and SIGTERM save; one writer per run folder; status.json says one thing
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_signals() -> None:
+    """In the child: a background job of a shell starts with SIGINT ignored; a user's Ctrl-C does not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _spawn_train(args, log: Path) -> subprocess.Popen:
+    fh = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", "ganlab", *map(str, args)], stdout=fh, stderr=subprocess.STDOUT,
+                            env=ENV, start_new_session=True, preexec_fn=_default_signals)
+
+
+def _trained_steps(out: Path) -> int:
+    if not out.is_dir() or not any(out.iterdir()):
+        return 0
+    stats = only_run(out) / "stats.jsonl"
+    if not stats.exists():
+        return 0
+    return sum(1 for line in stats.read_text().splitlines() if '"G/L1"' in line)
+
+
+def _status(run: Path) -> dict:
+    return json.loads((run / "status.json").read_text())
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_finishes_the_step_saves_it_and_names_the_resume_command(tmp_path, image_dir, run_cli, sig, code):
+    out = tmp_path / "runs"
+    common = ["--data", image_dir, *TINY, "--log-every", "1", "--eval-every", "1000", "--save-every", "1000"]
+    proc = _spawn_train(["train", *common, "--steps", "1000", "--out", out], tmp_path / "log")
+    _wait_for(lambda: _trained_steps(out) >= 3, proc, tmp_path / "log", "three steps")
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=120) == code, (tmp_path / "log").read_text()[-3000:]
+    run = only_run(out)
+    log = (tmp_path / "log").read_text()
+    assert f"continue with: ganlab train --resume {run}" in log, log[-2000:]
+    assert "Traceback" not in log and "RUN_DIR" not in log
+    status = _status(run)
+    step = status["step"]
+    # the step in progress was finished and saved: nothing is lost; status.json names that checkpoint
+    assert status["status"] == "stopped" and status["trained_step"] == step >= 3, status
+    assert _all_checkpoints_load(run) == [step]
+    assert [s for s, _ in read_series(run / "stats.jsonl")["G/L1"]] == list(range(step))
+    # and the run goes on from there, to the result of a run never stopped
+    code2, _, err = run_cli("train", "--resume", run, "--steps", step + 2, "--no-progress")
+    assert code2 == 0 and f"from step {step}" in err, err
+    code2, _, err = run_cli("train", *common, "--steps", step + 2, "--out", tmp_path / "straight")
+    assert code2 == 0, err
+    a = torch.load(run / "checkpoints" / f"step-{step + 2:07d}.pt", weights_only=False)
+    b = torch.load(only_run(tmp_path / "straight") / "checkpoints" / f"step-{step + 2:07d}.pt", weights_only=False)
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    assert _status(run) == {"status": "finished", "step": step + 2, "trained_step": step + 2, "total": step + 2}
+
+
+def test_a_second_signal_stops_at_once_and_the_previous_checkpoint_stays(tmp_path, image_dir):
+    out = tmp_path / "runs"
+    proc = _spawn_train(["train", "--data", image_dir, *TINY, "--log-every", "1", "--eval-every", "1000",
+                         "--save-every", "2", "--steps", "1000", "--out", out], tmp_path / "log")
+    _wait_for(lambda: _trained_steps(out) >= 5, proc, tmp_path / "log", "five steps")
+    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, (tmp_path / "log").read_text()[-3000:]
+    run = only_run(out)
+    steps = _all_checkpoints_load(run)  # whatever the second signal interrupted, every checkpoint is whole
+    status = _status(run)
+    assert status["status"] == "stopped" and status["step"] == steps[-1], (status, steps)
+    assert status["trained_step"] >= status["step"]
+    assert f"ganlab train --resume {run}" in (tmp_path / "log").read_text()
+
+
+def test_sigterm_to_a_study_worker_saves_its_trial_and_the_next_worker_continues_it(tmp_path, image_dir, run_cli):
+    f = _study_file(tmp_path, image_dir, "termed", steps=400)
+    url = f"sqlite:///{tmp_path / 'runs' / 'studies.db'}"
+    proc = _spawn_train(["study", "--study", f, "--trials", "5", "--out", tmp_path / "runs"], tmp_path / "log")
+
+    def trial_running():
+        folders = list((tmp_path / "runs" / "termed").glob("*-termed-t0000"))
+        stats = folders[0] / "stats.jsonl" if folders else None
+        return folders[0] if stats and stats.exists() and stats.read_text().count('"G/L1"') >= 3 else None
+
+    run = _wait_for(trial_running, proc, tmp_path / "log", "a trial training")
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, (tmp_path / "log").read_text()[-3000:]
+    study = optuna.load_study(study_name="termed", storage=url)
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.FAIL
+    stopped = _status(run)
+    assert stopped["status"] == "stopped" and first.user_attrs["stopped_step"] == stopped["step"] >= 3
+    waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == 0  # queued at once, no heartbeat needed
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 0, err
+    retry = [t for t in optuna.load_study(study_name="termed", storage=url).trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retry) == 1 and retry[0].state == optuna.trial.TrialState.COMPLETE
+    assert Path(retry[0].user_attrs["run_dir"]) == run  # the same folder, continued from its checkpoint
+    assert [s for s, _ in read_series(run / "stats.jsonl")["G/L1"]] == list(range(400))
+    assert _status(run)["status"] == "finished"
+
+
+LOCK_HOLDER = r"""
+import sys, time
+from pathlib import Path
+from ganlab.train.guard import RunLock
+lock = RunLock(Path(sys.argv[1]))
+print("locked", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_one_writer_per_run_folder_and_a_dead_holder_blocks_nothing(tmp_path, image_dir, run_cli):
+    common = ["--data", image_dir, *TINY, "--log-every", "1", "--eval-every", "1000", "--save-every", "2"]
+    code, _, err = run_cli("train", *common, "--steps", "2", "--out", tmp_path / "runs")
+    assert code == 0, err
+    run = only_run(tmp_path / "runs")
+    # another process trains this folder (a second terminal, a re-submitted job)
+    proc = _spawn_train(["train", "--resume", run, "--steps", "100000", "--no-progress"], tmp_path / "log")
+    _wait_for(lambda: (run / ".lock").exists() and str(proc.pid) in (run / ".lock").read_text(), proc,
+              tmp_path / "log", "the lock taken", limit=120)
+    before = (run / "stats.jsonl").read_text()
+    code, _, err = run_cli("train", "--resume", run, "--steps", "100000", "--no-progress")
+    import socket
+
+    line = _one_error_line(err, "being trained by", f"pid {proc.pid}", socket.gethostname())
+    assert code == 2, line
+    _kill(proc)  # SIGKILL: the OS drops the lock with the process
+    assert (run / "stats.jsonl").read_text().startswith(before[: len(before) // 2])
+    code, _, err = run_cli("train", "--resume", run, "--steps", "6", "--no-progress")
+    assert code == 0, err
+    assert _status(run)["status"] == "finished"
+
+
+def test_status_json_names_the_newest_checkpoint_after_a_divergence(tmp_path, image_dir, run_cli):
+    register(NanFromStep5)
+    code, _, err = run_cli("train", "--data", image_dir, *TINY, "--trick", "test-nan-from-5", "--steps", "20",
+                           "--save-every", "2", "--log-every", "1", "--eval-every", "1000", "--out", tmp_path / "runs")
+    assert code == 1, err
+    run = only_run(tmp_path / "runs")
+    status = _status(run)
+    assert status["status"] == "diverged" and status["diverged_step"] == 5
+    assert status["step"] == max(_all_checkpoints_load(run)) == 4 and status["trained_step"] == 5

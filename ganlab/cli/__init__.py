@@ -15,6 +15,7 @@ from typing import Sequence
 
 from ganlab import __version__
 from ganlab.errors import GanlabError, UsageError
+from ganlab.train.errors import Stopped
 
 # name -> (module, one-line help). A module that is not installed leaves its command out.
 COMMANDS = {
@@ -73,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return int(args._run(args) or 0)
+    except Stopped as exc:  # a signal: not an error; the run saved (or kept) its checkpoint
+        if debug:
+            raise
+        if int(os.environ.get("RANK", "0") or 0) == 0:
+            print(f"ganlab: {exc}", file=sys.stderr)
+        return exc.exit_code
     except GanlabError as exc:
         if debug:
             raise
@@ -86,10 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"cannot write or read {exc.filename}: " if exc.filename else ""
         print(f"ganlab: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        print("ganlab: interrupted; a run continues with: ganlab train --resume RUN_DIR", file=sys.stderr)
+        run = getattr(exc, "run_dir", None)  # set by a training run that the interrupt stopped
+        print("ganlab: interrupted" + (f"; the run continues with: ganlab train --resume {run}" if run else ""),
+              file=sys.stderr)
         return 130
     except MemoryError:
         if debug:

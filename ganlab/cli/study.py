@@ -43,6 +43,9 @@ Optuna journal file) for several workers on one machine; --storage postgresql://
 any number of workers on many machines join the same study. A trial whose worker died is marked
 failed and run again once. A diverged trial (NaN) is recorded as failed with
 its step; an impossible trick stack is pruned at once with its reason, never trained.
+--n-jobs N runs N trials at once in N processes (not threads: a run's random generators are
+global to its process). SIGTERM or Ctrl-C saves the running trial's step, queues the trial
+again to continue from there, and stops the worker (exit 143 or 130).
 
 Examples:
   ganlab study --trials 4
@@ -62,7 +65,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "journal:///FILE.log (many workers, one machine) or postgresql://...")
     p.add_argument("--name", help="study name in the storage (default: the definition's name)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--n-jobs", type=int, default=1, help="trials run in parallel threads in this process")
+    p.add_argument("--n-jobs", type=int, default=1, metavar="N", help=(
+        "trials run at once, each in its own process: this one and N-1 more workers of the same study on the same "
+        "storage (their logs in OUT/STUDY/worker-K.log); not threads, because a run's random generators (dropout, "
+        "the states a checkpoint restores) are global to its process; --trials is split between them"))
     p.add_argument("--seed", type=int, help="sampler seed (default: the definition's; none for shared storages)")
     p.add_argument("--out", default="runs", metavar="DIR", help="where trial run folders go (default runs)")
     p.add_argument("--device", help="override the study's --device")
@@ -100,4 +106,19 @@ def run(args: argparse.Namespace) -> int:
     storage_flag = f" --storage {redact(storage_url)}" if args.storage else (f" --runs {args.out}" if args.out != "runs" else "")
     return run_study(spec, storage_url=storage_url, out=out, overrides=overrides, seed=seed, n_trials=n_trials,
                      timeout=args.timeout, n_jobs=args.n_jobs, inception_weights=args.inception_weights, console=console,
-                     storage_flag=storage_flag, fid_features=args.fid_features, fid_network=fid_network)
+                     storage_flag=storage_flag, fid_features=args.fid_features, fid_network=fid_network,
+                     worker_argv=lambda k, trials: worker_argv(args, storage_url, seed, k, trials))
+
+
+def worker_argv(args: argparse.Namespace, storage_url: str, seed: int | None, k: int, trials: int | None) -> list[str]:
+    """The command line (after ``ganlab``) of extra worker ``k`` of ``ganlab study --n-jobs N``:
+    the same study, data and storage, one trial at a time, its share of the trials, and a sampler
+    seed of its own (the same seed would draw the same parameters in every worker)."""
+    argv = ["study", "--storage", storage_url, "--out", str(args.out), "--n-jobs", "1"]
+    for flag, value in (("--study", args.study), ("--data", args.data), ("--val-data", args.val_data),
+                        ("--name", args.name), ("--timeout", args.timeout), ("--device", args.device),
+                        ("--inception-weights", args.inception_weights), ("--fid-features", args.fid_features),
+                        ("--trials", trials), ("--seed", None if seed is None else (seed + k) % 2**32)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv

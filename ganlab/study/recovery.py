@@ -13,10 +13,11 @@ from optuna.trial import TrialState
 
 from ganlab.study.spec import StudySpec
 
-__all__ = ["WORKER_ATTR", "recover_dead_trials", "stamp_worker"]
+__all__ = ["RESUME_ATTR", "WORKER_ATTR", "recover_dead_trials", "requeue", "stamp_worker"]
 
 
 WORKER_ATTR = "worker"
+RESUME_ATTR = "resume_from"  # a retry of a trial stopped by a signal continues this run folder
 
 
 _PER_WORKER_ATTRS = (WORKER_ATTR, "run_dir", "last_eval_step", "seconds")
@@ -85,13 +86,23 @@ def recover_dead_trials(study, spec: StudySpec) -> list[int]:
         except Exception:  # noqa: BLE001 - a busy storage: the next pass tries again
             continue
         failed.append(trial.number)
-        system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
-        system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
-        if spec.max_retry < len(system_attrs["retry_history"]):
-            continue
-        study.add_trial(optuna.create_trial(
-            state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-            user_attrs={k: v for k, v in trial.user_attrs.items() if k not in _PER_WORKER_ATTRS},
-            system_attrs=system_attrs,
-        ))
+        requeue(study, trial, spec)
     return failed
+
+
+def requeue(study, trial, spec: StudySpec, resume_from: str | None = None) -> bool:
+    """Queue ``trial`` once more with the parameters it drew (within ``max_retry``); with
+    ``resume_from``, the retry continues that run folder from its newest checkpoint."""
+    system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+    system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
+    system_attrs.pop(RESUME_ATTR, None)
+    if resume_from is not None:
+        system_attrs[RESUME_ATTR] = resume_from
+    if spec.max_retry < len(system_attrs["retry_history"]):
+        return False
+    study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={k: v for k, v in trial.user_attrs.items() if k not in _PER_WORKER_ATTRS},
+        system_attrs=system_attrs,
+    ))
+    return True

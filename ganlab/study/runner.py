@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -29,12 +32,14 @@ from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import instability_from_run
 from ganlab.runtime import runtime_for
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, WEIGHTED, describe_pruning, inloop_value, objective_values, scalar_for_pruning
-from ganlab.study.recovery import recover_dead_trials, stamp_worker
+from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec
 from ganlab.study.storage import agree_on_pruning, best_trials, make_pruner, make_sampler, open_storage, redact
 from ganlab.study.table import fmt, trial_cells, trials_table
+from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
+from ganlab.train.errors import Stopped
 from ganlab.train.memory import check_fits
 from ganlab.trick import TrickStack, build_trick
 
@@ -119,10 +124,22 @@ class StudyRunner:
                         raise optuna.TrialPruned(f"pruned at step {step} on {label} = {value:.4g}")
 
         run_dir = None
+        resume = self._resumable(trial)
+        if resume is not None:  # a trial stopped by a signal: its retry continues its run folder
+            cfg = TrainConfig.from_dict(json.loads((resume / "config.json").read_text()), str(resume / "config.json"))
         try:
             result = train(cfg, on_eval=on_eval, console=console, progress=False, datasets=self.datasets(cfg),
-                           on_start=lambda d: self._started(trial, d))
+                           on_start=lambda d: self._started(trial, d), resume=resume)
             run_dir = result.run_dir
+        except Stopped as exc:
+            # SIGINT/SIGTERM: the run saved its step; the trial is failed (by Optuna, as the
+            # exception leaves) and queued again now, to continue from that checkpoint
+            trial.set_user_attr("stopped_step", exc.step)
+            trial.set_user_attr("reason", str(exc))
+            if exc.step is not None and exc.run_dir is not None:
+                requeue(trial.study, trial.study._storage.get_trial(trial._trial_id), self.spec,
+                        resume_from=str(exc.run_dir))
+            raise Stopped(exc.signum, exc.run_dir, exc.step, saved=exc.saved, trial=trial.number) from None
         except Diverged as exc:
             trial.set_user_attr("diverged_step", exc.step)
             trial.set_user_attr("diverged_value", exc.name)
@@ -148,6 +165,15 @@ class StudyRunner:
         trial.set_user_attr("seconds", time.time() - t0)
         self._attach(trial, run_dir, cfg, metrics, report.score, values)
         return values
+
+    @staticmethod
+    def _resumable(trial) -> Path | None:
+        """The run folder a retried trial continues (one a signal stopped), if it has a checkpoint."""
+        folder = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(RESUME_ATTR)
+        if not folder:
+            return None
+        folder = Path(folder)
+        return folder if (folder / "config.json").is_file() and any((folder / "checkpoints").glob("step-*.pt")) else None
 
     def _started(self, trial, run_dir: Path) -> None:
         trial.set_user_attr("run_dir", str(run_dir))
@@ -236,9 +262,15 @@ def agree_on_fid_network(study, spec: StudySpec, network: FidNetwork | None, sto
 def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[str, Any], seed: int | None,
               n_trials: int | None, timeout: float | None, n_jobs: int, inception_weights: str | None,
               console: Console, storage_flag: str, fid_features: str | None = None,
-              fid_network: FidNetwork | None = None) -> int:
+              fid_network: FidNetwork | None = None,
+              worker_argv: Callable[[int, int | None], Sequence[str]] | None = None) -> int:
     """Open (or continue) ``spec`` in its storage, run this worker's trials with the live table,
-    and print the summary, the best trials and the follow-up commands."""
+    and print the summary, the best trials and the follow-up commands.
+
+    ``n_jobs > 1`` runs the trials in that many processes (:mod:`ganlab.study.workers`):
+    ``worker_argv(k, trials)`` is the ``ganlab`` command line of extra worker ``k``."""
+    if n_jobs > 1 and worker_argv is None:
+        raise UsageError("n_jobs > 1 runs trials in worker processes; give worker_argv (the ganlab study command line)")
     # Refuse a bad [train] table before any trial: resolve the base configuration once.
     runner = StudyRunner(spec, storage_url, out, overrides, seed, console, inception_weights, fid_features)
     if fid_network is None and "fid" in spec.objectives:
@@ -271,13 +303,42 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
         console.print(f"trial(s) {', '.join(map(str, revived))}: their worker died; marked failed and queued again",
                       highlight=False)
     n_before = len(study.trials)
+    trial_shares = shares(n_trials, n_jobs)
+    # Every trial trains alone in its process (the torch generator behind dropout, and the
+    # generators a checkpoint restores, are global to a process): N jobs are N processes.
+    workers = Workers(worker_argv, trial_shares, out / spec.name) if n_jobs > 1 else None
+    n_trials = trial_shares[0]
     console.print(f"[bold]ganlab study[/] {spec.name}: {', '.join(spec.objectives)}"
                   f"{' (weighted)' if spec.weights else ''}, sampler {spec.sampler if not spec.scalarised or spec.sampler != 'nsga2' else 'tpe'}, "
                   f"pruner {spec.pruner}"
                   f"{' ' + describe_pruning(spec) if spec.pruner != 'none' and spec.scalarised else ''}, "
                   f"{spec.steps} steps per trial; storage {redact(storage_url)} "
-                  f"({n_before} trials so far); runs in {out / spec.name}", highlight=False)
+                  f"({n_before} trials so far); runs in {out / spec.name}"
+                  f"{f'; {n_jobs} worker processes' if workers else ''}", highlight=False)
     t0 = time.time()
+    try:
+        _optimize(study, runner, spec, console, n_trials, timeout)
+    except BaseException:
+        if workers is not None:  # a stop (Ctrl-C, SIGTERM) reaches every worker, each saves its trial
+            workers.signal(signal.SIGTERM)
+            workers.wait()
+        raise
+    pids = {os.getpid()}
+    if workers is not None:
+        for problem in workers.wait():
+            console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        pids |= workers.pids
+        recover_dead_trials(study, spec)
+        # the trials every worker of this command ran, by the stamp each left on its trials
+        runner.ran.extend(t.number for t in study.get_trials(deepcopy=False)
+                          if isinstance(t.user_attrs.get(WORKER_ATTR), dict) and t.user_attrs[WORKER_ATTR].get("pid") in pids)
+    return _summary(study, runner, spec, console, out, storage_flag, t0)
+
+
+def _optimize(study, runner: StudyRunner, spec: StudySpec, console: Console, n_trials: int | None,
+              timeout: float | None) -> None:
+    """This process's trials, one at a time, with the live table (or a line per trial in a log)."""
+    n_jobs = 1
     if console.is_terminal:
         with Live(trials_table(study, spec), console=console, refresh_per_second=2, transient=False) as live:
             def refresh(study, trial) -> None:
@@ -300,6 +361,10 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
                        catch=(GanlabError,), gc_after_trial=True)
         wide = Console(file=console.file, width=max(console.width, 160), soft_wrap=True, color_system=None)
         wide.print(trials_table(study, spec))
+
+
+def _summary(study, runner: StudyRunner, spec: StudySpec, console: Console, out: Path, storage_flag: str,
+             t0: float) -> int:
     by_number = {t.number: t for t in study.trials}
     # The trials this worker ran, counted by number: a retried trial (queued before n_before) too.
     done = [by_number[n] for n in sorted(set(runner.ran)) if n in by_number]

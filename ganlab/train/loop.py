@@ -35,7 +35,8 @@ from ganlab.train.build import build_session, build_stack, total_steps
 from ganlab.train.checkpoint import checkpoint_files, latest_checkpoint, restore, save_checkpoint
 from ganlab.train.console import banner, loss_info, progress_bar, summary
 from ganlab.train.distributed import Null
-from ganlab.train.errors import Diverged
+from ganlab.train.errors import Diverged, Stopped
+from ganlab.train.guard import RunLock, StopSignals
 from ganlab.train.inloop import evaluate
 from ganlab.train.memory import check_fits
 from ganlab.train.rundir import check_writable, environment, new_run_dir, write_status
@@ -139,7 +140,39 @@ def train(
 ) -> RunResult:
     """Train (or resume) a run. ``on_eval(step, metrics)`` is called after every evaluation and
     may raise to stop the run (a study's pruner does); ``on_start(run_dir)`` once the run folder
-    exists. ``datasets`` passes ready (train, val) splits (a study shares them between trials)."""
+    exists. ``datasets`` passes ready (train, val) splits (a study shares them between trials).
+
+    SIGINT and SIGTERM (in the main thread) finish the step in progress, write a checkpoint and
+    raise :class:`~ganlab.train.errors.Stopped`; a second signal raises it at once. The process
+    that trains a run holds its folder's lock (:class:`~ganlab.train.guard.RunLock`)."""
+    stop = StopSignals()
+    held: list[RunLock] = []
+    try:
+        with stop:
+            return _train(cfg, stop, held, resume=resume, on_eval=on_eval, on_start=on_start, datasets=datasets,
+                          console=console, progress=progress)
+    except KeyboardInterrupt as exc:  # a signal this thread could not catch: say where the run is
+        exc.run_dir = stop.run_dir  # type: ignore[attr-defined]
+        raise
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _stop_agreed(stop: StopSignals, dist) -> int | None:
+    """The signal every process stops on after this step, or None: under torchrun the processes
+    agree (the largest signal number any of them got), so that every rank stops at the same step."""
+    if not dist.enabled:
+        return stop.signum
+    import torch.distributed as tdist
+
+    flag = torch.tensor([stop.signum or 0], device=dist.device if dist.device is not None and dist.device.type == "cuda" else "cpu")
+    tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+    return int(flag.item()) or None
+
+
+def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, on_start, datasets, console,
+           progress) -> RunResult:
     console = console or Console(stderr=True, soft_wrap=True)
 
     def warn(msg: str) -> None:
@@ -164,14 +197,23 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         check_writable(run_dir, "--resume", "make the run folder writable")  # before any work
+        if dist.is_main:
+            held.append(RunLock(run_dir))  # one writer: a second trainer of this folder is refused
     else:
-        run_dir = dist.broadcast(lambda: new_run_dir(cfg.out, cfg.name or default_run_name(cfg)))
+        def create() -> Path:
+            folder = new_run_dir(cfg.out, cfg.name or default_run_name(cfg))
+            held.append(RunLock(folder, "--out"))
+            return folder
+
+        run_dir = dist.broadcast(create)
+    stop.run_dir = run_dir
     session = build_session(cfg, runtime, total, dist)
     train_data.seed(cfg.seed)
     start = 0
     if resume is not None:
         path, payload = latest_checkpoint(run_dir, warn, map_location=runtime.device, for_resume=True)
         start = restore(session, train_data, path, payload)
+        stop.checkpoint = start
         if start >= total:
             raise UsageError(f"--resume {resume}: the run is finished at step {start} of {total}; "
                               f"give --steps N (more than {start - cfg.pretrain_steps}) to train it further")
@@ -187,7 +229,7 @@ def train(
 
     # Logs ---------------------------------------------------------------------------------------
     if dist.is_main:
-        write_status(run_dir, "running", start, total)
+        write_status(run_dir, "running", start, total, trained_step=start)
         from torch.utils.tensorboard import SummaryWriter  # heavy: imported when a run starts
 
         writer = SummaryWriter(str(run_dir), purge_step=start if resume is not None else None)
@@ -211,8 +253,10 @@ def train(
     images_done = 0
     status = "finished"
     diverged: Diverged | None = None
+    saved = start if resume is not None else None  # the newest checkpoint on disk
     prog = progress_bar(console, progress)
     try:
+        stop.training = True  # from here a first signal finishes the step and saves
         with log.bus.activate(), prog:
             task = prog.add_task("train", total=total, completed=start, info="")
             for step in range(start, total):
@@ -237,9 +281,18 @@ def train(
                     log.flush()  # every rank: a NaN logged since the last flush stops the run before it is saved
                     if dist.is_main:
                         save_checkpoint(run_dir, session, train_data, done)
-                        if done < total:  # how far a run got, also after it is killed
-                            write_status(run_dir, "running", done, total)
+                    saved = stop.checkpoint = done
+                    if dist.is_main and done < total:  # how far a run got, also after it is killed
+                        write_status(run_dir, "running", done, total, trained_step=done)
                 result.step = done
+                signum = _stop_agreed(stop, dist) if done < total else None
+                if signum is not None:  # SIGINT/SIGTERM: the step is done; save it and stop
+                    log.flush()
+                    if saved != done:
+                        if dist.is_main:
+                            save_checkpoint(run_dir, session, train_data, done)
+                        saved = stop.checkpoint = done
+                    raise Stopped(signum, run_dir, done, saved=True)
     except Diverged as exc:
         status, diverged = "diverged", exc
         raise
@@ -251,13 +304,17 @@ def train(
         raise
     finally:
         log.close()
+        stop.training = False
         if dist.is_main:  # the one place a run's final status is written
+            # "step" is always the newest intact checkpoint (where a resume continues; 0: none
+            # yet), "trained_step" the last step trained
+            newest = stop.checkpoint if stop.checkpoint is not None else 0
+            marks = {"trained_step": result.step}
             if diverged is not None:
-                failed = _quietly(write_status, run_dir, "diverged", diverged.step, total, value=diverged.name)
+                marks.update(diverged_step=diverged.step, value=diverged.name)
             elif status == "finished" and (label := _degenerate(run_dir)) is not None:
-                failed = _quietly(write_status, run_dir, status, result.step, total, degenerate=label)
-            else:
-                failed = _quietly(write_status, run_dir, status, result.step, total)
+                marks["degenerate"] = label
+            failed = _quietly(write_status, run_dir, status if diverged is None else "diverged", newest, total, **marks)
             if failed is not None and status == "finished":
                 warn(f"could not write {run_dir / 'status.json'} ({failed.strerror or failed})")
         dist.close(finished=status == "finished")
