@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -52,8 +53,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _looks_like_torch_save(path: Path) -> bool:
     """A ``torch.save`` archive (a state dict or a pickled module) rather than TorchScript."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()

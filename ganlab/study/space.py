@@ -14,6 +14,7 @@ from typing import Any
 
 from ganlab.config import TrainConfig, coerce_fields
 from ganlab.study.spec import NONE, Range, StudySpec
+from ganlab.train.build import overridden_setting, overridden_trick_param
 from ganlab.trick import Trick, param_infos, registry
 
 __all__ = ["range_values", "sample_trial", "study_base_config"]
@@ -56,8 +57,6 @@ def _build(cls: type[Trick], values: dict[str, Any]) -> Trick:
 
 def _trick_param_is_dead(cfg: TrainConfig, cls: type[Trick], values: dict[str, Any], key: str, r: Range,
                          others: list[Trick]) -> bool:
-    from ganlab.train.build import overridden_trick_param
-
     variants = [_build(cls, {**values, key: v}) for v in range_values(r)]
     return bool(overridden_trick_param(cfg, variants, others))
 
@@ -69,8 +68,6 @@ def sample_trial(spec: StudySpec, trial) -> tuple[dict[str, Any], list[tuple[str
     A trick's parameter that another trick of the stack overrides through a build hook (the
     learning rate of ``wgan-gp`` under ``ttur``, its ``critic_norm`` under ``spectral-norm``)
     is not drawn either; the trick keeps its fixed or default value."""
-    from ganlab.train.build import overridden_setting
-
     known = registry()
     on = list(spec.always)
     for name in spec.optional:

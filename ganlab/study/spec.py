@@ -15,6 +15,7 @@ from ganlab.coerce import BadValue, coerce
 from ganlab.config import TrainConfig, check_run_name, coerce_fields
 from ganlab.errors import UsageError
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, measured_in_loop
+from ganlab.train.build import overridden_setting, overridden_trick_param
 from ganlab.trick import param_infos, registry
 
 __all__ = ["NONE", "PRUNERS", "Range", "SAMPLERS", "StudySpec", "builtin_studies", "load_study_file", "parse_study"]
@@ -355,8 +356,6 @@ def _refuse_overridden(where: str, train: dict, search: list, always: tuple, opt
     Optional tricks never cause a refusal: under them a parameter is drawn where it is live."""
     if not always:
         return
-    from ganlab.train.build import overridden_setting, overridden_trick_param
-
     known = registry()
 
     def build_trick(name: str, values: Mapping[str, Any]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from ganlab.errors import GanlabError
 
 __all__ = ["Diverged", "Stopped"]
@@ -26,8 +28,6 @@ class Stopped(Exception):
     :class:`GanlabError`: a study must not take a stop for a failed trial and go on to the next."""
 
     def __init__(self, signum: int, run_dir, step: int | None, *, saved: bool, trial: int | None = None):
-        import signal
-
         name = signal.Signals(signum).name
         if step is None:
             where = "before its first checkpoint; nothing was saved"
