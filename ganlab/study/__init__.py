@@ -9,6 +9,7 @@ module         job
 ``storage``    Optuna storages (SQLite, journal, PostgreSQL), sampler and pruner
 ``recovery``   trials whose worker died: found, failed and queued again
 ``runner``     one trial (a training run) and a worker's share of the study
+``workers``    ``--n-jobs N``: the other worker processes on the same storage
 ``table``      the live table of trials
 ``report``     what a study found: importances, Pareto front, per-trick spread, plots
 =============  ======================================================================

@@ -7,7 +7,8 @@ module                 job
 ``step``               THE pix2pix update, calling the trick hooks at their named points
 ``loop``               ``train()``: the cadence of logging, evaluation and saving
 ``rundir``             numbered run folders, environment and status files
-``checkpoint``         writing, reading, validating and restoring checkpoints
+``checkpoint``         writing, reading (as data only), validating, restoring, upgrading checkpoints
+``guard``              signals that finish the step and save; the one-writer lock of a run folder
 ``inloop``             the in-loop evaluation and sample grids
 ``console``            the banner, progress bar and summary
 ``graphs``             ``--cuda-graphs``: the plain step captured in one CUDA graph
