@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ganlab.errors import UsageError
-from ganlab.losses import GAN_MODES
+from ganlab.losses import GAN_MODES, L1_ONLY
 from ganlab.trick import TrickStack, param_infos, registry
 
 DESCRIPTION = """\
@@ -49,7 +49,7 @@ def incompatibilities(known: dict) -> dict[str, list[tuple[str, str]]]:
             out[name].append(("(defaults)", f"its default parameters are invalid: {exc}"))
     names = sorted(instances)
     for i, a in enumerate(names):
-        for mode in GAN_MODES:
+        for mode in (*GAN_MODES, L1_ONLY):  # the adversarial losses, then the L1-only control
             try:
                 TrickStack([instances[a]], mode)
             except UsageError as exc:
