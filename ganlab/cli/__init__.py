@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ganlab import __version__
 from ganlab.errors import GanlabError, UsageError
-from ganlab.train.errors import Stopped
+from ganlab.errors import Stopped
 
 # name -> (module, one-line help). A module that is not installed leaves its command out.
 COMMANDS = {

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 
 from ganlab.errors import UsageError
-from ganlab.train.checkpoint import PREVIOUS_FORMAT, upgrade_checkpoint, upgrade_targets
 
 DESCRIPTION = __doc__
 
@@ -34,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganlab.train.checkpoint import PREVIOUS_FORMAT, upgrade_checkpoint, upgrade_targets  # loads torch when it runs
+
     if not args.trusted:
         raise UsageError(f"ganlab checkpoint upgrade: refused without --i-trust-this-file: converting a {PREVIOUS_FORMAT} "
                          "file unpickles it, which runs any code it holds; add the flag only for files you trust")

@@ -25,12 +25,8 @@ from pathlib import Path
 from PIL import Image
 from rich.console import Console
 
-from ganlab.data.images import BadImage, decode
 from ganlab.errors import UsageError
-from ganlab.infer import colorize_array, direction_of, input_images, load_generator, output_names, translate_array
-from ganlab.io import atomic_write
-from ganlab.nets import generator_stride
-from ganlab.runtime import DEVICE_HELP, resolve_runtime
+from ganlab.runtime import DEVICE_HELP
 
 DESCRIPTION = __doc__
 
@@ -46,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the networks and image code load when the command runs, not for --help
+    from ganlab.data.images import BadImage, decode
+    from ganlab.infer import colorize_array, direction_of, input_images, load_generator, output_names, translate_array
+    from ganlab.io import atomic_write
+    from ganlab.nets import generator_stride
+    from ganlab.runtime import resolve_runtime
+
     console = Console(stderr=True, soft_wrap=True)
     if args.max_side < 0:
         raise UsageError(f"--max-side {args.max_side}: must be 0 (no limit) or a positive number of pixels")

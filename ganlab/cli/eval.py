@@ -7,8 +7,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ganlab.evaluate import evaluate_run, json_safe, print_table
-from ganlab.io import atomic_write_json
 from ganlab.metrics.stability import FORMULA
 
 FID_FEATURES_HELP = (
@@ -64,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from ganlab.evaluate import evaluate_run, json_safe, print_table  # the metrics load when the command runs
+    from ganlab.io import atomic_write_json
+
     result = evaluate_run(args)
     out_dir = Path(result["run"])
     print_table(result)

@@ -10,7 +10,6 @@ from ganlab import config as C
 from ganlab.cli.flags import add_setting_flags, resumable_settings, setting_values
 from ganlab.config import flag_name
 from ganlab.errors import UsageError
-from ganlab.train import build_stack, train
 
 DESCRIPTION = """\
 Train a pix2pix model: U-Net generator, PatchGAN discriminator, adversarial + lambda*L1 loss.
@@ -64,6 +63,8 @@ def resolve_resume(args: argparse.Namespace, flags: dict) -> C.TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganlab.train import build_stack, train  # the trainer loads when the command runs, not for --help
+
     flags = setting_values(args)
     if args.resume:
         cfg = resolve_resume(args, flags)

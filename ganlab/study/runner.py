@@ -39,7 +39,7 @@ from ganlab.study.storage import agree_on_pruning, best_trials, make_pruner, mak
 from ganlab.study.table import fmt, trial_cells, trials_table
 from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
-from ganlab.train.errors import Stopped
+from ganlab.errors import Stopped
 from ganlab.train.memory import check_fits
 from ganlab.trick import TrickStack, build_trick
 

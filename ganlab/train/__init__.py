@@ -19,7 +19,7 @@ module                 job
 
 from ganlab.train.build import Session, build_networks, build_session, build_stack, net_spec, set_learning_rates
 from ganlab.train.checkpoint import UnsafeCheckpoint, checkpoint_files, latest_checkpoint, read_checkpoint
-from ganlab.train.errors import Diverged
+from ganlab.errors import Diverged, Stopped
 from ganlab.train.loop import RunResult, train
 from ganlab.train.step import Pix2PixStep
 
@@ -28,6 +28,7 @@ __all__ = [
     "Pix2PixStep",
     "RunResult",
     "Session",
+    "Stopped",
     "UnsafeCheckpoint",
     "build_networks",
     "build_session",

@@ -29,7 +29,7 @@ import torch
 from ganlab.errors import GanlabError
 from ganlab.io import atomic_torch_save
 from ganlab.train.build import Session
-from ganlab.train.errors import Diverged
+from ganlab.errors import Diverged
 
 CHECKPOINT_FORMAT = "ganlab-checkpoint/2"
 PREVIOUS_FORMAT = "ganlab-checkpoint/1"  # RNG states pickled as numpy arrays and tuples: not loadable as data

@@ -2,7 +2,7 @@
 
 :class:`StopSignals` turns SIGINT and SIGTERM into a request the training loop reads after each
 step: the step in progress is finished, a checkpoint is written, and the run ends with
-:class:`~ganlab.train.errors.Stopped` (exit code 130 or 143). A second signal raises at once: the
+:class:`~ganlab.errors.Stopped` (exit code 130 or 143). A second signal raises at once: the
 checkpoint being written, if any, is a temporary file and the previous one stays intact. Before
 the loop starts (data loading, building) a signal stops the process at once too. A signal that
 the process inherited as ignored (``nohup``) stays ignored.
@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 from ganlab.errors import UsageError
-from ganlab.train.errors import Stopped
+from ganlab.errors import Stopped
 
 __all__ = ["LOCK_NAME", "RunLock", "StopSignals", "lock_holder"]
 

@@ -35,7 +35,7 @@ from ganlab.train.build import build_session, build_stack, total_steps
 from ganlab.train.checkpoint import checkpoint_files, latest_checkpoint, restore, save_checkpoint
 from ganlab.train.console import banner, loss_info, progress_bar, summary
 from ganlab.train.distributed import Null
-from ganlab.train.errors import Diverged, Stopped
+from ganlab.errors import Diverged, Stopped
 from ganlab.train.guard import RunLock, StopSignals
 from ganlab.train.inloop import evaluate
 from ganlab.train.memory import check_fits
@@ -143,7 +143,7 @@ def train(
     exists. ``datasets`` passes ready (train, val) splits (a study shares them between trials).
 
     SIGINT and SIGTERM (in the main thread) finish the step in progress, write a checkpoint and
-    raise :class:`~ganlab.train.errors.Stopped`; a second signal raises it at once. The process
+    raise :class:`~ganlab.errors.Stopped`; a second signal raises it at once. The process
     that trains a run holds its folder's lock (:class:`~ganlab.train.guard.RunLock`)."""
     stop = StopSignals()
     held: list[RunLock] = []
