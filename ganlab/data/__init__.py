@@ -203,12 +203,7 @@ class PairedImages:
 
     def convert(self, batch: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 crops -> (condition, target) on ``device`` in the networks' scaling."""
-        x = batch.to(device, non_blocking=True)
-        if self.task == "colorize":
-            return rgb_to_scaled_lab(x.float() / 255.0)
-        x = x.float() / 127.5 - 1.0
-        a, b = x[:, :3], x[:, 3:]
-        return (a, b) if self.direction == "AtoB" else (b, a)
+        return to_network_pair(self.task, self.direction, batch.to(device, non_blocking=True))
 
     def batches(self, batch_size: int, device: torch.device) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
         return lambda: self.convert(self.draw_uint8(batch_size), device)
@@ -227,6 +222,17 @@ class PairedImages:
         crops = self.fixed_uint8(n)
         for i in range(0, len(crops), batch_size):
             yield self.convert(crops[i : i + batch_size], device)
+
+
+def to_network_pair(task: str, direction: str, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 crops (N, 3 or 6, H, W), on whatever device they are, -> (condition, target) in the
+    networks' scaling: (L/50 - 1, ab/110) for colourisation, A and B in [-1, 1] in the run's
+    direction for a paired run."""
+    if task == "colorize":
+        return rgb_to_scaled_lab(batch.float() / 255.0)
+    x = batch.float() / 127.5 - 1.0
+    a, b = x[:, :3], x[:, 3:]
+    return (a, b) if direction == "AtoB" else (b, a)
 
 
 def to_rgb(task: str, cond: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ganlab import color
+from ganlab.data import to_network_pair
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -127,19 +127,14 @@ class DeviceCrops:
 
 
 class DeviceConvert:
-    """``PairedImages.convert`` for batches already on the device: the same arithmetic
-    (:func:`ganlab.color.rgb_to_scaled_lab`, whose constants are made once per device, so no
-    host-to-device copy waits for the GPU once per step)."""
+    """``PairedImages.convert`` for batches already on the device (the same
+    :func:`ganlab.data.to_network_pair`; the colour constants are made once per device)."""
 
     def __init__(self, task: str, direction: str, device: torch.device):
         self.task, self.direction, self.device = task, direction, device
 
     def __call__(self, batch: torch.Tensor) -> Batch:
-        if self.task == "colorize":
-            return color.rgb_to_scaled_lab(batch.float() / 255.0)
-        x = batch.float() / 127.5 - 1.0
-        a, b = x[:, :3], x[:, 3:]
-        return (a, b) if self.direction == "AtoB" else (b, a)
+        return to_network_pair(self.task, self.direction, batch)
 
 
 def device_batches(data, batch_size: int, device: torch.device, warn: Callable[[str], None] = lambda m: None) -> Callable[[], Batch]:

@@ -208,14 +208,9 @@ def effective_settings(cfg: TrainConfig, stack: TrickStack | Sequence[Trick] = (
     this ``gan_mode`` would refuse can still be asked what it does. Callables in the spec
     (``d_wrap``) are compared by their qualified name, not by what they close over.
     Nothing is built; this is cheap enough to call per trial."""
-    tricks = stack.tricks if isinstance(stack, TrickStack) else sorted(stack, key=lambda t: (t.order, t.name))
-    nets, optim, loss = net_spec(cfg), optim_spec(cfg), cfg.gan_mode
-    for t in tricks:
-        nets = t.configure_nets(nets)
-    for t in tricks:
-        optim = t.configure_optim(optim)
-    for t in tricks:
-        loss = t.configure_loss(loss)
+    if not isinstance(stack, TrickStack):
+        stack = TrickStack(list(stack), cfg.gan_mode, checked=False)  # the stack's own fold and order
+    nets, optim, loss = stack.configure_nets(net_spec(cfg)), stack.configure_optim(optim_spec(cfg)), stack.configure_loss(cfg.gan_mode)
     out: dict[str, Any] = {f"nets.{f.name}": _plain(getattr(nets, f.name)) for f in dataclasses.fields(nets)}
     out.update({f"optim.{f.name}": _plain(getattr(optim, f.name)) for f in dataclasses.fields(optim)})
     out["loss"] = loss

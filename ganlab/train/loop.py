@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as tdist
 from rich.console import Console
 from rich.markup import escape
 
@@ -161,11 +162,11 @@ def train(
 
 def _stop_agreed(stop: StopSignals, dist) -> int | None:
     """The signal every process stops on after this step, or None: under torchrun the processes
-    agree (the largest signal number any of them got), so that every rank stops at the same step."""
+    agree (the largest signal number any of them got), so that every rank stops at the same step.
+    The agreement is a collective that waits for the device: the loop asks for it only where it
+    reads its statistics back anyway (a logging step), never once per step."""
     if not dist.enabled:
         return stop.signum
-    import torch.distributed as tdist
-
     flag = torch.tensor([stop.signum or 0], device=dist.device if dist.device is not None and dist.device.type == "cuda" else "cpu")
     tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
     return int(flag.item()) or None
@@ -285,7 +286,10 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                     if dist.is_main and done < total:  # how far a run got, also after it is killed
                         write_status(run_dir, "running", done, total, trained_step=done)
                 result.step = done
-                signum = _stop_agreed(stop, dist) if done < total else None
+                # alone: after every step (a Python int); under torchrun: at logging steps, where
+                # the loop already waits for the device
+                agree = done < total and (not dist.enabled or done % cfg.log_every == 0)
+                signum = _stop_agreed(stop, dist) if agree else None
                 if signum is not None:  # SIGINT/SIGTERM: the step is done; save it and stop
                     log.flush()
                     if saved != done:

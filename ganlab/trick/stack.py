@@ -25,14 +25,17 @@ def base_capabilities(gan_mode: str) -> set[str]:
 class TrickStack:
     """Tricks in their fold order, with the checks that refuse an impossible stack."""
 
-    def __init__(self, tricks: list[Trick], gan_mode: str = "vanilla"):
+    def __init__(self, tricks: list[Trick], gan_mode: str = "vanilla", *, checked: bool = True):
+        """``checked=False`` skips the refusal of impossible stacks, for asking what a combination
+        would do (:func:`ganlab.train.build.effective_settings`); such a stack is never trained."""
         names = [t.name for t in tricks]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             raise UsageError(f"--trick {dup} is given twice; give each trick once with all its parameters")
         self.tricks = sorted(tricks, key=lambda t: (t.order, t.name))
         self.gan_mode = gan_mode
-        self.check()
+        if checked:
+            self.check()
         self._by_hook = {h: [t for t in self.tricks if h in type(t).hooks_used()] for h in HOOKS}
 
     @classmethod
