@@ -112,3 +112,38 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished tiny run (4 steps, checkpoints at 2 and 4), made once per test module."""
+    from ganlab.cli import main
+
+    root = tmp_path_factory.mktemp("finished")
+    folder = write_images(root / "images", 6)
+    assert main(["train", "--data", str(folder), *TINY, "--steps", "4", "--save-every", "2", "--log-every", "1",
+                 "--eval-every", "1000", "--out", str(root / "runs")]) == 0
+    return only_run(root / "runs")
+
+
+def assert_same_networks(a: dict, b: dict) -> None:
+    """Two checkpoints hold bit-identical G and D weights."""
+    import torch
+
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+
+
+@pytest.fixture
+def no_weights_here(tmp_path, monkeypatch):
+    """No pretrained weights reachable (a private torch hub folder, no weight variables) and a
+    private feature cache."""
+    import torch
+
+    from ganlab.metrics import inception
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "cache"))
+    for var in (inception.ENV_VAR, "GANLAB_LPIPS_WEIGHTS", "GANLAB_LPIPS_BACKBONE"):
+        monkeypatch.delenv(var, raising=False)

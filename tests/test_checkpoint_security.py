@@ -37,17 +37,6 @@ class CreatesAFile:
         return (open, (self.target, "w"))
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    from ganlab.cli import main
-
-    root = tmp_path_factory.mktemp("secure")
-    folder = write_images(root / "images", 6)
-    assert main(["train", "--data", str(folder), *TINY, "--steps", "4", "--save-every", "2", "--log-every", "1",
-                 "--eval-every", "1000", "--out", str(root / "runs")]) == 0
-    return only_run(root / "runs")
-
-
 @pytest.fixture
 def run(tmp_path, finished_run) -> Path:
     copy = tmp_path / "run"

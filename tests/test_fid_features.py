@@ -54,17 +54,10 @@ def scripted(module: nn.Module, path, seed: int = 0):
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
+def _isolated(no_weights_here, one_thread, monkeypatch):
     """No Inception weights anywhere, no download, a private feature cache, one thread."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(inc, "try_download", lambda *a, **k: "not found and the download failed (offline)")
-    monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "cache"))
-    for var in (inc.ENV_VAR, "GANLAB_LPIPS_WEIGHTS", "GANLAB_LPIPS_BACKBONE"):
-        monkeypatch.delenv(var, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

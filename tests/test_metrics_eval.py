@@ -49,15 +49,8 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "cache"))
-    for var in (inc.ENV_VAR, "GANLAB_LPIPS_WEIGHTS", "GANLAB_LPIPS_BACKBONE"):
-        monkeypatch.delenv(var, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _isolated(no_weights_here, one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 def _metrics(run_dir):

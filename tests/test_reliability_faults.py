@@ -21,7 +21,7 @@ import optuna
 import pytest
 import torch
 
-from conftest import TINY, nan_loss_trick, only_run, write_images
+from conftest import TINY, assert_same_networks, nan_loss_trick, only_run, write_images
 from ganlab.trick import Trick, register
 from ganlab.stats import read_series
 from ganlab.train import checkpoint_files, latest_checkpoint, read_checkpoint
@@ -95,9 +95,7 @@ def test_sigkill_during_training_then_resume_gives_the_uninterrupted_result(tmp_
     assert code == 0, err
     a = torch.load(run / "checkpoints" / f"step-{target:07d}.pt", weights_only=True)
     b = torch.load(only_run(tmp_path / "b") / "checkpoints" / f"step-{target:07d}.pt", weights_only=True)
-    for net in ("G", "D"):
-        for k in a[net]:
-            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    assert_same_networks(a, b)
     # the log continues without a gap or a duplicated step (a torn last line is passed over)
     assert [s for s, _ in read_series(run / "stats.jsonl")["G/L1"]] == list(range(target))
     raw = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
@@ -456,17 +454,6 @@ def _corrupt(kind: str, path: Path) -> None:
 KINDS = ["truncated", "zero-bytes", "garbage", "nan-weights", "no-optimiser-state", "someone-elses-file"]
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    from ganlab.cli import main
-
-    root = tmp_path_factory.mktemp("finished")
-    folder = write_images(root / "images", 6)
-    assert main(["train", "--data", str(folder), *TINY, "--steps", "4", "--save-every", "2", "--log-every", "1",
-                 "--eval-every", "1000", "--out", str(root / "runs")]) == 0
-    return only_run(root / "runs")
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_damaged_newest_checkpoint_is_passed_over_with_a_warning(tmp_path, finished_run, kind):
     run = tmp_path / "run"
@@ -543,11 +530,9 @@ def test_a_signal_finishes_the_step_saves_it_and_names_the_resume_command(tmp_pa
     assert code2 == 0 and f"from step {step}" in err, err
     code2, _, err = run_cli("train", *common, "--steps", step + 2, "--out", tmp_path / "straight")
     assert code2 == 0, err
-    a = torch.load(run / "checkpoints" / f"step-{step + 2:07d}.pt", weights_only=False)
-    b = torch.load(only_run(tmp_path / "straight") / "checkpoints" / f"step-{step + 2:07d}.pt", weights_only=False)
-    for net in ("G", "D"):
-        for k in a[net]:
-            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    a = torch.load(run / "checkpoints" / f"step-{step + 2:07d}.pt", weights_only=True)
+    b = torch.load(only_run(tmp_path / "straight") / "checkpoints" / f"step-{step + 2:07d}.pt", weights_only=True)
+    assert_same_networks(a, b)
     assert _status(run) == {"status": "finished", "step": step + 2, "trained_step": step + 2, "total": step + 2}
 
 
