@@ -80,6 +80,8 @@ class TrainConfig:
     size: int = setting(256, "data", "crop size, a multiple of 32 (default {default}; sample set 64)")
     load_size: int | None = setting(None, "data", "resize the short side to this before cropping (default size*286/256; 0 keeps the original)")
     val_split: float = setting(0.2, "data", "share of --data held out for validation (default {default})")
+    split_seed: int | None = setting(None, "data", "seed of that split (default: --seed); the seeds of one study trial share "
+                                     "one split, so that their validation numbers compare", metavar="N")
     cache_gb: float = setting(4.0, "data", "memory for decoded images (default {default})")
     # Length
     batch_size: int = setting(1, "length", "images per step (default {default}, the paper's; sample set 4)", low=1)
@@ -156,6 +158,8 @@ class TrainConfig:
             raise bad("load_size", f"must be at least --size {self.size} (or 0 to keep the original size)")
         if not 0 <= self.seed < 2**32:
             raise bad("seed", f"must be a whole number in [0, {2**32 - 1}]")
+        if self.split_seed is not None and not 0 <= self.split_seed < 2**32:
+            raise bad("split_seed", f"must be a whole number in [0, {2**32 - 1}]")
         if self.steps is not None and self.epochs is not None:
             raise UsageError("--steps and --epochs: give one of them, not both")
         for name in ("steps", "epochs"):

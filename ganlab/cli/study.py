@@ -57,7 +57,11 @@ Examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trials", type=int, default=None, help="trials this worker runs (default 4; with --timeout alone, until time is up)")
+    p.add_argument("--trials", type=int, default=None, help="trials this worker runs (default 4; with --timeout or a "
+                   "study-wide budget alone, until time or the budget is up)")
+    p.add_argument("--total-trials", type=int, default=None, metavar="N", help=(
+        "the study's budget counted over all its workers (finished, pruned, failed and running trials; a retry is not "
+        "counted again): ten workers asked for 40 run 40 in all (default: [study].trials, else none)"))
     p.add_argument("--study", metavar="FILE.toml|NAME", help="a study definition (default: the built-in quickstart)")
     p.add_argument("--data", metavar="PATH", help="override the study's training data")
     p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     if args.trials is not None and args.trials < 1:
         raise UsageError(f"--trials {args.trials}: must be a whole number >= 1")
+    if args.total_trials is not None and args.total_trials < 1:
+        raise UsageError(f"--total-trials {args.total_trials}: must be a whole number >= 1")
     if args.n_jobs < 1:
         raise UsageError(f"--n-jobs {args.n_jobs}: must be a whole number >= 1")
     if args.timeout is not None and args.timeout <= 0:
@@ -102,11 +108,13 @@ def run(args: argparse.Namespace) -> int:
     storage_url = args.storage or default_storage(args.out)
     shared = not storage_url.startswith("sqlite")
     seed = args.seed if args.seed is not None else (None if shared else spec.seed)
-    n_trials = args.trials if args.trials is not None else (None if args.timeout else 4)
+    total = args.total_trials if args.total_trials is not None else spec.trials
+    n_trials = args.trials if args.trials is not None else (None if args.timeout or total else 4)
     storage_flag = f" --storage {redact(storage_url)}" if args.storage else (f" --runs {args.out}" if args.out != "runs" else "")
     return run_study(spec, storage_url=storage_url, out=out, overrides=overrides, seed=seed, n_trials=n_trials,
                      timeout=args.timeout, n_jobs=args.n_jobs, inception_weights=args.inception_weights, console=console,
                      storage_flag=storage_flag, fid_features=args.fid_features, fid_network=fid_network,
+                     total_trials=total,
                      worker_argv=lambda k, trials: worker_argv(args, storage_url, seed, k, trials))
 
 
@@ -118,7 +126,7 @@ def worker_argv(args: argparse.Namespace, storage_url: str, seed: int | None, k:
     for flag, value in (("--study", args.study), ("--data", args.data), ("--val-data", args.val_data),
                         ("--name", args.name), ("--timeout", args.timeout), ("--device", args.device),
                         ("--inception-weights", args.inception_weights), ("--fid-features", args.fid_features),
-                        ("--trials", trials), ("--seed", None if seed is None else (seed + k) % 2**32)):
+                        ("--trials", trials), ("--total-trials", args.total_trials), ("--seed", None if seed is None else (seed + k) % 2**32)):
         if value is not None:
             argv += [flag, str(value)]
     return argv

@@ -295,7 +295,7 @@ def build_datasets(cfg, warn: Callable[[str], None] = lambda msg: None) -> tuple
     elif len(train_files) == 1:
         val_files = list(train_files)
     else:
-        order = np.random.default_rng(cfg.seed).permutation(len(train_files))
+        order = np.random.default_rng(cfg.seed if cfg.split_seed is None else cfg.split_seed).permutation(len(train_files))
         n_val = max(1, int(math.ceil(cfg.val_split * len(train_files))))
         n_val = min(n_val, len(train_files) - 1)
         val_idx = set(order[:n_val].tolist())

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from ganlab.errors import GanlabError
+from ganlab.metrics.stability import SCALE
 
 if TYPE_CHECKING:
     from ganlab.study.spec import StudySpec
 
-__all__ = ["INLOOP_METRICS", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
+__all__ = ["DIVERGED_INSTABILITY", "INLOOP_METRICS", "combined_objective_values", "lower_is_better", "mean_metrics",
+           "named_objective_values", "seed_mean", "spread_metric", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
            "measured_in_loop", "objective_values", "scalar_for_pruning"]
 
 
@@ -67,7 +69,22 @@ def measured_in_loop(objective: str) -> bool:
     return OBJECTIVES[objective].metric in INLOOP_METRICS
 
 
-def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float) -> list[float]:
+# The instability a diverged seed of a several-seed trial counts with: above every run that
+# finished, degenerate ones (10 + their loss-shape score, at most 20) included.
+DIVERGED_INSTABILITY = 2 * SCALE
+
+
+def spread_metric(spec: "StudySpec") -> str:
+    """The final quality whose spread over a trial's seeds is the seed-spread term of the
+    instability score: the study's first quality objective, else val/swd."""
+    for name in spec.objectives:
+        if OBJECTIVES[name].metric is not None:
+            return OBJECTIVES[name].metric
+    return PRUNE_PROXY
+
+
+def named_objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float) -> dict[str, float]:
+    """Each objective of the study (by name, before any weighting) for one run."""
     values = {}
     for name in spec.objectives:
         o = OBJECTIVES[name]
@@ -78,11 +95,58 @@ def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instabilit
             values[name] = abs(v) if name == "colorfulness_gap" else v
         else:
             raise GanlabError(f"objective {name}: the run did not produce {o.metric}")
+    return values
+
+
+def combined_objective_values(spec: "StudySpec", values: Mapping[str, float]) -> list[float]:
+    """The values Optuna is told: each objective, or their weighted sum in a weighted study."""
     if spec.weights:
         w = dict(spec.weights)
         sign = {n: (1.0 if OBJECTIVES[n].direction == "minimize" else -1.0) for n in spec.objectives}
         return [sum(sign[n] * w.get(n, 0.0) * values[n] for n in spec.objectives)]
     return [values[n] for n in spec.objectives]
+
+
+def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float) -> list[float]:
+    return combined_objective_values(spec, named_objective_values(spec, metrics, instability))
+
+
+def seed_mean(spec: "StudySpec", records: list[dict]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """A several-seed trial's objectives: per objective the value of each seed, and their mean.
+
+    A quality objective is the mean over the seeds that finished; the instability objective the
+    mean over all seeds, a diverged seed counting as :data:`DIVERGED_INSTABILITY` (so that a
+    configuration that diverges on some seeds is never the calmer for it)."""
+    per_seed: dict[str, list[float]] = {}
+    for name in spec.objectives:
+        values = []
+        for r in records:
+            if "objectives" in r:
+                values.append(float(r["objectives"][name]))
+            elif OBJECTIVES[name].metric is None:
+                values.append(DIVERGED_INSTABILITY)
+        per_seed[name] = values
+    return per_seed, {n: float(sum(v) / len(v)) for n, v in per_seed.items()}
+
+
+def mean_metrics(records: list[dict]) -> dict[str, float]:
+    """The in-loop metrics of the finished seeds, averaged key by key."""
+    keys = set.intersection(*(set(r["metrics"]) for r in records))
+    return {k: sum(r["metrics"][k] for r in records) / len(records) for k in sorted(keys)}
+
+
+def lower_is_better(spec: "StudySpec", metrics: Mapping[str, float]) -> float | None:
+    """The value ganlab's median rule compares (:mod:`ganlab.study.pruning`), turned so that lower
+    is better; None when the evaluation did not produce it."""
+    label, _ = spec.pruning_target
+    if label == WEIGHTED or spec.scalarised:
+        v = scalar_for_pruning(spec, metrics)
+        return None if v is None else (v if spec.directions[0] == "minimize" else -v)
+    key = OBJECTIVES[label].metric if label in OBJECTIVES else label
+    v = inloop_value(key or "", metrics)
+    if v is None:
+        return None
+    return v if INLOOP_METRICS.get(key, "minimize") == "minimize" else -v
 
 
 def inloop_value(key: str, metrics: Mapping[str, float]) -> float | None:

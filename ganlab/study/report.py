@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from ganlab.io import atomic_write_bytes
 from ganlab.stats import read_series
+from ganlab.study.budget import shown
 from ganlab.study.table import trial_cells
 
 __all__ = ["importances", "per_trick", "trials_csv", "write_report"]
@@ -310,12 +311,15 @@ CSV_ATTRS = ("tricks", "run_dir", "instability", "degenerate", "seconds", "refus
 def trials_csv(study, names: list[str]) -> str:
     """Every trial: number, state, objectives, parameters and the attributes ganlab records."""
 
-    params = sorted({k for t in study.trials for k in t.params} - {"number", "state", *names})
+    trials = shown(study.trials)
+    params = sorted({k for t in trials for k in t.params} - {"number", "state", *names})
     attrs_shown = [a for a in CSV_ATTRS if a not in names]  # an objective named instability: one column
+    seeded = sorted({n for t in trials for n in (t.user_attrs.get("seed_values") or {})})
+    per_seed_cols = [c for n in seeded for c in (f"{n}_per_seed", f"{n}_sd")]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["number", "state", *names, *params, *attrs_shown, "duration_s"])
-    for t in study.trials:
+    w.writerow(["number", "state", *names, *params, *attrs_shown, "seeds", "diverged_seeds", *per_seed_cols, "duration_s"])
+    for t in trials:
         values = list(t.values) if t.values and len(t.values) == len(names) else [""] * len(names)
         if t.state == TrialState.PRUNED and not t.user_attrs.get("pruned_on_objective"):
             values = [""] * len(names)  # Optuna's value of a pruned trial is what the pruner watched
@@ -324,7 +328,14 @@ def trials_csv(study, names: list[str]) -> str:
             v = t.user_attrs.get(a, "")
             attrs.append(";".join(v) if isinstance(v, list) else v)
         duration = t.duration.total_seconds() if t.duration else ""
-        w.writerow([t.number, t.state.name, *values, *(t.params.get(p, "") for p in params), *attrs, duration])
+        runs = t.user_attrs.get("seed_runs") or []
+        per_seed = t.user_attrs.get("seed_values") or {}
+        cells = []
+        for n in seeded:
+            v = per_seed.get(n, [])
+            cells += [";".join(f"{x:.6g}" for x in v), f"{statistics.stdev(v):.6g}" if len(v) > 1 else ""]
+        w.writerow([t.number, t.state.name, *values, *(t.params.get(p, "") for p in params), *attrs,
+                    len(runs) or "", t.user_attrs.get("diverged_seeds", 0 if runs else ""), *cells, duration])
     return buf.getvalue()
 
 

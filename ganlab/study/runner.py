@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -31,8 +30,14 @@ from ganlab.metrics.scripted import FLAG as FID_FEATURES_FLAG
 from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import instability_from_run
 from ganlab.runtime import runtime_for
-from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, WEIGHTED, describe_pruning, inloop_value, objective_values, scalar_for_pruning
+from ganlab.study.budget import DISCARDED, BudgetSpent, budget_spent, counted, discard_if_over, shown
+from ganlab.study.objective import (OBJECTIVES, WEIGHTED, combined_objective_values, describe_pruning, mean_metrics,
+                                    named_objective_values, seed_mean, spread_metric)
+from ganlab.study.pruning import CURVE_ATTR, Pruning
 from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
+
+ARM_ATTR = "arm"  # a confirmation's run: {"label", "params", "tricks", "seed"}
+SEED_RUNS_ATTR = "seed_runs"  # per seed: {"seed", "run_dir", "metrics", "objectives", ...} or its divergence
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec
 from ganlab.study.storage import agree_on_pruning, best_trials, make_pruner, make_sampler, open_storage, redact
@@ -40,6 +45,10 @@ from ganlab.study.table import fmt, trial_cells, trials_table
 from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
 from ganlab.errors import Stopped
+try:  # TEMPORARY until the best-checkpoint branch lands
+    from ganlab.train.checkpoint import checkpoint_bytes, slim_run
+except ImportError:
+    slim_run = checkpoint_bytes = None
 from ganlab.train.memory import check_fits
 from ganlab.trick import TrickStack, build_trick
 
@@ -68,6 +77,10 @@ class StudyRunner:
     _datasets: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     ran: list = field(default_factory=list)  # numbers of the trials this worker took, retries included
+    total_trials: int | None = None  # the study-wide budget (ganlab.study.budget)
+    # Which trials this runner trains: a study's own (parameters drawn by the sampler), or a
+    # confirmation's planned runs (``fixed``: each trial names its arm, configuration and seed).
+    fixed: bool = False
 
     def base_config(self) -> dict[str, Any]:
         cfg = {k.replace("-", "_"): v for k, v in self.spec.train}
@@ -83,17 +96,33 @@ class StudyRunner:
                 self._datasets[key] = build_datasets(cfg, lambda m: None)
             return self._datasets[key]
 
+    def _configure(self, trial) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+        if not self.fixed:
+            return sample_trial(self.spec, trial)
+        arm = trial.user_attrs.get(ARM_ATTR)
+        if not isinstance(arm, dict):
+            trial.set_user_attr(DISCARDED, "not a planned run of the confirmation")
+            trial.study.stop()
+            raise BudgetSpent(f"trial {trial.number}: every planned run of {self.spec.name} is taken")
+        return dict(arm["params"]), [(n, dict(v)) for n, v in arm["tricks"]]
+
+    def _seeds(self, trial, cfg: TrainConfig) -> list[int]:
+        if self.fixed:
+            return [int(trial.user_attrs[ARM_ATTR]["seed"])]
+        return [(cfg.seed + k) % 2**32 for k in range(self.spec.seeds)]
+
     def __call__(self, trial) -> list[float]:
         stamp_worker(trial)  # first: a worker that dies from here on is found by recover_dead_trials
+        discard_if_over(trial, self.total_trials)
         with self._lock:
             self.ran.append(trial.number)
         t0 = time.time()
-        base, tricks = sample_trial(self.spec, trial)
+        base, tricks = self._configure(trial)
         trial.set_user_attr("tricks", [n for n, _ in tricks])
         cfg_dict = self.base_config()
         cfg_dict.update(base)
         cfg_dict["tricks"] = [TrickSpec(n, tuple(v.items())) for n, v in tricks]
-        cfg_dict["name"] = f"{self.spec.name}-t{trial.number:04d}"
+        cfg_dict["name"] = self._run_name(trial)
         cfg_dict["out"] = str(self.out / self.spec.name)
         try:
             cfg = TrainConfig.from_dict(cfg_dict, f"study {self.spec.name}").validate()
@@ -104,33 +133,48 @@ class StudyRunner:
             # An impossible combination is never trained: the trial is pruned with its reason.
             trial.set_user_attr("refused", str(exc))
             raise optuna.TrialPruned(f"refused: {exc}") from None
+        seeds = self._seeds(trial, cfg)
+        # the seeds of a trial share the validation split (that of the definition's seed)
+        split = cfg.split_seed if cfg.split_seed is not None else cfg.seed
+        # a retry keeps the seeds its first attempt finished (their results are in the trial)
+        done = {r["seed"]: r for r in trial.user_attrs.get(SEED_RUNS_ATTR, []) if r.get("seed") in seeds}
+        pruning = Pruning(self.spec, trial)
+        resume = self._resumable(trial)
+        for k, seed in enumerate(seeds):
+            if seed in done:
+                pruning.add_finished(done[seed])
+                continue
+            seed_cfg = cfg.replace(seed=seed, split_seed=split, name=self._run_name(trial, seed if len(seeds) > 1 else None))
+            folder = None
+            if resume is not None and json.loads((resume / "config.json").read_text()).get("seed") == seed:
+                # a trial stopped by a signal: its retry continues the seed's run folder
+                seed_cfg = TrainConfig.from_dict(json.loads((resume / "config.json").read_text()), str(resume / "config.json"))
+                folder = resume
+            record = self._run_seed(trial, seed_cfg, k, seed, pruning, folder, t0)
+            done[seed] = record
+            trial.set_user_attr(SEED_RUNS_ATTR, [done[s] for s in seeds if s in done])
+            pruning.add_finished(record)
+        return self._conclude(trial, cfg, [done[s] for s in seeds], pruning, t0)
+
+    def _run_name(self, trial, seed: int | None = None) -> str:
+        if self.fixed:
+            arm = trial.user_attrs[ARM_ATTR]
+            return f"{self.spec.name}-{arm['label']}-s{arm['seed']}"
+        return f"{self.spec.name}-t{trial.number:04d}" + (f"-s{seed}" if seed is not None else "")
+
+    def _run_seed(self, trial, cfg: TrainConfig, k: int, seed: int, pruning: "Pruning", resume: Path | None,
+                  t0: float) -> dict[str, Any]:
+        """Train one seed of the trial; its record (seed, run folder, metrics or divergence)."""
         log = io.StringIO()
         console = Console(file=log, width=120, soft_wrap=True)
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             trial.set_user_attr("last_eval_step", step)
-            if self.spec.scalarised and len(trial.study.directions) == 1:
-                value = scalar_for_pruning(self.spec, metrics)
-                if value is not None and math.isfinite(value):
-                    trial.report(value, step)
-                    if trial.should_prune():
-                        label, is_objective = self.spec.pruning_target
-                        # Optuna stores the last reported value as the pruned trial's value; these
-                        # say what it is, so that no table shows a proxy under the objective's name.
-                        trial.set_user_attr("pruned_step", step)
-                        trial.set_user_attr("pruned_on", label)
-                        trial.set_user_attr("pruned_on_objective", is_objective)
-                        trial.set_user_attr("pruned_value", inloop_value(label, metrics) if label in INLOOP_METRICS else value)
-                        raise optuna.TrialPruned(f"pruned at step {step} on {label} = {value:.4g}")
+            pruning.evaluated(k, step, metrics)
 
-        run_dir = None
-        resume = self._resumable(trial)
-        if resume is not None:  # a trial stopped by a signal: its retry continues its run folder
-            cfg = TrainConfig.from_dict(json.loads((resume / "config.json").read_text()), str(resume / "config.json"))
         try:
             result = train(cfg, on_eval=on_eval, console=console, progress=False, datasets=self.datasets(cfg),
-                           on_start=lambda d: self._started(trial, d), resume=resume)
-            run_dir = result.run_dir
+                           on_start=lambda d: self._started(trial, d, seed), resume=resume)
         except Stopped as exc:
             # SIGINT/SIGTERM: the run saved its step; the trial is failed (by Optuna, as the
             # exception leaves) and queued again now, to continue from that checkpoint
@@ -141,30 +185,86 @@ class StudyRunner:
                         resume_from=str(exc.run_dir))
             raise Stopped(exc.signum, exc.run_dir, exc.step, saved=exc.saved, trial=trial.number) from None
         except Diverged as exc:
-            trial.set_user_attr("diverged_step", exc.step)
-            trial.set_user_attr("diverged_value", exc.name)
-            trial.set_user_attr("reason", str(exc))
-            trial.set_user_attr("seconds", time.time() - t0)
-            raise
+            record = {"seed": seed, "run_dir": str(Path(cfg.out) / "?"), "diverged_step": exc.step,
+                      "diverged_value": exc.name, "reason": str(exc)}
+            record["run_dir"] = trial.user_attrs.get("run_dir", record["run_dir"])
+            if self.spec.seeds == 1 or self.fixed:  # one seed: the trial is the run, and it diverged
+                trial.set_user_attr("diverged_step", exc.step)
+                trial.set_user_attr("diverged_value", exc.name)
+                trial.set_user_attr("reason", str(exc))
+                trial.set_user_attr("seconds", time.time() - t0)
+                trial.set_user_attr(SEED_RUNS_ATTR, [record])
+                raise
+            return record
         except optuna.TrialPruned:
             trial.set_user_attr("seconds", time.time() - t0)
             raise
         metrics = dict(result.metrics)
         if "fid" in self.spec.objectives:
-            metrics["fid"] = self.fid(run_dir, trial=trial, device=cfg.device)
-        report = instability_from_run(run_dir)
-        values = objective_values(self.spec, metrics, report.score)
-        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if math.isfinite(v)})
-        trial.set_user_attr("instability", report.score if math.isfinite(report.score) else "inf")
+            metrics["fid"] = self.fid(result.run_dir, trial=trial, device=cfg.device)
+        return {"seed": seed, "run_dir": str(result.run_dir),
+                "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)}, CURVE_ATTR: pruning.seed_curve(k)}
+
+    def _conclude(self, trial, cfg: TrainConfig, records: list[dict[str, Any]], pruning: "Pruning",
+                  t0: float) -> list[float]:
+        """The trial's objectives: each seed scored (its instability with the seeds' spread), then
+        the mean over the seeds (:func:`ganlab.study.objective.seed_mean`)."""
+        finished = [r for r in records if "metrics" in r]
+        if not finished:  # every seed diverged: the trial failed, as a one-seed trial does
+            last = records[-1]
+            for key in ("diverged_step", "diverged_value", "reason"):
+                trial.set_user_attr(key, last[key])
+            trial.set_user_attr("diverged_seeds", len(records))
+            trial.set_user_attr("seconds", time.time() - t0)
+            raise Diverged(last["diverged_step"], last["diverged_value"], float("nan"))
+        quality = spread_metric(self.spec)
+        finals = [r["metrics"].get(quality, math.nan) for r in finished] if len(records) > 1 else None
+        reports = {}
+        for r in finished:
+            report = instability_from_run(r["run_dir"], seed_finals=finals)
+            reports[r["seed"]] = report
+            r["objectives"] = named_objective_values(self.spec, r["metrics"], report.score)
+            r["instability"] = report.score if math.isfinite(report.score) else "inf"
+            if report.degenerate:
+                r["degenerate"] = report.degenerate
+        per_seed, means = seed_mean(self.spec, records)
+        values = combined_objective_values(self.spec, means)
+        main = finished[0]
+        report = reports[main["seed"]]
+        trial.set_user_attr(SEED_RUNS_ATTR, records)
+        trial.set_user_attr("metrics", main["metrics"] if len(records) == 1 else mean_metrics(finished))
+        trial.set_user_attr("instability", means["instability"] if "instability" in means else
+                            (report.score if math.isfinite(report.score) else "inf"))
         trial.set_user_attr("instability_terms", report.components)
         # the unknown terms and the degenerate-run label (ganlab.metrics.stability); a degenerate
         # run's score already ranks it below every non-degenerate one
         trial.set_user_attr("instability_unknown", report.unknown)
-        if report.degenerate:
-            trial.set_user_attr("degenerate", report.degenerate)
+        degenerate = [r["degenerate"] for r in finished if r.get("degenerate")]
+        if degenerate and len(degenerate) * 2 >= len(finished):
+            trial.set_user_attr("degenerate", degenerate[0] + (f" ({len(degenerate)} of {len(records)} seeds)"
+                                                               if len(records) > 1 else ""))
+        if len(records) > 1:
+            trial.set_user_attr("seed_values", per_seed)
+            trial.set_user_attr("diverged_seeds", len(records) - len(finished))
+        trial.set_user_attr(CURVE_ATTR, pruning.curve())
         trial.set_user_attr("seconds", time.time() - t0)
-        self._attach(trial, run_dir, cfg, metrics, report.score, values)
+        self._attach(trial, Path(main["run_dir"]), cfg, main["metrics"], report.score, values)
+        if self.spec.keep_checkpoints != "all":
+            self._slim(trial, finished)
         return values
+
+    def _slim(self, trial, finished: list[dict[str, Any]]) -> None:
+        """A finished trial keeps its final and best generators (weights only), not the training
+        state of its runs (``[study].keep_checkpoints = "all"`` keeps everything)."""
+        freed = 0
+        if slim_run is None:
+            return
+        for r in finished:
+            try:
+                freed += slim_run(Path(r["run_dir"]))["freed_bytes"]
+            except (GanlabError, OSError) as exc:  # what was not dropped only costs disk
+                trial.set_user_attr("slim_error", str(exc)[:200])
+        trial.set_user_attr("freed_bytes", freed)
 
     @staticmethod
     def _resumable(trial) -> Path | None:
@@ -175,10 +275,12 @@ class StudyRunner:
         folder = Path(folder)
         return folder if (folder / "config.json").is_file() and any((folder / "checkpoints").glob("step-*.pt")) else None
 
-    def _started(self, trial, run_dir: Path) -> None:
+    def _started(self, trial, run_dir: Path, seed: int) -> None:
         trial.set_user_attr("run_dir", str(run_dir))
-        atomic_write_json(run_dir / "trial.json", {"study": self.spec.name, "trial": trial.number,
-                                                   "storage": redact(self.storage_url)})
+        tag = {"study": self.spec.name, "trial": trial.number, "seed": seed, "storage": redact(self.storage_url)}
+        if self.fixed:
+            tag["arm"] = trial.user_attrs[ARM_ATTR]["label"]
+        atomic_write_json(run_dir / "trial.json", tag)
 
     def fid(self, run_dir: Path, trial=None, device: str = "auto") -> float:
         """The run's FID with the study's feature network; the trial records which network and N."""
@@ -262,7 +364,7 @@ def agree_on_fid_network(study, spec: StudySpec, network: FidNetwork | None, sto
 def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[str, Any], seed: int | None,
               n_trials: int | None, timeout: float | None, n_jobs: int, inception_weights: str | None,
               console: Console, storage_flag: str, fid_features: str | None = None,
-              fid_network: FidNetwork | None = None,
+              fid_network: FidNetwork | None = None, total_trials: int | None = None,
               worker_argv: Callable[[int, int | None], Sequence[str]] | None = None) -> int:
     """Open (or continue) ``spec`` in its storage, run this worker's trials with the live table,
     and print the summary, the best trials and the follow-up commands.
@@ -272,7 +374,9 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
     if n_jobs > 1 and worker_argv is None:
         raise UsageError("n_jobs > 1 runs trials in worker processes; give worker_argv (the ganlab study command line)")
     # Refuse a bad [train] table before any trial: resolve the base configuration once.
-    runner = StudyRunner(spec, storage_url, out, overrides, seed, console, inception_weights, fid_features)
+    total_trials = total_trials if total_trials is not None else spec.trials
+    runner = StudyRunner(spec, storage_url, out, overrides, seed, console, inception_weights, fid_features,
+                         total_trials=total_trials)
     if fid_network is None and "fid" in spec.objectives:
         fid_network = check_inception(spec, inception_weights, fid_features)
     TrainConfig.from_dict({**runner.base_config(), "out": str(out / spec.name)}, f"study {spec.name}").validate()
@@ -302,7 +406,11 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
     if revived:
         console.print(f"trial(s) {', '.join(map(str, revived))}: their worker died; marked failed and queued again",
                       highlight=False)
-    n_before = len(study.trials)
+    n_before = len(shown(study.trials))
+    if budget_spent(study, total_trials):
+        console.print(f"study {spec.name}: its budget of {total_trials} trials is spent ({counted(study)} trials); "
+                      f"nothing to do (raise [study].trials or --total-trials to add trials)", highlight=False)
+        return _summary(study, runner, spec, console, out, storage_flag, time.time())
     trial_shares = shares(n_trials, n_jobs)
     # Every trial trains alone in its process (the torch generator behind dropout, and the
     # generators a checkpoint restores, are global to a process): N jobs are N processes.
@@ -313,11 +421,15 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
                   f"pruner {spec.pruner}"
                   f"{' ' + describe_pruning(spec) if spec.pruner != 'none' and spec.scalarised else ''}, "
                   f"{spec.steps} steps per trial; storage {redact(storage_url)} "
-                  f"({n_before} trials so far); runs in {out / spec.name}"
+                  f"({n_before} trials so far{f', {total_trials} in all' if total_trials else ''}); "
+                  f"{f'{spec.seeds} seeds per trial; ' if spec.seeds > 1 else ''}runs in {out / spec.name}"
                   f"{f'; {n_jobs} worker processes' if workers else ''}", highlight=False)
+    disk = disk_line(runner, spec, n_trials, total_trials, n_jobs)
+    if disk:
+        console.print(disk, highlight=False)
     t0 = time.time()
     try:
-        _optimize(study, runner, spec, console, n_trials, timeout)
+        _optimize(study, runner, spec, console, n_trials, timeout, total_trials)
     except BaseException:
         if workers is not None:  # a stop (Ctrl-C, SIGTERM) reaches every worker, each saves its trial
             workers.signal(signal.SIGTERM)
@@ -335,29 +447,66 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
     return _summary(study, runner, spec, console, out, storage_flag, t0)
 
 
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+def disk_line(runner: StudyRunner, spec: StudySpec, n_trials: int | None, total_trials: int | None,
+              n_jobs: int) -> str | None:
+    """What the study's checkpoints will take: a finished run keeps its final and best
+    generators (weights only) unless ``keep_checkpoints = "all"``; a running one its full
+    checkpoint (weights and optimiser states) too."""
+    if checkpoint_bytes is None:
+        return None
+    try:
+        cfg = TrainConfig.from_dict({**runner.base_config(), "out": str(runner.out / spec.name)}, f"study {spec.name}")
+        full, weights = checkpoint_bytes(cfg)
+    except (GanlabError, ValueError, RuntimeError):
+        return None
+    kept = (full + weights) if spec.keep_checkpoints == "all" else 2 * weights
+    per_trial = spec.seeds * kept
+    trials = total_trials or n_trials
+    what = (f"about {_human(per_trial)} per trial ({spec.seeds} seed(s) x {_human(kept)}"
+            f"{', all checkpoints kept' if spec.keep_checkpoints == 'all' else ': final and best generator, weights only'})")
+    if trials:
+        what += f", {_human(trials * per_trial)} for {trials} trials"
+    return f"disk: {what}, plus {_human(n_jobs * (full + weights))} while {'a trial runs' if n_jobs == 1 else f'{n_jobs} trials run'}"
+
+
 def _optimize(study, runner: StudyRunner, spec: StudySpec, console: Console, n_trials: int | None,
-              timeout: float | None) -> None:
+              timeout: float | None, total_trials: int | None = None) -> None:
     """This process's trials, one at a time, with the live table (or a line per trial in a log)."""
     n_jobs = 1
+
+    def budget(study, trial) -> None:  # the study-wide budget: stop asking once it is spent
+        if budget_spent(study, total_trials):
+            study.stop()
+
     if console.is_terminal:
         with Live(trials_table(study, spec), console=console, refresh_per_second=2, transient=False) as live:
             def refresh(study, trial) -> None:
                 recover_dead_trials(study, spec)  # a worker that died meanwhile: its trial is queued again
                 live.update(trials_table(study, spec))
 
-            study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[refresh],
+            study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[refresh, budget],
                            catch=(GanlabError,), gc_after_trial=True)
     else:
         # A log, not a terminal: no live redrawing; one line per finished trial, then the table
         # once, wide enough that its cells do not wrap over many lines.
         def log_trial(study, trial) -> None:
             recover_dead_trials(study, spec)
+            if trial.user_attrs.get(DISCARDED):
+                return
             names = list(spec.objectives) if not spec.weights else [WEIGHTED]
             values, state = trial_cells(trial, len(names))
             console.print(f"trial {trial.number}: {state}; " + ", ".join(f"{n} {v}" for n, v in zip(names, values)),
                           highlight=False, markup=False)
 
-        study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[log_trial],
+        study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[log_trial, budget],
                        catch=(GanlabError,), gc_after_trial=True)
         wide = Console(file=console.file, width=max(console.width, 160), soft_wrap=True, color_system=None)
         wide.print(trials_table(study, spec))
@@ -367,12 +516,12 @@ def _summary(study, runner: StudyRunner, spec: StudySpec, console: Console, out:
              t0: float) -> int:
     by_number = {t.number: t for t in study.trials}
     # The trials this worker ran, counted by number: a retried trial (queued before n_before) too.
-    done = [by_number[n] for n in sorted(set(runner.ran)) if n in by_number]
+    done = shown([by_number[n] for n in sorted(set(runner.ran)) if n in by_number])
     counts: dict[str, int] = {}
     for t in done:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
     console.print(f"{len(done)} trial(s) in {time.time() - t0:.0f} s ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
-                  f"the study holds {len(study.trials)}", highlight=False)
+                  f"the study holds {len(shown(study.trials))}", highlight=False)
     best = best_trials(study)
     if best:
         label = "Pareto front" if len(spec.directions) > 1 else "best trial"

@@ -18,7 +18,7 @@ from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIG
 from ganlab.train.build import overridden_setting, overridden_trick_param
 from ganlab.trick import param_infos, registry
 
-__all__ = ["NONE", "PRUNERS", "Range", "SAMPLERS", "StudySpec", "builtin_studies", "load_study_file", "parse_study"]
+__all__ = ["KEEP_CHOICES", "NONE", "PRUNERS", "Range", "SAMPLERS", "StudySpec", "builtin_studies", "load_study_file", "parse_study"]
 
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -28,6 +28,9 @@ PRUNERS = ("none", "median", "successive-halving", "hyperband")
 
 
 NONE = "none"
+
+
+KEEP_CHOICES = ("final", "all")  # [study].keep_checkpoints
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,11 @@ class StudySpec:
     heartbeat_interval: int = 30
     grace_period: int = 90
     max_retry: int = 1
+    seeds: int = 1  # runs per trial, differing only in --seed; the trial's objectives are their mean
+    trials: int | None = None  # the study-wide budget, counted over all workers (None: per worker only)
+    keep_checkpoints: str = "final"  # final: a finished trial keeps its final and best generators only
+    prune_warmup: int | None = None  # no trial is pruned before this step (None: the first evaluation)
+    prune_patience: int = 1  # ganlab's median rule: prune after this many evaluations in a row below the median
     train: tuple[tuple[str, Any], ...] = ()
     search: tuple[tuple[str, Range], ...] = ()
     optional: tuple[str, ...] = ()
@@ -100,6 +108,17 @@ class StudySpec:
         if single and measured_in_loop(self.objectives[0]):
             return self.objectives[0], True
         return PRUNE_PROXY, False
+
+    @property
+    def own_pruning(self) -> bool:
+        """Whether ganlab's median rule prunes (:mod:`ganlab.study.pruning`): in a Pareto study, or
+        on the mean of several seeds, where Optuna's pruners (one reported value per step of a
+        single-objective trial) cannot."""
+        return self.pruner == "median" and (not self.scalarised or self.seeds > 1)
+
+    @property
+    def warmup(self) -> int:
+        return self.eval_every if self.prune_warmup is None else self.prune_warmup
 
     def candidate_tricks(self) -> list[str]:
         names = list(self.always) + list(self.optional)
@@ -206,7 +225,9 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
         ("population_size", int, "a whole number"), ("steps", int, "a whole number"),
         ("eval_every", int, "a whole number"), ("seed", int, "a whole number"),
         ("heartbeat_interval", int, "a whole number"), ("grace_period", int, "a whole number"),
-        ("max_retry", int, "a whole number"),
+        ("max_retry", int, "a whole number"), ("seeds", int, "a whole number"), ("trials", int, "a whole number"),
+        ("keep_checkpoints", str, "a string"), ("prune_warmup", int, "a whole number"),
+        ("prune_patience", int, "a whole number"),
     ):
         if key in kwargs:
             kwargs[key] = _expect(where, f"study.{key}", kwargs[key], types, what)
@@ -214,16 +235,25 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
         raise _bad(where, f"'study.sampler' = {kwargs['sampler']!r}: choose {', '.join(SAMPLERS)}")
     if kwargs.get("pruner", "none") not in PRUNERS:
         raise _bad(where, f"'study.pruner' = {kwargs['pruner']!r}: choose {', '.join(PRUNERS)}")
-    if kwargs.get("pruner", "none") != "none" and len(objectives) == 2 and not weights:
-        raise _bad(where, "'study.pruner': a Pareto study of two objectives cannot be pruned; "
-                          "set study.weights to scalarise it, or pruner = \"none\"")
+    pruner = kwargs.get("pruner", "none")
+    if pruner not in ("none", "median") and len(objectives) == 2 and not weights:
+        raise _bad(where, f"'study.pruner' = {pruner!r}: a Pareto study of two objectives is pruned by ganlab's median "
+                          "rule only; set pruner = \"median\" (or \"none\"), or study.weights to scalarise it")
+    if pruner not in ("none", "median") and kwargs.get("seeds", 1) > 1:
+        raise _bad(where, f"'study.pruner' = {pruner!r}: with seeds > 1 a trial is pruned on the mean of its seeds by "
+                          "ganlab's median rule; set pruner = \"median\" (or \"none\")")
     if "prune_on" in kwargs:
         _check_prune_on(where, kwargs["prune_on"], objectives, weights)
-    for key in ("steps", "eval_every", "population_size", "heartbeat_interval", "grace_period"):
+    for key in ("steps", "eval_every", "population_size", "heartbeat_interval", "grace_period", "seeds", "trials",
+                "prune_patience"):
         if key in kwargs and kwargs[key] < 1:
             raise _bad(where, f"'study.{key}' must be >= 1")
     if kwargs.get("population_size", 2) < 2:
         raise _bad(where, f"'study.population_size' = {kwargs['population_size']}: must be >= 2 (NSGA-II breeds pairs)")
+    if kwargs.get("keep_checkpoints", "final") not in KEEP_CHOICES:
+        raise _bad(where, f"'study.keep_checkpoints' = {kwargs['keep_checkpoints']!r}: choose {' or '.join(KEEP_CHOICES)}")
+    if kwargs.get("prune_warmup", 0) < 0:
+        raise _bad(where, f"'study.prune_warmup' = {kwargs['prune_warmup']}: must be >= 0")
     if kwargs.get("max_retry", 0) < 0:
         raise _bad(where, f"'study.max_retry' = {kwargs['max_retry']}: must be >= 0")
     if kwargs.get("seed") is not None and not 0 <= kwargs["seed"] < 2**32:

@@ -122,8 +122,10 @@ def make_sampler(spec: StudySpec, seed: int | None):
 
 
 def make_pruner(spec: StudySpec):
+    if spec.own_pruning:  # a Pareto study, or several seeds: ganlab's median rule (ganlab.study.pruning)
+        return optuna.pruners.NopPruner()
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=spec.eval_every)
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=spec.warmup)
     if spec.pruner == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.eval_every)
     if spec.pruner == "hyperband":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 from rich.table import Table
 
+from ganlab.study.budget import shown
 from ganlab.study.spec import StudySpec
 from ganlab.study.storage import best_trials
 
@@ -17,6 +18,14 @@ def fmt(v) -> str:
     return str(v)
 
 
+def _mean_sd(values) -> str:
+    if len(values) < 2:
+        return fmt(float(values[0])) if values else "-"
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{fmt(mean)} ± {sd:.2g}"
+
+
 def trial_cells(t, n_values: int) -> tuple[list[str], str]:
     """The objective cells and the state of one trial, as the table and the report show them.
 
@@ -25,6 +34,11 @@ def trial_cells(t, n_values: int) -> tuple[list[str], str]:
     measured at); a proxy's value (``val/L1``) goes into the state, never under the objective."""
     state = t.state.name.lower()
     values = [fmt(v) for v in t.values] if t.values and t.state == TrialState.COMPLETE else ["-"] * n_values
+    per_seed = t.user_attrs.get("seed_values")
+    if isinstance(per_seed, dict) and t.state == TrialState.COMPLETE and len(per_seed) == n_values:
+        values = [_mean_sd(v) for v in per_seed.values()]  # several seeds: mean ± sd over them
+    if t.user_attrs.get("diverged_seeds") and t.state == TrialState.COMPLETE:
+        state = f"complete ({t.user_attrs['diverged_seeds']} of {len(t.user_attrs.get('seed_runs', []))} seeds diverged)"
     if t.user_attrs.get("refused"):
         state = "refused"
     elif t.user_attrs.get("degenerate") and t.state == TrialState.COMPLETE:
@@ -47,14 +61,14 @@ def trial_cells(t, n_values: int) -> tuple[list[str], str]:
 
 def trials_table(study, spec: StudySpec, last: int = 15):
     names = list(spec.objectives) if not spec.weights else ["weighted"]
-    table = Table(title=f"study {study.study_name}: {len(study.trials)} trials", expand=False)
+    table = Table(title=f"study {study.study_name}: {len(shown(study.trials))} trials", expand=False)
     for col in ("#", "tricks on"):
         table.add_column(col, overflow="fold")
     table.add_column("parameters", overflow="fold", min_width=20, max_width=70)  # wraps, never cut
     for col in (*names, "state", "s"):
         table.add_column(col, overflow="fold")
     best = {t.number for t in best_trials(study)}
-    for t in study.trials[-last:]:
+    for t in shown(study.trials)[-last:]:
         params = ", ".join(f"{k}={fmt(v)}" for k, v in t.params.items() if not k.startswith(("trick:", "group:")))
         values, state = trial_cells(t, len(names))
         mark = "*" if t.number in best else ""
