@@ -23,6 +23,7 @@ COMMANDS = {
     "colorize": ("ganlab.cli.colorize", "colourise (or translate) your own images with a trained model"),
     "eval": ("ganlab.cli.eval", "compute image-quality and stability metrics of a run"),
     "study": ("ganlab.cli.study", "search trick combinations with Optuna"),
+    "confirm": ("ganlab.cli.confirm", "re-train a study's best configurations, the baseline and ablations over fresh seeds"),
     "report": ("ganlab.cli.report", "write the report of a study: importances, Pareto front, plots"),
     "bench": ("ganlab.cli.bench", "time training steps: img/s, memory, model-FLOPs utilisation"),
     "tricks": ("ganlab.cli.tricks", "list the registered tricks, or show one"),

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ganlab.errors import UsageError
 
 DESCRIPTION = __doc__
 
@@ -27,22 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import optuna  # the study's libraries load when the command runs, not for --help
-
-    from ganlab.study.report import write_report
-    from ganlab.study.storage import default_storage, open_storage
+    from ganlab.study.report import write_report  # the study's libraries load when the command runs, not for --help
+    from ganlab.study.storage import load_existing_study
 
     console = Console(stderr=True, soft_wrap=True)
-    url = args.storage or default_storage(args.runs)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise UsageError(f"--storage {url}: no such study file; run ganlab study first, or give --storage/--runs")
-    storage = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=args.name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UsageError(f"study {args.name}: not in {url}; studies there: {', '.join(names) or 'none'}") from None
+    study, _, _ = load_existing_study(args.name, args.storage, args.runs)
     out = Path(args.out).expanduser() if args.out else Path(args.runs).expanduser() / args.name / "report"
     path = write_report(study, out)
     console.print(f"report: {path} (with trials.csv and plots in {out})", highlight=False)

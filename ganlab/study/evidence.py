@@ -30,12 +30,13 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
-__all__ = ["Effect", "HELPS", "HURTS", "MIN_SEEDS", "NO_EFFECT", "RESAMPLES", "Summary", "paired_effect", "summarise"]
+__all__ = ["ArmRuns", "CONFIRM_SUFFIX", "arm_runs", "confirmation_of", "evidence_section", "Effect", "HELPS", "HURTS", "MIN_SEEDS", "NO_EFFECT", "RESAMPLES", "Summary", "paired_effect", "summarise"]
 
 RESAMPLES = 10_000
 MIN_SEEDS = 5
 CONFIDENCE = 0.95
 HELPS, HURTS, NO_EFFECT = "helps", "hurts", "no detectable effect at this budget"
+NOT_COMPARABLE = "not comparable"
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,181 @@ def paired_effect(x: dict[int, float], y: dict[int, float], direction: str, seed
         return Effect(int(d.size), float(d.mean()), low, high, NO_EFFECT, "the interval contains 0")
     better = (high < 0.0) if direction == "minimize" else (low > 0.0)
     return Effect(int(d.size), float(d.mean()), low, high, HELPS if better else HURTS)
+
+
+# The runs of a confirmation, by arm ----------------------------------------------------------
+
+CONFIRM_SUFFIX = "-confirm"
+
+
+def confirmation_of(study):
+    """The sibling confirmation study of ``study`` in the same storage, or None."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=study.study_name + CONFIRM_SUFFIX, storage=study._storage)
+    except KeyError:
+        return None
+
+@dataclass
+class ArmRuns:
+    """One arm of a confirmation: per objective, the value of each seed that has one."""
+
+    plan: dict
+    values: dict[str, dict[int, float]]
+    diverged: list[int]
+    seconds: float = 0.0
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for v in self.values.values() for s in v} | set(self.diverged))
+
+
+def arm_runs(confirm, objectives: list[str], diverged_instability: float) -> dict[str, ArmRuns]:
+    """The confirmation's finished runs grouped by arm (in plan order; aliases resolved)."""
+    from optuna.trial import TrialState
+
+    plan = confirm.user_attrs.get("plan") or []
+    arms = {a["label"]: ArmRuns(a, {o: {} for o in objectives}, []) for a in plan if not a.get("alias_of")}
+    for t in confirm.get_trials(deepcopy=False):
+        arm = t.user_attrs.get("arm")
+        if not isinstance(arm, dict) or arm.get("label") not in arms or t.user_attrs.get("discarded"):
+            continue
+        runs, seed = arms[arm["label"]], int(arm["seed"])
+        if t.state == TrialState.COMPLETE and t.values and len(t.values) == len(objectives):
+            for o, v in zip(objectives, t.values):
+                runs.values[o].setdefault(seed, float(v))
+            runs.seconds += float(t.user_attrs.get("seconds", 0.0))
+        elif t.state == TrialState.FAIL and "diverged_step" in t.user_attrs and seed not in runs.diverged:
+            runs.diverged.append(seed)
+            runs.seconds += float(t.user_attrs.get("seconds", 0.0))
+            if "instability" in runs.values:
+                runs.values["instability"].setdefault(seed, diverged_instability)
+    for a in plan:
+        if a.get("alias_of") in arms:
+            arms[a["label"]] = arms[a["alias_of"]]
+    return arms
+
+
+def _tricks_text(plan: dict) -> str:
+    tricks = plan.get("tricks") or []
+    if not tricks:
+        return "none"
+    return ", ".join(n + (":" + ",".join(f"{k}={_short(v)}" for k, v in p.items()) if p else "") for n, p in tricks)
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _effects(arms: dict[str, ArmRuns], objectives: list[str], directions: list[str]):
+    """(what, reference, {objective: Effect}) for each chosen configuration and the control against
+    the baseline, and each trick of the best configuration against that stack without it."""
+    out = []
+    base = arms.get("baseline")
+    for label, runs in arms.items():
+        kind = runs.plan.get("kind")
+        if base is not None and kind in ("chosen", "control") and label == runs.plan["label"]:
+            by = {o: paired_effect(runs.values[o], base.values[o], d) for o, d in zip(objectives, directions)}
+            if kind == "control" and "instability" in by:  # no D, no game: scored degenerate by design
+                by["instability"] = Effect(0, math.nan, math.nan, math.nan, NOT_COMPARABLE,
+                                           "the L1-only control has no adversarial game to be stable or not")
+            out.append((f"{label} ({_tricks_text(runs.plan)})" if kind == "chosen" else label, "baseline", by))
+    for label in list(arms):
+        if "-without-" not in label:
+            continue
+        without = label.split("-without-", 1)[1]
+        best = arms.get(label.split("-without-", 1)[0])
+        if best is None:
+            continue
+        ref = arms[label]
+        out.append((f"{without} (in {best.plan['label']})", f"{best.plan['label']} without it",
+                    {o: paired_effect(best.values[o], ref.values[o], d) for o, d in zip(objectives, directions)}))
+    return out
+
+
+def _plot(arms: dict[str, ArmRuns], objectives: list[str], path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    own = [(label, r) for label, r in arms.items() if r.plan.get("label") == label]
+    if not own:
+        return False
+    fig, axes = plt.subplots(1, len(objectives), figsize=(max(5.0, 1.1 * len(own) + 2) * len(objectives), 4.2),
+                             dpi=110, squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, o in zip(axes[0], objectives):
+        for i, (label, r) in enumerate(own):
+            v = np.asarray(list(r.values[o].values()), np.float64)
+            if v.size:
+                ax.scatter(i + rng.uniform(-0.12, 0.12, v.size), v, s=14, c="#7f7f7f", zorder=2)
+            s = summarise(v.tolist())
+            if s.n >= 2:
+                ax.errorbar([i], [s.mean], yerr=[[s.mean - s.low], [s.high - s.mean]], fmt="o", c="#d62728",
+                            capsize=4, zorder=3)
+            elif s.n == 1:
+                ax.plot([i], [s.mean], "o", c="#d62728", zorder=3)
+        ax.set_xticks(range(len(own)), [label for label, _ in own], rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{o}: seeds (grey), mean and 95% interval (red)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def evidence_section(confirm, objectives: list[str], directions: list[str], out, diverged_instability: float) -> list[str]:
+    """The report's opening section: what the confirmation's runs support, with a figure."""
+    arms = arm_runs(confirm, objectives, diverged_instability)
+    own = {label: r for label, r in arms.items() if r.plan.get("label") == label}
+    seeds = sorted({s for r in own.values() for s in r.seeds})
+    if not seeds:
+        return ["## What the evidence supports", "", f"The confirmation `{confirm.study_name}` has no finished run yet; "
+                "continue it with `ganlab confirm`.", ""]
+    n_runs = sum(len(r.seeds) for r in own.values())
+    diverged = sum(len(r.diverged) for r in own.values())
+    seconds = sum(r.seconds for r in own.values())
+    md = ["## What the evidence supports", "",
+          f"From the confirmation `{confirm.study_name}`: {n_runs} runs of {len(own)} configurations over "
+          f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; the same seeds in every configuration, so that runs "
+          f"pair by seed), {seconds:.0f} s of training"
+          + (f"; {diverged} run(s) diverged (their instability counts as {diverged_instability:g})" if diverged else "")
+          + ".", "",
+          "Each configuration: mean ± sd [95% interval of the mean, Student's t] over its seeds.", ""]
+    md.append("| configuration | tricks | settings | " + " | ".join(objectives) + " | seeds |")
+    md.append("|---|---|---|" + "---|" * len(objectives) + "---|")
+    for label, r in own.items():
+        settings = ", ".join(f"{k}={_short(v)}" for k, v in r.plan.get("params", {}).items()) or "-"
+        cells = [summarise(list(r.values[o].values())).text() for o in objectives]
+        md.append(f"| {label} | {_tricks_text(r.plan)} | {settings} | " + " | ".join(cells)
+                  + f" | {len(r.seeds)}{f' ({len(r.diverged)} diverged)' if r.diverged else ''} |")
+    effects = _effects(arms, objectives, directions)
+    if effects:
+        md += ["", "### Verdicts", "",
+               f"An effect is the mean of the seed-paired differences (the first minus the reference) with a "
+               f"studentised bootstrap 95% interval ({RESAMPLES:,} resamples of the seeds); **{HELPS}** or **{HURTS}** "
+               f"when the interval excludes 0 on the objective's better or worse side, else **{NO_EFFECT}**. A verdict "
+               f"needs at least {MIN_SEEDS} paired seeds (docs/statistics.md).", ""]
+        md.append("| effect of | against | " + " | ".join(f"{o}: difference [95% CI] | verdict" for o in objectives) + " | seeds |")
+        md.append("|---|---|" + "---|---|" * len(objectives) + "---|")
+        for what, ref, by in effects:
+            n = max(e.n for e in by.values())
+            md.append(f"| {what} | {ref} | " + " | ".join(f"{by[o].text()} | {by[o].verdict}" for o in objectives)
+                      + f" | {n} |")
+        md += ["", "In words:", ""]
+        for what, ref, by in effects:
+            parts = []
+            for o in objectives:
+                e = by[o]
+                if e.verdict == NOT_COMPARABLE:
+                    parts.append(f"{o} {e.verdict} ({e.why})")
+                    continue
+                why = f"; {e.why}" if e.why and e.verdict == NO_EFFECT else ""
+                parts.append(f"{o} **{e.verdict}** ({e.text()}, {e.n} seeds{why})")
+            md.append(f"- **{what}** against {ref}: " + "; ".join(parts) + ".")
+    if _plot(arms, objectives, out / "evidence.png"):
+        md += ["", "![evidence](evidence.png)"]
+    md += ["", "The sections below come from the search: each trial one run per seed of its configuration, each trick "
+           "on together with other, randomly drawn tricks. They screen; the verdicts above are the evidence.", ""]
+    return md

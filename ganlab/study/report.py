@@ -23,6 +23,8 @@ from optuna.trial import TrialState
 from ganlab.io import atomic_write_bytes
 from ganlab.stats import read_series
 from ganlab.study.budget import shown
+from ganlab.study.evidence import confirmation_of, evidence_section
+from ganlab.study.objective import DIVERGED_INSTABILITY
 from ganlab.study.table import trial_cells
 
 __all__ = ["importances", "per_trick", "trials_csv", "write_report"]
@@ -211,11 +213,17 @@ def write_report(study, out: Path) -> Path:
     curves_png = _plot_curves(curves, out / "curves.png")
 
     states: dict[str, int] = {}
-    for t in study.trials:
+    for t in shown(study.trials):
         key = "refused" if t.user_attrs.get("refused") else ("diverged" if "diverged_step" in t.user_attrs else t.state.name.lower())
         states[key] = states.get(key, 0) + 1
     md = [f"# Study `{study.study_name}`", ""]
-    md.append(f"{len(study.trials)} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + ". "
+    confirm = confirmation_of(study)
+    if confirm is not None:
+        directions = [d.name.lower() for d in confirm.directions]
+        md += evidence_section(confirm, list(confirm.user_attrs.get("objectives") or names), directions, out,
+                               DIVERGED_INSTABILITY)
+        md += ["# The search", ""]
+    md.append(f"{len(shown(study.trials))} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + ". "
               "Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + ".")
     definition = study.user_attrs.get("definition", "")
     question = [line[1:].strip() for line in definition.splitlines() if line.startswith("#")]
@@ -250,7 +258,12 @@ def write_report(study, out: Path) -> Path:
                + ", ".join(f"`{k}` ({n} of {len(trials)} trials)" for k, n in conditional.items()) + "."]
     if imp_png:
         md += ["", f"![importance]({imp_png.name})"]
-    md += ["", "## Each trick on and off", "", "Median [q1, q3] (n) of each objective over the finished trials.", ""]
+    seeds = max((len(t.user_attrs.get("seed_runs") or [None]) for t in trials), default=1)
+    screening = "single-seed" if seeds == 1 else f"{seeds}-seed"
+    md += ["", "## Each trick on and off (confounded screening)", "",
+           f"Median [q1, q3] (n) of each objective over the finished trials: {screening} runs, each trick on together "
+           "with other, randomly drawn tricks. A screen, not an effect: `ganlab confirm` measures effects over fresh "
+           "seeds against the baseline and by ablation.", ""]
     rows = per_trick(study, trials, names)
     if rows:
         md.append("| trick | " + " | ".join(f"{n} on | {n} off" for n in names) + " |")

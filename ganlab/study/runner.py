@@ -397,6 +397,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
         study.set_user_attr("definition", spec.source)
         study.set_user_attr("objectives", list(spec.objectives) if not spec.weights else ["weighted"])
         study.set_user_attr("objective_names", list(spec.objectives))
+        study.set_user_attr("overrides", {k: v for k, v in overrides.items() if k in ("data", "val_data")})
     elif stored != spec.digest:
         raise UsageError(f"study {spec.name} in {redact(storage_url)} was created from a different definition; "
                          f"use --name NEW to start another study, or the original file to continue")

@@ -17,7 +17,8 @@ from ganlab.errors import UsageError
 from ganlab.study.objective import LEGACY_PRUNE_PROXY
 from ganlab.study.spec import StudySpec
 
-__all__ = ["agree_on_pruning", "best_trials", "default_storage", "is_journal", "make_pruner", "make_sampler",
+__all__ = ["agree_on_pruning", "best_trials", "default_storage", "is_journal", "load_existing_study", "make_pruner",
+           "make_sampler",
            "open_journal", "open_storage", "redact"]
 
 
@@ -157,6 +158,21 @@ def agree_on_pruning(study, spec: StudySpec, console) -> StudySpec:
                           highlight=False, markup=False)
         return old
     return spec
+
+
+def load_existing_study(name: str, storage_arg: str | None, runs: str):
+    """``--storage URL`` (or the default storage under ``--runs``) and study ``name`` in it, or
+    one line saying what is there instead. Returns (study, storage, url)."""
+    url = storage_arg or default_storage(runs)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise UsageError(f"--storage {url}: no such study file; run ganlab study first, or give --storage/--runs")
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=storage), storage, url
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UsageError(f"study {name}: not in {redact(url)}; studies there: {', '.join(names) or 'none'}") from None
 
 
 def best_trials(study):

@@ -1,0 +1,245 @@
+"""The confirmation stage of a study (``ganlab confirm NAME``): from search to evidence.
+
+A search ranks configurations by runs of one seed (or a few), each trick on together with other,
+randomly drawn tricks: screening, not evidence. A confirmation re-trains, over ``S`` fresh seeds
+each (the same seeds for every arm, so that runs pair by seed):
+
+- the chosen configurations (the Pareto front, or the best 3 of a one-objective study; ``--top N``);
+- the plain pix2pix baseline (no tricks, the definition's ``[train]`` settings);
+- the L1-only control (``gan_mode = "none"``), where the study's task allows it;
+- for the best chosen configuration (the best first objective), a leave-one-out ablation: the same
+  stack without each of its tricks in turn.
+
+The runs are the trials of a sibling study ``NAME-confirm`` in the same storage, queued once with
+their arm and seed; any number of workers (``ganlab confirm NAME`` again, on other machines with a
+PostgreSQL storage) take them one at a time, and a killed worker's run is queued again, exactly
+like a study's trials. The same command again continues it; with more ``--seeds`` it adds the
+missing seeds to every arm. ``ganlab report NAME`` then opens with what the evidence supports
+(:mod:`ganlab.study.evidence`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from ganlab.config import TrainConfig
+from ganlab.errors import GanlabError, UsageError
+from ganlab.losses import L1_ONLY
+from ganlab.study.budget import DISCARDED, shown
+from ganlab.study.evidence import CONFIRM_SUFFIX, confirmation_of
+from ganlab.study.objective import OBJECTIVES
+from ganlab.study.recovery import recover_dead_trials
+from ganlab.study.runner import ARM_ATTR, StudyRunner
+from ganlab.study.space import sample_trial
+from ganlab.study.spec import StudySpec, parse_study
+from ganlab.study.storage import redact
+from ganlab.study.workers import Workers
+
+__all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "plan_arms", "run_confirm"]
+
+DEFAULT_SEEDS = 5
+DEFAULT_TOP = 3  # a one-objective study: its best 3
+SEED_OFFSET = 1000  # confirmation seeds: the definition's seed + 1000 + i, apart from the search's
+
+
+@dataclass(frozen=True)
+class Arm:
+    label: str  # trial-12, baseline, l1-only, trial-12-without-label-flip
+    kind: str  # chosen | baseline | control | ablation
+    params: tuple[tuple[str, Any], ...]
+    tricks: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    trial: int | None = None  # the search trial it comes from
+    without: str | None = None  # the trick an ablation arm drops
+    alias_of: str | None = None  # an ablation arm whose configuration another arm already is (not run twice)
+
+    def as_attr(self, seed: int) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind, "params": dict(self.params),
+                "tricks": [[n, dict(v)] for n, v in self.tricks], "trial": self.trial, "without": self.without,
+                "alias_of": self.alias_of, "seed": seed}
+
+    def same_configuration(self, other: "Arm") -> bool:
+        return (dict(self.params), [(n, dict(v)) for n, v in self.tricks]) == (
+            dict(other.params), [(n, dict(v)) for n, v in other.tricks])
+
+
+def _finished(study) -> list:
+    return [t for t in shown(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) if t.values]
+
+
+def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
+    return all(s * x <= s * y for x, y, s in zip(a, b, signs)) and any(s * x < s * y for x, y, s in zip(a, b, signs))
+
+
+def choose(study, top: int | None) -> list:
+    """The configurations to confirm: the Pareto front (two objectives) or the best 3 (one), or
+    the ``top`` first in the order of non-dominated fronts, each by its first objective."""
+    trials = _finished(study)
+    signs = [1.0 if d.name == "MINIMIZE" else -1.0 for d in study.directions]
+    ordered, rest = [], list(trials)
+    while rest:
+        front = [t for t in rest if not any(_dominates(o.values, t.values, signs) for o in rest if o is not t)]
+        front.sort(key=lambda t: signs[0] * t.values[0])
+        ordered.append(front)
+        rest = [t for t in rest if t not in front]
+    flat = [t for front in ordered for t in front]
+    if top is not None:
+        return flat[:top]
+    if len(study.directions) > 1:
+        return ordered[0] if ordered else []
+    return flat[:DEFAULT_TOP]
+
+
+def _configuration(spec: StudySpec, trial) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """A search trial's configuration, drawn again from its parameters (the same define-by-run)."""
+    return sample_trial(spec, optuna.trial.FixedTrial(trial.params, trial.number))
+
+
+def _arm(label: str, kind: str, base: dict, tricks: list, trial: int | None = None, without: str | None = None) -> Arm:
+    return Arm(label, kind, tuple(sorted(base.items())), tuple((n, tuple(sorted(v.items()))) for n, v in tricks),
+               trial, without)
+
+
+def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, Any]) -> tuple[list[Arm], list[str]]:
+    """The arms of the confirmation, and notes on what was left out and why."""
+    chosen = choose(study, top)
+    if not chosen:
+        raise UsageError(f"study {study.study_name}: no finished trial to confirm; run ganlab study first")
+    notes: list[str] = []
+    baseline = _arm("baseline", "baseline", {}, [])
+    arms: list[Arm] = []
+    for t in chosen:
+        base, tricks = _configuration(spec, t)
+        arm = _arm(f"trial-{t.number}", "chosen", base, tricks, t.number)
+        if arm.same_configuration(baseline):
+            notes.append(f"trial {t.number} is the baseline's configuration: confirmed as the baseline")
+            continue
+        arms.append(arm)
+    plain = [baseline]
+    try:
+        TrainConfig.from_dict({**base_config, "gan_mode": L1_ONLY, "tricks": ()}, "the L1-only control").validate()
+        plain.append(_arm("l1-only", "control", {"gan_mode": L1_ONLY}, []))
+    except UsageError as exc:
+        notes.append(f"no L1-only control: {exc}")
+    out = [*arms, *plain]
+    if arms:
+        best = arms[0]  # the first chosen: the best first objective
+        tricks = [(n, dict(v)) for n, v in best.tricks]
+        for name, _ in tricks:
+            rest = [(n, v) for n, v in tricks if n != name]
+            arm = _arm(f"{best.label}-without-{name}", "ablation", dict(best.params), rest, best.trial, name)
+            same = next((a for a in out if a.alias_of is None and a.same_configuration(arm)), None)
+            out.append(arm if same is None else dataclasses.replace(arm, alias_of=same.label))
+    return out, notes
+
+
+def _planned(confirm) -> set[tuple[str, int]]:
+    return {(t.user_attrs[ARM_ATTR]["label"], int(t.user_attrs[ARM_ATTR]["seed"]))
+            for t in confirm.get_trials(deepcopy=False) if isinstance(t.user_attrs.get(ARM_ATTR), dict)}
+
+
+def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_config: dict,
+          console: Console) -> tuple[Any, list[dict], list[str]]:
+    name = parent.study_name + CONFIRM_SUFFIX
+    directions = [OBJECTIVES[o].direction for o in spec.objectives]
+    confirm = optuna.create_study(study_name=name, storage=storage, directions=directions,
+                                  sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+    notes: list[str] = []
+    plan = confirm.user_attrs.get("plan")
+    if plan is None:
+        arms, notes = plan_arms(parent, spec, top, base_config)
+        plan = [a.as_attr(seed=-1) for a in arms]
+        confirm.set_user_attr("plan", plan)
+        confirm.set_user_attr("top", top)
+        confirm.set_user_attr("parent", parent.study_name)
+        confirm.set_user_attr("objectives", list(spec.objectives))
+        confirm.set_user_attr("notes", notes)
+    elif top is not None and confirm.user_attrs.get("top") != top:
+        raise UsageError(f"{name} was planned with --top {confirm.user_attrs.get('top') or 'default'}; continue it "
+                         f"without --top (or the same), or delete it from the storage to plan again")
+    base_seed = int(base_config.get("seed", 0) or 0)
+    seeds = [base_seed + SEED_OFFSET + i for i in range(n_seeds)]
+    have = _planned(confirm)
+    for seed in seeds:  # seed by seed: the first finished runs already pair
+        for arm in plan:
+            if not arm.get("alias_of") and (arm["label"], seed) not in have:
+                confirm.enqueue_trial({}, user_attrs={ARM_ATTR: {**arm, "seed": seed}})
+    return confirm, plan, confirm.user_attrs.get("notes", notes)
+
+
+def parent_spec(parent) -> StudySpec:
+    definition = parent.user_attrs.get("definition")
+    if not definition:
+        raise UsageError(f"study {parent.study_name}: its definition is not in the storage; run it with ganlab study")
+    spec = parse_study(definition, f"study {parent.study_name}", parent.study_name)
+    return dataclasses.replace(spec, name=parent.study_name)
+
+
+def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None, n_seeds: int, overrides: dict,
+                console: Console, n_jobs: int = 1, storage_flag: str = "",
+                worker_argv: Callable[[int], Sequence[str]] | None = None) -> int:
+    """Plan (or continue) the confirmation of ``parent`` and run this worker's share of it."""
+    spec = parent_spec(parent)
+    stored = parent.user_attrs.get("overrides") or {}
+    overrides = {**stored, **overrides}
+    cspec = dataclasses.replace(spec, name=parent.study_name + CONFIRM_SUFFIX, weights=(), seeds=1, pruner="none",
+                                trials=None)
+    runner = StudyRunner(cspec, storage_url, out, overrides, None, console, fixed=True)
+    base = runner.base_config()
+    TrainConfig.from_dict({**base, "out": str(out / cspec.name)}, f"study {spec.name}").validate()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console)
+    revived = recover_dead_trials(confirm, cspec)
+    if revived:
+        console.print(f"run(s) {', '.join(map(str, revived))}: their worker died; queued again", highlight=False)
+    waiting = confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    run_arms = [a for a in plan if not a.get("alias_of")]
+    arms = ", ".join(a["label"] for a in run_arms)
+    console.print(f"[bold]ganlab confirm[/] {parent.study_name}: {len(run_arms)} arms ({arms}) x {n_seeds} seeds, "
+                  f"{spec.steps} steps each; {len(waiting)} runs to go; storage {redact(storage_url)} as "
+                  f"{cspec.name}; runs in {out / cspec.name}", highlight=False)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
+    t0 = time.time()
+    workers = None
+    if waiting:
+        workers = Workers(lambda k, _: worker_argv(k), [None] * n_jobs, out / cspec.name) if n_jobs > 1 else None
+
+        def stop_when_done(study, trial) -> None:
+            recover_dead_trials(study, cspec)
+            if not trial.user_attrs.get(DISCARDED):
+                arm = trial.user_attrs.get(ARM_ATTR) or {}
+                console.print(f"{arm.get('label', '?')} seed {arm.get('seed', '?')}: {trial.state.name.lower()}"
+                              + (f" {', '.join(f'{n} {v:.4g}' for n, v in zip(spec.objectives, trial.values))}"
+                                 if trial.values else ""), highlight=False, markup=False)
+            if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                study.stop()
+
+        try:
+            confirm.optimize(runner, n_trials=None, callbacks=[stop_when_done], catch=(GanlabError,), gc_after_trial=True)
+        except BaseException:
+            if workers is not None:
+                workers.signal(signal.SIGTERM)
+                workers.wait()
+            raise
+        if workers is not None:
+            for problem in workers.wait():
+                console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+            recover_dead_trials(confirm, cspec)
+    runs = [t for t in shown(confirm.get_trials(deepcopy=False)) if isinstance(t.user_attrs.get(ARM_ATTR), dict)]
+    states: dict[str, int] = {}
+    for t in runs:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    seconds = sum(float(t.user_attrs.get("seconds", 0.0)) for t in runs)
+    console.print(f"{len(runs)} runs ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); this worker "
+                  f"{time.time() - t0:.0f} s; {seconds:.0f} s of training in all", highlight=False)
+    console.print(f"report: ganlab report {parent.study_name}{storage_flag}", highlight=False)
+    return 0
