@@ -87,3 +87,47 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     for line in identity:
         assert line.count(f"**{NO_EFFECT}**") == 2 and "identical results on every seed" in line, line
     assert "| trial-0 | label-flip:p=0 |" in evidence
+
+
+def test_a_killed_confirmation_worker_loses_no_run(tmp_path, image_dir, run_cli):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    f = study_file(tmp_path, image_dir, 'objectives = ["swd"]\nsampler = "random"\n[tricks]\nalways = ["label-flip"]\n')
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 0, err
+    storage = f"sqlite:///{tmp_path / 'runs' / 'studies.db'}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path / "victim.log", "w")
+    victim = subprocess.Popen([sys.executable, "-m", "ganlab", "confirm", "tiny", "--seeds", "2", "--runs",
+                               str(tmp_path / "runs")], stdout=log, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True)
+    target, deadline = None, time.monotonic() + 300
+    while target is None and time.monotonic() < deadline and victim.poll() is None:
+        try:
+            confirm = optuna.load_study(study_name="tiny-confirm", storage=storage)
+        except KeyError:
+            time.sleep(0.1)
+            continue
+        running = [t for t in confirm.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+        if running:
+            os.killpg(victim.pid, signal.SIGSTOP)  # frozen, so that the run cannot finish before the kill
+            now = {t.number: t.state for t in confirm.get_trials(deepcopy=False)}
+            if now.get(running[0].number) == TrialState.RUNNING:
+                target = running[0].number
+                break
+            os.killpg(victim.pid, signal.SIGCONT)
+        time.sleep(0.1)
+    assert target is not None, (tmp_path / "victim.log").read_text()[-2000:]
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs")
+    assert code == 0, err
+    assert "queued again" in err
+    trials = optuna.load_study(study_name="tiny-confirm", storage=storage).trials
+    done = {(t.user_attrs["arm"]["label"], t.user_attrs["arm"]["seed"]) for t in trials if t.state == TrialState.COMPLETE}
+    assert done == {(a, s) for a in ("trial-0", "baseline", "l1-only") for s in (1000, 1001)}
+    assert next(t for t in trials if t.number == target).state == TrialState.FAIL

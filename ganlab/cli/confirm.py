@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: must be a whole number >= 1")
     if args.name.endswith("-confirm"):
-        raise UsageError(f"{args.name}: give the study's own name (its confirmation is {args.name})")
+        raise UsageError(f"{args.name} is a confirmation; give its study's name: ganlab confirm {args.name[:-len('-confirm')]}")
     parent, storage, url = load_existing_study(args.name, args.storage, args.runs)
     overrides = {k: v for k, v in (("data", args.data), ("val_data", args.val_data), ("device", args.device)) if v is not None}
     seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS

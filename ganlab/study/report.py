@@ -303,8 +303,15 @@ def write_report(study, out: Path) -> Path:
         md += ["", "## Loss curves", "", f"![curves]({curves_png.name})"]
     refused = [t for t in study.trials if t.user_attrs.get("refused")]
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED and not t.user_attrs.get("refused")]
-    if refused or diverged or pruned:
+    some_diverged = [t for t in trials if t.user_attrs.get("diverged_seeds")]
+    if refused or diverged or pruned or some_diverged:
         md += ["", "## Not trained, diverged or pruned", ""]
+        for t in some_diverged:
+            runs = t.user_attrs.get("seed_runs") or []
+            steps = ", ".join(f"seed {r['seed']} at step {r['diverged_step']}" for r in runs if "diverged_step" in r)
+            md.append(f"- #{t.number}: {t.user_attrs['diverged_seeds']} of {len(runs)} seeds diverged ({steps}); its "
+                      f"objectives are over the others, its instability counts each diverged seed as "
+                      f"{DIVERGED_INSTABILITY:g}")
         for t in refused:
             md.append(f"- #{t.number}: refused: {t.user_attrs['refused']}")
         for t in diverged:
