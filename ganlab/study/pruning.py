@@ -76,7 +76,8 @@ class Pruning:
 
     def __init__(self, spec, trial):
         self.spec, self.trial = spec, trial
-        self.optuna = spec.pruner != "none" and spec.scalarised and spec.seeds == 1 and len(trial.study.directions) == 1
+        # one value per step (reported even unpruned: the intermediate values are the trial's curve in Optuna)
+        self.optuna = spec.scalarised and spec.seeds == 1 and len(trial.study.directions) == 1
         self.own = spec.own_pruning and not self.optuna
         self.rule = MedianRule(spec.warmup, spec.prune_patience)
         self.curves: dict[int, dict[int, float]] = {}  # seed index -> step -> lower-is-better value
