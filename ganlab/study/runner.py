@@ -77,7 +77,7 @@ class StudyRunner:
 
     def datasets(self, cfg):
         """Decoded images are shared between the trials of this process (same data settings)."""
-        key = (cfg.data, cfg.val_data, cfg.task, cfg.direction, cfg.size, cfg.effective_load_size, cfg.seed, cfg.val_split)
+        key = (cfg.data, cfg.val_data, cfg.data_a, cfg.data_b, cfg.val_data_a, cfg.val_data_b, cfg.task, cfg.direction, cfg.size, cfg.effective_load_size, cfg.seed, cfg.val_split)
         with self._lock:
             if key not in self._datasets:
                 self._datasets[key] = build_datasets(cfg, lambda m: None)
