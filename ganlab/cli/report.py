@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna  # the study's libraries load when the command runs, not for --help
 
     from ganlab.study.report import write_report
-    from ganlab.study.storage import default_storage, open_storage
+    from ganlab.study.storage import dashboard_command, dashboard_hint, default_storage, open_storage
 
     console = Console(stderr=True, soft_wrap=True)
     url = args.storage or default_storage(args.runs)
@@ -46,4 +46,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser() if args.out else Path(args.runs).expanduser() / args.name / "report"
     path = write_report(study, out)
     console.print(f"report: {path} (with trials.csv and plots in {out})", highlight=False)
+    artifacts = Path(args.runs).expanduser() / args.name / "artifacts"
+    console.print(f"dashboard: {dashboard_command(url, artifacts.resolve() if artifacts.is_dir() else None)}"
+                  f"{dashboard_hint()}", highlight=False, markup=False)
     return 0

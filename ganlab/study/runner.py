@@ -35,7 +35,7 @@ from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, WEIGHTED, describ
 from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec
-from ganlab.study.storage import agree_on_pruning, best_trials, make_pruner, make_sampler, open_storage, redact
+from ganlab.study.storage import agree_on_pruning, best_trials, dashboard_command, dashboard_hint, make_pruner, make_sampler, open_storage, redact
 from ganlab.study.table import fmt, trial_cells, trials_table
 from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
@@ -315,6 +315,9 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
                   f"{spec.steps} steps per trial; storage {redact(storage_url)} "
                   f"({n_before} trials so far); runs in {out / spec.name}"
                   f"{f'; {n_jobs} worker processes' if workers else ''}", highlight=False)
+    artifacts = (out / spec.name / "artifacts").resolve()  # where _attach uploads the sample grids
+    console.print(f"watch it live: {dashboard_command(storage_url, artifacts)}{dashboard_hint()}", highlight=False,
+                  markup=False)
     t0 = time.time()
     try:
         _optimize(study, runner, spec, console, n_trials, timeout)
@@ -382,4 +385,6 @@ def _summary(study, runner: StudyRunner, spec: StudySpec, console: Console, out:
             for t in best), highlight=False, markup=False)
     console.print(f"report: ganlab report {spec.name}{storage_flag}", highlight=False)
     console.print(f"compare the trials: tensorboard --logdir {out / spec.name}", highlight=False)
+    console.print(f"dashboard: {dashboard_command(runner.storage_url, (out / spec.name / 'artifacts').resolve())}"
+                  f"{dashboard_hint()}", highlight=False, markup=False)
     return 0
