@@ -182,7 +182,7 @@ def _run_of(source: Path, checkpoint_file: Path | None) -> str:
     return f.stem
 
 
-def metadata(cfg, details: dict, source: Path, stride: int, max_side: int) -> dict[str, str]:
+def metadata(cfg, details: dict, source: Path, stride: int, max_side: int, checkpoint: str) -> dict[str, str]:
     """What the exported file says about itself (every value a string: ONNX's metadata_props)."""
     colour = cfg.task == "colorize"
     meta = {
@@ -191,7 +191,8 @@ def metadata(cfg, details: dict, source: Path, stride: int, max_side: int) -> di
         "run": _run_of(source, details.get("file")),
         "checkpoint": Path(details["file"]).name if details.get("file") else "",
         "step": str(details.get("step")),
-        "weights": "ema" if details.get("weights") == "G_ema" else "latest",
+        "weights": "G_ema" if details.get("weights") == "G_ema" else "G",  # the moving average of G, or G
+        "chosen_by": "file" if Path(checkpoint).expanduser().is_file() else checkpoint,  # auto, latest, ema, ...
         "task": cfg.task,
         "direction": "grey -> colour (L -> ab)" if colour else ("B -> A" if cfg.direction == "BtoA" else "A -> B"),
         "input": "uint8 (N, 3, H, W) RGB or (N, 1, H, W) grey, any H and W" if colour else "uint8 (N, 3, H, W) RGB, any H and W",
@@ -330,7 +331,7 @@ def _export(source, out, checkpoint: str, fmt: str | None, max_side: int) -> Exp
     details: dict[str, Any] = {}
     cfg, G = load_generator(source, checkpoint, "cpu", details=details)
     stride = generator_stride(G)
-    meta = metadata(cfg, details, Path(source).expanduser(), stride, max_side)
+    meta = metadata(cfg, details, Path(source).expanduser(), stride, max_side, checkpoint)
     try:
         scripted = _scripted(cfg, G, stride, max_side, fmt)
     except Exception as exc:  # noqa: BLE001 - a network TorchScript cannot compile

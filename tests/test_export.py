@@ -106,7 +106,7 @@ def test_the_torchscript_model_gives_colorizes_pixels_in_a_process_without_ganla
         assert _max_diff(got, expected[name]) <= 1, name
     meta = json.loads(done.stdout)
     assert meta["run"] == finished_run.name and meta["step"] == "4" and meta["task"] == "colorize"
-    assert meta["direction"].startswith("grey -> colour") and meta["weights"] == "latest"
+    assert meta["direction"].startswith("grey -> colour") and meta["weights"] == "G" and meta["chosen_by"] == "auto"
     from ganlab import __version__
 
     assert meta["ganlab_version"] == __version__
@@ -130,6 +130,7 @@ def test_a_paired_model_translates_in_the_runs_direction(paired_run, run_cli, tm
     assert _max_diff(got, expected) <= 1
     meta = json.loads(extra["ganlab.json"])
     assert meta["task"] == "paired" and meta["direction"] == "B -> A" and meta["run"] == paired_run.name
+    assert meta["chosen_by"] == "latest" and meta["checkpoint"] == ckpt.name
     with pytest.raises(Exception, match="uint8"):
         model(torch.zeros(1, 3, 8, 8))
 
@@ -158,7 +159,7 @@ def test_the_onnx_model_gives_colorizes_pixels_in_onnxruntime(finished_run, run_
     assert props["max_side"] == "40" and "ganlab_version" in props and "direction" in props
 
 
-def test_bad_input_is_one_line_and_writes_nothing(finished_run, run_cli, tmp_path):
+def test_bad_input_is_one_line_and_writes_nothing(finished_run, run_cli, tmp_path, monkeypatch):
     out = tmp_path / "model.pt"
     # a run with no checkpoint
     empty = tmp_path / "no-checkpoint"
@@ -180,4 +181,11 @@ def test_bad_input_is_one_line_and_writes_nothing(finished_run, run_cli, tmp_pat
         _one_line_error(err)
     code, _, err = run_cli("export", finished_run, "--out", out, "--max-side", "-1")
     assert code == 2 and "--max-side" in err
-    assert not out.exists() and not list(tmp_path.glob(".model.pt*"))
+    # ONNX where the onnx package is missing
+    import ganlab.export
+
+    monkeypatch.setattr(ganlab.export, "onnx_available", lambda: "the onnx package is not installed (pip install 'ganlab[export]')")
+    code, _, err = run_cli("export", finished_run, "--out", tmp_path / "model.onnx")
+    assert code == 2 and "ganlab[export]" in err and "--format torchscript" in err
+    _one_line_error(err)
+    assert not out.exists() and not list(tmp_path.glob(".model.*")) and not (tmp_path / "model.onnx").exists()

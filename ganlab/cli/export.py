@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     result = export_model(args.source, args.out, checkpoint=args.checkpoint, fmt=args.fmt, max_side=args.max_side)
     meta = result.metadata
     check = "" if result.max_diff is None else f"; matches ganlab colorize within {result.max_diff}/255 on a test image"
-    console.print(f"exported {meta['task']} model of run {meta['run']} (step {meta['step']}, {meta['weights']} weights, "
+    weights = "the moving average of G" if meta["weights"] == "G_ema" else "G"
+    console.print(f"exported {meta['task']} model of run {meta['run']} (step {meta['step']}, {weights}, "
                   f"{meta['direction']}) as {result.format}: {result.path}{check}", highlight=False)
     console.print(f"input {meta['input']}; output {meta['output']}", highlight=False)
     return 0
