@@ -4,6 +4,7 @@ writes to the same SQLite file; every trial of the worker is recorded."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -21,7 +22,10 @@ import pytest
 
 from test_study import study_file
 
-pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'ganlab[dashboard]')")
+from ganlab.study.storage import dashboard_command
+
+needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("optuna_dashboard") is None,
+                                     reason="optuna-dashboard is not installed (pip install 'ganlab[dashboard]')")
 
 
 def _free_port() -> int:
@@ -42,6 +46,18 @@ def _dashboard_line(err: str, prefix: str) -> list[str]:
     return shlex.split(lines[-1][len(prefix):].split("  (pip install")[0])
 
 
+def test_the_dashboard_line_for_each_storage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert dashboard_command("sqlite:////data/my runs/studies.db", "/data/my runs/s/artifacts") == (
+        "optuna-dashboard 'sqlite:////data/my runs/studies.db' --artifact-dir '/data/my runs/s/artifacts'")
+    # a journal file by its path (as optuna-dashboard takes it), made absolute
+    assert dashboard_command("journal://logs/study.log") == f"optuna-dashboard {tmp_path / 'logs' / 'study.log'}"
+    assert dashboard_command("journal:///scratch/s.log") == "optuna-dashboard /scratch/s.log"
+    # no password on the screen
+    assert dashboard_command("postgresql://ganlab:secret@db/ganlab") == "optuna-dashboard postgresql://ganlab@db/ganlab"
+
+
+@needs_dashboard
 def test_the_dashboard_reads_a_study_while_a_worker_writes_to_it(tmp_path, image_dir, run_cli):
     f = study_file(tmp_path, image_dir, 'objectives = ["swd", "instability"]\npopulation_size = 2\n'
                    '[search]\nlr = { low = 1e-4, high = 1e-3, log = true }\n')

@@ -35,7 +35,8 @@ from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, WEIGHTED, describ
 from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec
-from ganlab.study.storage import agree_on_pruning, best_trials, dashboard_command, dashboard_hint, make_pruner, make_sampler, open_storage, redact
+from ganlab.study.storage import (agree_on_pruning, best_trials, dashboard_command, dashboard_hint, make_pruner, make_sampler,
+                                  open_storage, redact)
 from ganlab.study.table import fmt, trial_cells, trials_table
 from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
@@ -77,7 +78,8 @@ class StudyRunner:
 
     def datasets(self, cfg):
         """Decoded images are shared between the trials of this process (same data settings)."""
-        key = (cfg.data, cfg.val_data, cfg.data_a, cfg.data_b, cfg.val_data_a, cfg.val_data_b, cfg.task, cfg.direction, cfg.size, cfg.effective_load_size, cfg.seed, cfg.val_split)
+        key = (cfg.data, cfg.val_data, cfg.data_a, cfg.data_b, cfg.val_data_a, cfg.val_data_b, cfg.task, cfg.direction,
+               cfg.size, cfg.effective_load_size, cfg.seed, cfg.val_split)
         with self._lock:
             if key not in self._datasets:
                 self._datasets[key] = build_datasets(cfg, lambda m: None)
