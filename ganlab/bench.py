@@ -406,7 +406,7 @@ def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
     if close:
         console.print(f"[yellow]warning:[/] {close}", highlight=False)
 
-    if cfg.data is not None:
+    if cfg.data is not None or cfg.data_a is not None:
         make_data = lambda: build_datasets(cfg)[0]  # noqa: E731
     else:
         make_data = lambda: synthetic_images(cfg)  # noqa: E731

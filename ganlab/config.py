@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import tomllib
 import typing
@@ -75,6 +76,12 @@ class TrainConfig:
     # Data
     data: str | None = setting(None, "data", "folder of images (default: the built-in sample set)", metavar="PATH")
     val_data: str | None = setting(None, "data", "validation folder (default: a deterministic 80/20 split of --data)", metavar="PATH")
+    data_a: str | None = setting(None, "data", "for --task paired: a folder of A images, paired by file name (without "
+                                 "extension) with those of --data-b; instead of --data", metavar="DIR")
+    data_b: str | None = setting(None, "data", "for --task paired: the folder of B images that goes with --data-a", metavar="DIR")
+    val_data_a: str | None = setting(None, "data", "validation A images, paired by name with --val-data-b (default: a split "
+                                     "of the training pairs)", metavar="DIR")
+    val_data_b: str | None = setting(None, "data", "validation B images that go with --val-data-a", metavar="DIR")
     task: str = setting("colorize", "data", "colorize (grey L in, ab out) or paired A|B translation (default {default})", choices=TASKS)
     direction: str = setting("AtoB", "data", "for --task paired: which half is the input", choices=DIRECTIONS)
     size: int = setting(256, "data", "crop size, a multiple of 32 (default {default}; sample set 64)")
@@ -151,6 +158,7 @@ class TrainConfig:
                                  "(tricks run Python between the step's kernels); use --cuda-graphs off")
             if self.compile == "on":
                 raise UsageError("--cuda-graphs on and --compile on: choose one (the graph captures the eager step)")
+        self._validate_folder_pairs()
         check_device_name(self.device)
         if self.size < 32 or self.size % 32:
             raise bad("size", "the networks need a multiple of 32 (e.g. 64, 128, 256)")
@@ -179,6 +187,38 @@ class TrainConfig:
         if self.name is not None:
             check_run_name(self.name, "--name")
         return self
+
+    def _validate_folder_pairs(self) -> None:
+        """--data-a/--data-b (and the validation pair) come together, for --task paired, instead of
+        --data (--val-data)."""
+        for a, b, instead in (("data_a", "data_b", "data"), ("val_data_a", "val_data_b", "val_data")):
+            given = [n for n in (a, b) if getattr(self, n) is not None]
+            if not given:
+                continue
+            if len(given) == 1:
+                other = b if given[0] == a else a
+                raise UsageError(f"{flag_name(given[0])} {getattr(self, given[0])}: give {flag_name(other)} too "
+                                 f"(A and B images come from two folders, paired by file name)")
+            if self.task != "paired":
+                raise UsageError(f"{flag_name(a)}/{flag_name(b)} are for --task paired (A -> B translation); "
+                                 f"add --task paired, or use --data for colourisation")
+            if getattr(self, instead) is not None:
+                raise UsageError(f"{flag_name(instead)} {getattr(self, instead)} and {flag_name(a)}/{flag_name(b)}: give one "
+                                 f"of them ({flag_name(instead)}: side-by-side A|B images; {flag_name(a)}/{flag_name(b)}: "
+                                 "two folders paired by file name)")
+
+    @property
+    def data_label(self) -> str | None:
+        """The training data as a user gave it (None: the sample set)."""
+        if self.data_a is not None:
+            return f"A {self.data_a} + B {self.data_b}"
+        return self.data
+
+    @property
+    def val_data_label(self) -> str | None:
+        if self.val_data_a is not None:
+            return f"A {self.val_data_a} + B {self.val_data_b}"
+        return self.val_data
 
     @property
     def effective_load_size(self) -> int:
@@ -268,7 +308,12 @@ def check_run_name(name: str, where: str) -> str:
 
 def default_run_name(cfg: TrainConfig) -> str:
     """``<task>-<data folder>`` (``colorize-sample`` for the built-in set), safe as a folder name."""
-    data = "sample" if cfg.data is None else Path(cfg.data).expanduser().resolve().name
+    if cfg.data_a is not None and cfg.data_b is not None:  # the folder holding both, else the A folder
+        a, b = (Path(x).expanduser().resolve() for x in (cfg.data_a, cfg.data_b))
+        common = Path(os.path.commonpath([a, b]))
+        data = common.name if common not in (a, b) and common.name else a.name
+    else:
+        data = "sample" if cfg.data is None else Path(cfg.data).expanduser().resolve().name
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{cfg.task}-{data}").strip("-.") or "run"
 
 
@@ -295,7 +340,7 @@ def resolve(flags: Mapping[str, Any], config_file: str | None = None) -> TrainCo
     file_layer = {k.replace("-", "_"): v for k, v in file_layer.items()}
     given = {k: v for k, v in flags.items() if v is not None}
     data = given.get("data", file_layer.get("data"))
-    if data is None:
+    if data is None and given.get("data_a", file_layer.get("data_a")) is None:
         layers.append(SAMPLE_PRESET)
     layers += [file_layer, given]
     merged: dict[str, Any] = {}

@@ -178,7 +178,8 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         note(lpips_reason)
 
     if args.data is not None:
-        cfg = dataclasses.replace(cfg, data=args.data, val_data=args.data)
+        cfg = dataclasses.replace(cfg, data=args.data, val_data=args.data, data_a=None, data_b=None, val_data_a=None,
+                                  val_data_b=None)
     seed = cfg.seed if args.seed is None else args.seed
     _, val = build_datasets(cfg, warn=note)
     n = len(val) if args.n is None else min(args.n, len(val))
@@ -318,7 +319,8 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         "checkpoint": label,
         **({"checkpoint_file": str(ckpt_file)} if ckpt_file else {}),
         "task": cfg.task,
-        "data": cfg.val_data if cfg.val_data is not None else (f"split of {cfg.data}" if cfg.data else "split of the sample set"),
+        "data": cfg.val_data_label if cfg.val_data_label is not None else (
+            f"split of {cfg.data_label}" if cfg.data_label else "split of the sample set"),
         "n": n,
         "image_size": cfg.size,
         "seed": seed,

@@ -25,12 +25,14 @@ __all__ = ["colorize_array", "direction_of", "input_images", "load_generator", "
            "translate_array"]
 
 
-def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu") -> tuple[TrainConfig, nn.Module]:
+def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu", *, details: dict | None = None
+                   ) -> tuple[TrainConfig, nn.Module]:
     """The generator of a run folder or checkpoint file, in eval mode.
 
     ``checkpoint``: ``latest`` (the run's newest good checkpoint), ``ema`` (its moving average
     of G, where a trick kept one), ``auto`` (the moving average where there is one, else G) or
-    the path of a checkpoint file.
+    the path of a checkpoint file. ``details``, where given, receives the checkpoint ``file``
+    read, its ``step`` and the ``weights`` used (``G`` or ``G_ema``).
     """
     p = Path(path).expanduser()
     if checkpoint not in ("latest", "ema", "auto"):
@@ -39,11 +41,12 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
             raise UsageError(f"--checkpoint {checkpoint}: no such file; give latest, ema or a checkpoint file")
         payload = read_checkpoint(ckpt_path)
     elif p.is_file():
+        ckpt_path = p
         payload = read_checkpoint(p)
     elif p.is_dir():
         if not is_run_dir(p) and not checkpoint_files(p):
             raise UsageError(f"{path}: not a ganlab run folder (no config.json); give a run folder or a checkpoint file")
-        _, payload = latest_checkpoint(p, lambda m: warnings.warn(m, stacklevel=2), advice="there is no generator to use")
+        ckpt_path, payload = latest_checkpoint(p, lambda m: warnings.warn(m, stacklevel=2), advice="there is no generator to use")
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
     cfg = TrainConfig.from_dict(payload["config"])
@@ -52,6 +55,8 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     if checkpoint == "ema" and key != "G_ema":
         raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
     G.load_state_dict(payload[key])
+    if details is not None:
+        details.update(file=ckpt_path, step=payload.get("step"), weights=key)
     return cfg, G.to(device).eval()
 
 

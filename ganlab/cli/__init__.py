@@ -1,4 +1,4 @@
-"""The ``ganlab`` command: train | colorize | eval | study | report | bench | tricks | checkpoint.
+"""The ``ganlab`` command: train | colorize | export | eval | study | report | bench | tricks | checkpoint.
 
 Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Errors a
 user can act on print one line and exit non-zero (2 for usage errors); ``--debug`` shows the
@@ -21,6 +21,7 @@ from ganlab.errors import Stopped
 COMMANDS = {
     "train": ("ganlab.cli.train", "train a pix2pix model (with tricks) on a folder of images or the sample set"),
     "colorize": ("ganlab.cli.colorize", "colourise (or translate) your own images with a trained model"),
+    "export": ("ganlab.cli.export", "write a trained generator as a TorchScript or ONNX model that runs without ganlab"),
     "eval": ("ganlab.cli.eval", "compute image-quality and stability metrics of a run"),
     "study": ("ganlab.cli.study", "search trick combinations with Optuna"),
     "confirm": ("ganlab.cli.confirm", "re-train a study's best configurations, the baseline and ablations over fresh seeds"),

@@ -27,11 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ganlab.study.report import write_report  # the study's libraries load when the command runs, not for --help
-    from ganlab.study.storage import load_existing_study
+    from ganlab.study.storage import dashboard_command, dashboard_hint, load_existing_study
 
     console = Console(stderr=True, soft_wrap=True)
-    study, _, _ = load_existing_study(args.name, args.storage, args.runs)
+    study, _, url = load_existing_study(args.name, args.storage, args.runs)
     out = Path(args.out).expanduser() if args.out else Path(args.runs).expanduser() / args.name / "report"
     path = write_report(study, out)
     console.print(f"report: {path} (with trials.csv and plots in {out})", highlight=False)
+    artifacts = Path(args.runs).expanduser() / args.name / "artifacts"
+    console.print(f"dashboard: {dashboard_command(url, artifacts.resolve() if artifacts.is_dir() else None)}"
+                  f"{dashboard_hint()}", highlight=False, markup=False)
     return 0

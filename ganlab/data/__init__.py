@@ -242,8 +242,103 @@ def to_rgb(task: str, cond: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return ((out.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
+# ---------------------------------------------------------------------------------------------
+# Pairs from two folders (--data-a/--data-b): A/0001.jpg goes with B/0001.png
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilePair:
+    """An A image and its B image, from two folders, paired by name."""
+
+    a: Path
+    b: Path
+
+    def __str__(self) -> str:
+        return f"{self.a} + {self.b}"
+
+
+def _names(files: list[Path], root: Path) -> tuple[dict[str, Path], list[str]]:
+    """Each file by its name without extension (its path under ``root``, for sub-folders); the
+    names that more than one file has (``0001.jpg`` and ``0001.png``) cannot be paired."""
+    by_name: dict[str, list[Path]] = {}
+    for f in files:
+        key = (f.relative_to(root) if root.is_dir() else Path(f.name)).with_suffix("").as_posix()
+        by_name.setdefault(key, []).append(f)
+    return {k: v[0] for k, v in by_name.items() if len(v) == 1}, sorted(k for k, v in by_name.items() if len(v) > 1)
+
+
+def _listing(names: list[str], most: int = 8) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def pair_folders(dir_a: str, dir_b: str, flags: tuple[str, str], warn: Callable[[str], None]) -> list[FilePair]:
+    """The pairs of two folders, matched by file name without extension (and sub-folder). Names
+    on one side only, and names two files share on one side, are listed in one warning and
+    skipped; no pair at all is one error."""
+    files_a = _files_for(dir_a, flags[0], "paired")
+    files_b = _files_for(dir_b, flags[1], "paired")
+    a, twice_a = _names(files_a, Path(dir_a).expanduser())
+    b, twice_b = _names(files_b, Path(dir_b).expanduser())
+    pairs = [FilePair(a[k], b[k]) for k in sorted(set(a) & set(b))]
+    only_a, only_b = sorted(set(a) - set(b) - set(twice_b)), sorted(set(b) - set(a) - set(twice_a))
+    left_out = []
+    if only_a:
+        left_out.append(f"{len(only_a)} only in {flags[0]} {dir_a} ({_listing(only_a)})")
+    if only_b:
+        left_out.append(f"{len(only_b)} only in {flags[1]} {dir_b} ({_listing(only_b)})")
+    twice = sorted(set(twice_a) | set(twice_b))
+    if twice:
+        left_out.append(f"{len(twice)} with two files of the same name on one side ({_listing(twice)})")
+    if not pairs:
+        raise UsageError(f"{flags[0]} {dir_a} and {flags[1]} {dir_b}: no file name is in both folders; pairs are matched "
+                         "by name without extension (A/0001.jpg with B/0001.png)")
+    if left_out:
+        warn("skipped names without exactly one partner: " + "; ".join(left_out))
+    return pairs
+
+
+def _scan_pairs(pairs: list[FilePair], skipped: Skipped, warn: Callable[[str], None]) -> list[FilePair]:
+    """Decode both images of every pair once; a pair with an unusable half is skipped (and
+    counted), a B image of another size than its A is resized to it when prepared (one warning)."""
+    good, resized = [], []
+
+    def check(pair: FilePair) -> tuple[str | None, bool]:
+        try:
+            a = decode(pair.a)
+        except BadImage as exc:
+            return f"A image {exc}", False
+        try:
+            b = decode(pair.b)
+        except BadImage as exc:
+            return f"B image {exc}", False
+        if why := aspect_problem(a):
+            return why, False
+        return None, a.shape[:2] != b.shape[:2]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for pair, (reason, other_size) in zip(pairs, pool.map(check, pairs)):
+            if reason is not None:
+                skipped.add(pair, reason)
+                warn(f"skipped {pair}: {reason}")
+                continue
+            good.append(pair)
+            if other_size:
+                resized.append(pair.b.name)
+    if resized:
+        warn(f"{len(resized)} B image(s) differ in size from their A image and are resized to it: {_listing(resized)}")
+    return good
+
+
 def _preparer(task: str, size: int, load_size: int) -> Callable[[Path], torch.Tensor]:
     def prepare(path: Path) -> torch.Tensor:
+        if isinstance(path, FilePair):  # two files: B at A's size, both resized as one image
+            a, b = decode(path.a), decode(path.b)
+            b = _resize_exact(b, *a.shape[:2])
+            short = load_size if load_size else max(size, min(a.shape[:2]))
+            arr = np.concatenate((_resize_short(a, short), _resize_short(b, short)), axis=2)
+            return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
         arr = decode(path)
         if task == "paired":
             h, w = arr.shape[:2]
@@ -263,7 +358,8 @@ def _preparer(task: str, size: int, load_size: int) -> Callable[[Path], torch.Te
 def _files_for(path: str | None, flag: str, task: str) -> list[Path]:
     if path is None:
         if task == "paired":
-            raise UsageError("--task paired needs --data PATH: a folder of aligned A|B images")
+            raise UsageError("--task paired needs --data PATH (a folder of aligned A|B images) or --data-a DIR --data-b DIR "
+                             "(two folders, paired by file name)")
         return sample_files()
     p = Path(path).expanduser()
     if not p.exists():
@@ -279,16 +375,29 @@ def _files_for(path: str | None, flag: str, task: str) -> list[Path]:
 def build_datasets(cfg, warn: Callable[[str], None] = lambda msg: None) -> tuple[PairedImages, PairedImages]:
     """The training and validation splits of ``cfg`` (``--data``/``--val-data``/the sample set)."""
     skipped = Skipped()
-    train_files = _scan(_files_for(cfg.data, "--data", cfg.task), cfg.task, skipped, warn)
+    if cfg.data_a is not None:
+        train_files = _scan_pairs(pair_folders(cfg.data_a, cfg.data_b, ("--data-a", "--data-b"), warn), skipped, warn)
+        if not train_files:
+            raise UsageError(f"--data-a {cfg.data_a}/--data-b {cfg.data_b}: no usable pair ({skipped.summary()})")
+    else:
+        train_files = _scan(_files_for(cfg.data, "--data", cfg.task), cfg.task, skipped, warn)
     what = "colour images" if cfg.task == "colorize" else "aligned A|B images"
     fix = f"point --data at a folder of {what}" if cfg.task == "colorize" else (
-        "each image must hold A and B side by side (the width must be twice the height), or use --task colorize")
+        "each image must hold A and B side by side (the width must be twice the height), or give two folders with "
+        "--data-a/--data-b, or use --task colorize")
     if not train_files:
         where = cfg.data or "the sample set"
         raise UsageError(f"--data {where}: no usable {what} ({skipped.summary()}); {fix}")
-    if cfg.val_data is not None:
+    if cfg.val_data is not None or cfg.val_data_a is not None:
         val_skipped = Skipped()
-        val_files = _scan(_files_for(cfg.val_data, "--val-data", cfg.task), cfg.task, val_skipped, warn)
+        if cfg.val_data_a is not None:
+            val_files = _scan_pairs(pair_folders(cfg.val_data_a, cfg.val_data_b, ("--val-data-a", "--val-data-b"), warn),
+                                    val_skipped, warn)
+            if not val_files:
+                raise UsageError(f"--val-data-a {cfg.val_data_a}/--val-data-b {cfg.val_data_b}: no usable pair "
+                                 f"({val_skipped.summary()})")
+        else:
+            val_files = _scan(_files_for(cfg.val_data, "--val-data", cfg.task), cfg.task, val_skipped, warn)
         if not val_files:
             raise UsageError(f"--val-data {cfg.val_data}: no usable {what} ({val_skipped.summary()})")
         skipped.items += val_skipped.items
@@ -307,8 +416,9 @@ def build_datasets(cfg, warn: Callable[[str], None] = lambda msg: None) -> tuple
     val_prepare = _preparer(cfg.task, cfg.size, cfg.effective_load_size)
     val = PairedImages(ImageSet(val_files, val_prepare, budget - train.images.cached_bytes, warn=warn), cfg.task, cfg.direction, cfg.size, Skipped())
     if not len(train) or not len(val):
-        raise UsageError(f"--data {cfg.data or 'the sample set'}: the images changed while they were read; run again")
+        raise UsageError(f"--data {cfg.data_label or 'the sample set'}: the images changed while they were read; run again")
     return train, val
 
 
-__all__ = ["build_datasets", "to_rgb", "sample_files", "find_images", "decode", "BadImage", "PairedImages"]
+__all__ = ["build_datasets", "to_rgb", "sample_files", "find_images", "decode", "BadImage", "FilePair", "PairedImages",
+           "pair_folders"]

@@ -151,7 +151,8 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     name = parent.study_name + CONFIRM_SUFFIX
     directions = [OBJECTIVES[o].direction for o in spec.objectives]
     confirm = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                  sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+                                  sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner(),
+                                  load_if_exists=True)  # every planned run is trained to its end
     notes: list[str] = []
     plan = confirm.user_attrs.get("plan")
     if plan is None:

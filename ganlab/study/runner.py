@@ -40,7 +40,8 @@ ARM_ATTR = "arm"  # a confirmation's run: {"label", "params", "tricks", "seed"}
 SEED_RUNS_ATTR = "seed_runs"  # per seed: {"seed", "run_dir", "metrics", "objectives", ...} or its divergence
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec
-from ganlab.study.storage import agree_on_pruning, best_trials, make_pruner, make_sampler, open_storage, redact
+from ganlab.study.storage import (agree_on_pruning, best_trials, dashboard_command, dashboard_hint, make_pruner, make_sampler,
+                                  open_storage, redact)
 from ganlab.study.table import fmt, trial_cells, trials_table
 from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
@@ -90,7 +91,8 @@ class StudyRunner:
 
     def datasets(self, cfg):
         """Decoded images are shared between the trials of this process (same data settings)."""
-        key = (cfg.data, cfg.val_data, cfg.task, cfg.direction, cfg.size, cfg.effective_load_size, cfg.seed, cfg.val_split)
+        key = (cfg.data, cfg.val_data, cfg.data_a, cfg.data_b, cfg.val_data_a, cfg.val_data_b, cfg.task, cfg.direction,
+               cfg.size, cfg.effective_load_size, cfg.seed if cfg.split_seed is None else cfg.split_seed, cfg.val_split)
         with self._lock:
             if key not in self._datasets:
                 self._datasets[key] = build_datasets(cfg, lambda m: None)
@@ -428,6 +430,9 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
     disk = disk_line(runner, spec, n_trials, total_trials, n_jobs)
     if disk:
         console.print(disk, highlight=False)
+    artifacts = (out / spec.name / "artifacts").resolve()  # where _attach uploads the sample grids
+    console.print(f"watch it live: {dashboard_command(storage_url, artifacts)}{dashboard_hint()}", highlight=False,
+                  markup=False)
     t0 = time.time()
     try:
         _optimize(study, runner, spec, console, n_trials, timeout, total_trials)
@@ -532,4 +537,6 @@ def _summary(study, runner: StudyRunner, spec: StudySpec, console: Console, out:
             for t in best), highlight=False, markup=False)
     console.print(f"report: ganlab report {spec.name}{storage_flag}", highlight=False)
     console.print(f"compare the trials: tensorboard --logdir {out / spec.name}", highlight=False)
+    console.print(f"dashboard: {dashboard_command(runner.storage_url, (out / spec.name / 'artifacts').resolve())}"
+                  f"{dashboard_hint()}", highlight=False, markup=False)
     return 0

@@ -272,7 +272,7 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     search = []
     for key, value in search_tbl.items():
-        if key.replace("-", "_") not in fields or key in ("data", "val_data", "out", "name", "tricks"):
+        if key.replace("-", "_") not in fields or key in ("data", "val_data", "data_a", "data_b", "val_data_a", "val_data_b", "out", "name", "tricks"):
             raise _bad(where, f"unknown key 'search.{key}' (a `ganlab train` setting such as lr, beta1, lambda_l1, ndf, n_layers, gan_mode)")
         r = _range(where, f"search.{key}", value)
         for v in (r.choices if r.choices is not None else (r.low, r.high)):  # wrong types now, not per trial

@@ -17,8 +17,8 @@ from ganlab.errors import UsageError
 from ganlab.study.objective import LEGACY_PRUNE_PROXY
 from ganlab.study.spec import StudySpec
 
-__all__ = ["agree_on_pruning", "best_trials", "default_storage", "is_journal", "load_existing_study", "make_pruner",
-           "make_sampler",
+__all__ = ["agree_on_pruning", "best_trials", "dashboard_command", "dashboard_hint", "default_storage", "is_journal",
+           "load_existing_study", "make_pruner", "make_sampler",
            "open_journal", "open_storage", "redact"]
 
 
@@ -110,6 +110,29 @@ def redact(url: str) -> str:
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':')[0]}@{host}"
     return url
+
+
+def dashboard_command(url: str, artifact_dir: str | Path | None = None) -> str:
+    """The command that opens a study's storage in optuna-dashboard (``pip install 'ganlab[dashboard]'``),
+    with the folder of the sample grids ganlab uploads as artifacts. It reads the storage while
+    workers write to it; a journal file is given by its path, as optuna-dashboard takes it."""
+    import shlex
+
+    if is_journal(url):
+        target = str(Path(url[len("journal://"):] if url.startswith("journal://") else url).expanduser().resolve())
+    else:
+        target = redact(url)
+    parts = ["optuna-dashboard", target]
+    if artifact_dir is not None:
+        parts += ["--artifact-dir", str(artifact_dir)]
+    return " ".join(shlex.quote(x) for x in parts)
+
+
+def dashboard_hint() -> str:
+    """Where optuna-dashboard is not installed, how to install it."""
+    import importlib.util
+
+    return "" if importlib.util.find_spec("optuna_dashboard") else "  (pip install 'ganlab[dashboard]')"
 
 
 def make_sampler(spec: StudySpec, seed: int | None):

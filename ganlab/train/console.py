@@ -40,7 +40,7 @@ def loss_info(row: dict[str, float]) -> str:
 
 
 def banner(console, cfg, session: Session, train_data, val_data, run_dir: Path, runtime, total: int, start: int) -> None:
-    data = cfg.data or "built-in sample set (scikit-image photographs)"
+    data = cfg.data_label or "built-in sample set (scikit-image photographs)"
     console.print(f"[bold]ganlab train[/] ({cfg.task}): [cyan]{escape(str(run_dir))}[/]", highlight=False)
     console.print(
         f"  data: {data}: {len(train_data)} train / {len(val_data)} val images, {train_data.skipped.summary()}",
