@@ -55,6 +55,7 @@ class RunResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     status: str = "finished"
+    best: dict = field(default_factory=dict)  # {"checkpoint", "metric", "value", "step"} of best.pt; {} when none
 
 
 def _quietly(fn, *args, **kwargs) -> OSError | None:
@@ -338,5 +339,6 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
     result.seconds = time.perf_counter() - t_start
     result.images_per_second = images_done / result.seconds if result.seconds > 0 else 0.0
     result.last = log.last
+    result.best = best.status().get("best", {})
     summary(console, result, cfg)
     return result
