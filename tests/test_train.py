@@ -33,7 +33,7 @@ def test_a_20_step_run_writes_logs_config_and_checkpoint(tmp_path, image_dir, ru
     assert json.loads((run / "tricks.json").read_text()) == []
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     assert "torch" in json.loads((run / "env.json").read_text())
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000010.pt", "step-0000020.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "step-0000010.pt", "step-0000020.pt"]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000010.png", "step-0000020.png"]  # named by steps done, as checkpoints
     tags, acc = _tb_tags(run)
     for tag in TAGS:

@@ -445,9 +445,12 @@ class BestSoFar:
 
     @classmethod
     def resume(cls, run_dir: Path, metric: str, start: int, warn: Callable[[str], None] = lambda m: None) -> "BestSoFar":
-        """The best so far of a run resumed from step ``start``, read back from its best.pt. A
-        best.pt of a later step (the steps after the checkpoint are trained again) or of another
-        metric is removed: the next evaluation writes it anew."""
+        """The best so far of a run resumed from step ``start``, read back from its best.pt.
+
+        A best.pt written after the checkpoint (the run was stopped between an evaluation and
+        its next checkpoint) is kept: it was evaluated, and the steps trained again reproduce it
+        (on the CPU bit for bit; a replaced best must beat it). One chosen by another metric (the
+        resume changed ``--best-metric``) is removed: the next evaluation writes a new one."""
         best = cls(metric)
         path = Path(run_dir) / "checkpoints" / BEST_FILE
         if not path.is_file():
@@ -455,13 +458,14 @@ class BestSoFar:
         try:
             rec = read_checkpoint(path).get("best") or {}
             value, step, was = float(rec["value"]), int(rec["step"]), str(rec["metric"])
+        except UnsafeCheckpoint:
+            raise  # never passed over: a file planted to run code is the user's to see
         except (GanlabError, KeyError, TypeError, ValueError):
-            warn(f"{path} is unreadable; the next evaluation writes a new one")
+            warn(f"{path} is unreadable; removed it, the next evaluation writes a new one")
             path.unlink(missing_ok=True)
             return best
-        if step > start or (metric != "none" and was != metric):
-            why = f"it is of step {step}, after the checkpoint" if step > start else f"it was chosen by {was}"
-            warn(f"removed {path} ({why}); the next evaluation writes a new one")
+        if metric != "none" and was != metric:
+            warn(f"removed {path} (chosen by {was}, not --best-metric {metric}); the next evaluation writes a new one")
             path.unlink(missing_ok=True)
             return best
         best.value, best.step, best.recorded = value, step, was
