@@ -161,7 +161,10 @@ def test_status_says_how_far_a_run_got_and_a_finished_run_is_not_resumed(tmp_pat
     # status.json is written after each checkpoint: the one read at the next save names the previous
     assert [s["step"] for s in seen] == [0, 2, 4]
     run = only_run(out)
-    assert json.loads((run / "status.json").read_text()) == {"status": "finished", "step": 6, "trained_step": 6, "total": 6}
+    status = json.loads((run / "status.json").read_text())
+    best = status.pop("best")  # the only evaluation, at the end (tests/test_best_checkpoint.py)
+    assert status == {"status": "finished", "step": 6, "trained_step": 6, "total": 6}
+    assert best["checkpoint"] == "checkpoints/best.pt" and best["step"] == 6
     code, _, err = run_cli("train", "--resume", run)
     assert code == 2 and "finished at step 6 of 6" in err and "--steps N" in err
     code, _, err = run_cli("train", "--resume", run, "--steps", "8", "--no-progress")

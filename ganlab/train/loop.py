@@ -223,9 +223,9 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
         if start >= total:
             raise UsageError(f"--resume {resume}: the run is finished at step {start} of {total}; "
                               f"give --steps N (more than {start - cfg.pretrain_steps}) to train it further")
-        console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
         if dist.is_main:
             best = BestSoFar.resume(run_dir, cfg.best_metric, start, warn)
+        console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
     elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
         atomic_write_json(run_dir / "env.json", environment(runtime))
