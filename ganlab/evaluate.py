@@ -165,7 +165,6 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     loaded = open_generator(str(source), "auto" if which == "best" else which, device=device,
                             which="best" if which == "best" else "latest")
     cfg, G = loaded.cfg, loaded.G
-    console.print(f"generator: {loaded.describe()}", highlight=False, markup=False, soft_wrap=True)
 
     # Then the feature network and the weights, before any other work: one line each for what is
     # missing. A --fid-features network replaces Inception: its weights are not looked for.
@@ -214,6 +213,8 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         if not args.no_cache:
             real_cached = cache.load(key)
 
+    # every refusal is behind us: say which generator is measured
+    console.print(f"generator: {loaded.describe()}", highlight=False, markup=False, soft_wrap=True)
     acc = _Accumulator(SWD_MAX_IMAGES)
     real_feats, fake_feats = [], []
     broken = None

@@ -59,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
     files = input_images(args.inputs)
     loaded = open_generator(args.checkpoint, args.weights, device, which=args.which)  # auto: the moving average where kept
     cfg, G = loaded.cfg, loaded.G
-    console.print(f"generator: {loaded.describe()}", highlight=False, markup=False, soft_wrap=True)
     stride = generator_stride(G)
     out = Path(args.out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {args.out}: cannot create the folder ({exc.strerror})") from None
+    console.print(f"generator: {loaded.describe()}", highlight=False, markup=False, soft_wrap=True)
     done, skipped = 0, 0
     names = output_names([rel for _, rel in files])
     for (path, _), (rel, clash) in zip(files, names):

@@ -432,9 +432,8 @@ class BestSoFar:
             return value
         return None
 
-    def record(self, value: float, step: int) -> dict:
+    def record(self, value: float, step: int) -> None:
         self.value, self.step, self.recorded = float(value), int(step), self.metric
-        return {"metric": self.metric, "value": self.value, "step": self.step}
 
     def status(self) -> dict:
         """``{"best": {...}}`` for status.json, or {} before the first best."""

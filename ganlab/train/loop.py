@@ -284,8 +284,10 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                     log.flush()
                     result.metrics = metrics
                     value = best.improves(metrics)
-                    if value is not None and save_best(run_dir, session, done, best.record(value, done)) is not None:
-                        write_status(run_dir, "running", saved or 0, total, trained_step=done, **best.status())
+                    if value is not None:  # best.pt, then status.json naming it (the newest checkpoint unchanged)
+                        if save_best(run_dir, session, done, {"metric": best.metric, "value": value, "step": done}):
+                            best.record(value, done)
+                            write_status(run_dir, "running", saved or 0, total, trained_step=done, **best.status())
                     elif best.metric != "none" and best.value is None and best.metric not in metrics:
                         warn(f"--best-metric {best.metric}: this evaluation did not measure it, so no best checkpoint "
                              "is kept (val/kid needs the Inception weights)")
