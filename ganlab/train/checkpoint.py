@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError
 from ganlab.io import atomic_torch_save
 from ganlab.train.build import Session
@@ -479,7 +480,7 @@ _FIXED = 4_000  # the configuration, the format tag, the RNG lists, the zip's ow
 _FIXED_WEIGHTS = 1_800  # the same for a weights-only file (no RNG states)
 
 
-def checkpoint_bytes(cfg) -> tuple[int, int]:
+def checkpoint_bytes(cfg: TrainConfig) -> tuple[int, int]:
     """(bytes of one full step checkpoint, bytes of one weights-only file) of a run of ``cfg``,
     counted from its networks built on the meta device (no memory is allocated): G and D
     (parameters and buffers), Adam's two moments and step per parameter of each, and one more
