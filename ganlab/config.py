@@ -129,6 +129,10 @@ class TrainConfig:
     name: str | None = setting(None, "run", "run name (default: task and data folder)")
     save_every: int = setting(1000, "run", "checkpoint every N steps, and at the end (default {default})", low=0, resumable=True)
     eval_every: int = setting(500, "run", "validate and draw samples every N steps (default {default})", low=0, resumable=True)
+    best_metric: str = setting("val/swd", "run",
+                               "keep checkpoints/best.pt: the generator of the evaluation with the best value of this "
+                               "validation metric (default {default}; any metric the in-loop evaluation logs: val/swd, "
+                               "val/L1, val/psnr, ...; none: no best checkpoint)", metavar="METRIC|none", resumable=True)
     log_every: int = setting(10, "run", "write scalars every N steps (default {default})", low=1, resumable=True)
     val_samples: int = setting(8, "run", "validation images in the sample grid (default {default})", low=1)
 
@@ -186,6 +190,12 @@ class TrainConfig:
             raise bad("val_split", "must be between 0 and 1 (e.g. 0.2)")
         if self.name is not None:
             check_run_name(self.name, "--name")
+        if self.best_metric != "none":
+            from ganlab.study.objective import INLOOP_METRICS  # the in-loop metrics and their directions
+
+            if self.best_metric not in INLOOP_METRICS:
+                raise bad("best_metric", f"not a metric of the in-loop evaluation; choose one of {', '.join(INLOOP_METRICS)} "
+                                         "or none")
         return self
 
     def _validate_folder_pairs(self) -> None:

@@ -24,7 +24,7 @@ from rich.table import Table
 from ganlab.color import rgb_to_lab, to_uint8
 from ganlab.data import build_datasets, to_rgb
 from ganlab.errors import GanlabError, UsageError
-from ganlab.infer import load_generator
+from ganlab.infer import open_generator
 from ganlab.metrics.color_hist import ab_histogram, histogram_distance
 from ganlab.metrics.fid import RealFeatureCache, cached_real_features, fid_kid, files_digest, stats_key
 from ganlab.metrics.fidelity import colorfulness, psnr_per_image, ssim_per_image, uiqi_per_image
@@ -120,7 +120,7 @@ class _Accumulator:
 
 
 def _check_args(args) -> tuple[Path, Path, str, str]:
-    """(run folder, what to load: the run folder or a file, latest|ema|PATH, label).
+    """(run folder, what to load: the run folder or a file, latest|best|ema|PATH, label).
 
     A checkpoint file given as RUN_DIR is read as ``RUN --checkpoint FILE`` of the run it
     belongs to (RUN/checkpoints/FILE or RUN/FILE), so that metrics.json and the stability
@@ -136,6 +136,9 @@ def _check_args(args) -> tuple[Path, Path, str, str]:
         raise UsageError(f"--data {args.data}: no such folder; give a folder of validation images")
     which = args.checkpoint
     if run.is_file():
+        if which == "best":
+            raise UsageError(f"{args.run_dir}: --checkpoint best picks a run folder's best.pt; give the run folder as "
+                             "RUN_DIR (or this file alone, with --checkpoint latest)")
         if which not in ("latest", "ema"):
             raise UsageError(f"{args.run_dir}: RUN_DIR is a file and --checkpoint {which} names another; "
                              "give the run folder as RUN_DIR and one file as --checkpoint PATH")
@@ -146,7 +149,7 @@ def _check_args(args) -> tuple[Path, Path, str, str]:
                              "file: ganlab eval RUN_DIR --checkpoint PATH")
         # "latest" of a file is its G; "ema" its moving average of G
         return owner, run, which, run.name + (" (ema)" if which == "ema" else "")
-    label = which if which in ("latest", "ema") else Path(which).name
+    label = which if which in ("latest", "best", "ema") else Path(which).name
     return run, run, which, label
 
 
@@ -158,7 +161,10 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     run, source, which, label = _check_args(args)
     device = resolve_device(args.device)
     # The generator first: a run without one fails here, before any note or download.
-    cfg, G = load_generator(str(source), which, device=device)
+    # best: the generator that was evaluated when best.pt was chosen (its moving average where kept)
+    loaded = open_generator(str(source), "auto" if which == "best" else which, device=device,
+                            which="best" if which == "best" else "latest")
+    cfg, G = loaded.cfg, loaded.G
 
     # Then the feature network and the weights, before any other work: one line each for what is
     # missing. A --fid-features network replaces Inception: its weights are not looked for.
@@ -208,6 +214,8 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         if not args.no_cache:
             real_cached = cache.load(key)
 
+    # every refusal is behind us: say which generator is measured
+    console.print(f"generator: {loaded.describe()}", highlight=False, markup=False, soft_wrap=True)
     acc = _Accumulator(SWD_MAX_IMAGES)
     real_feats, fake_feats = [], []
     broken = None
@@ -312,12 +320,13 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     except UsageError as exc:
         metrics["instability"] = _unavailable(str(exc))
 
-    ckpt_file = source.resolve() if source.is_file() else (
-        Path(which).expanduser().resolve() if which not in ("latest", "ema") else None)
     return {
         "run": str(run),
         "checkpoint": label,
-        **({"checkpoint_file": str(ckpt_file)} if ckpt_file else {}),
+        "checkpoint_file": str(loaded.file.resolve()),
+        "checkpoint_step": loaded.step,
+        "weights": loaded.weights,
+        **({"best": loaded.best} if loaded.best else {}),
         "task": cfg.task,
         "data": cfg.val_data_label if cfg.val_data_label is not None else (
             f"split of {cfg.data_label}" if cfg.data_label else "split of the sample set"),

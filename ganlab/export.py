@@ -192,12 +192,13 @@ def metadata(cfg, details: dict, source: Path, stride: int, max_side: int, check
         "checkpoint": Path(details["file"]).name if details.get("file") else "",
         "step": str(details.get("step")),
         "weights": "G_ema" if details.get("weights") == "G_ema" else "G",  # the moving average of G, or G
-        "chosen_by": "file" if Path(checkpoint).expanduser().is_file() else checkpoint,  # auto, latest, ema, ...
+        "chosen_by": "file" if Path(checkpoint).expanduser().is_file() else checkpoint,  # auto, latest, ema, best
         "task": cfg.task,
         "direction": "grey -> colour (L -> ab)" if colour else ("B -> A" if cfg.direction == "BtoA" else "A -> B"),
         "input": "uint8 (N, 3, H, W) RGB or (N, 1, H, W) grey, any H and W" if colour else "uint8 (N, 3, H, W) RGB, any H and W",
         "output": "uint8 (N, 3, H, W) RGB, the input's size",
         "stride": str(stride),
+        **({"best": details["best"]} if details.get("best") else {}),
         "max_side": str(max_side) if colour else "",
         "generator": cfg.generator,
         "trained_size": str(cfg.size),
@@ -317,7 +318,7 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, checkpoin
 
 
 def _export(source, out, checkpoint: str, fmt: str | None, max_side: int) -> ExportResult:
-    from ganlab.infer import load_generator
+    from ganlab.infer import open_generator
     from ganlab.io import atomic_write_bytes
     from ganlab.nets import generator_stride
 
@@ -328,8 +329,13 @@ def _export(source, out, checkpoint: str, fmt: str | None, max_side: int) -> Exp
     check_out(out)
     if fmt == "onnx" and (why := onnx_available()):
         raise UsageError(f"--format onnx: {why}; or export --format torchscript")
-    details: dict[str, Any] = {}
-    cfg, G = load_generator(source, checkpoint, "cpu", details=details)
+    # best: the run's best.pt, its moving average of G where it kept one (what was evaluated)
+    loaded = open_generator(source, "auto" if checkpoint == "best" else checkpoint, "cpu",
+                            which="best" if checkpoint == "best" else "latest")
+    cfg, G = loaded.cfg, loaded.G
+    details: dict[str, Any] = {"file": loaded.file, "step": loaded.step, "weights": loaded.weights}
+    if loaded.best:
+        details["best"] = f"{loaded.best.get('metric')} {float(loaded.best.get('value')):.6g}"
     stride = generator_stride(G)
     meta = metadata(cfg, details, Path(source).expanduser(), stride, max_side, checkpoint)
     try:

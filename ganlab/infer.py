@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,35 +19,60 @@ from ganlab.config import TrainConfig
 from ganlab.data.images import find_images
 from ganlab.errors import UsageError
 from ganlab.train.build import build_networks
-from ganlab.train.checkpoint import checkpoint_files, latest_checkpoint, read_checkpoint
+from ganlab.train.checkpoint import best_checkpoint, checkpoint_files, latest_checkpoint, read_checkpoint
 from ganlab.train.rundir import is_run_dir
 
-__all__ = ["colorize_array", "direction_of", "input_images", "load_generator", "output_names", "pad_to", "run_generator",
+__all__ = ["Loaded", "WHICH", "colorize_array", "direction_of", "input_images", "load_generator", "open_generator", "output_names", "pad_to", "run_generator",
            "translate_array"]
 
 
-def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu", *, details: dict | None = None
-                   ) -> tuple[TrainConfig, nn.Module]:
-    """The generator of a run folder or checkpoint file, in eval mode.
+@dataclass(frozen=True)
+class Loaded:
+    """A generator ready to use and where it came from (for the commands to say)."""
 
-    ``checkpoint``: ``latest`` (the run's newest good checkpoint), ``ema`` (its moving average
-    of G, where a trick kept one), ``auto`` (the moving average where there is one, else G) or
-    the path of a checkpoint file. ``details``, where given, receives the checkpoint ``file``
-    read, its ``step`` and the ``weights`` used (``G`` or ``G_ema``).
-    """
+    cfg: TrainConfig
+    G: nn.Module
+    file: Path  # the checkpoint file read
+    step: int | None  # the steps trained when it was written
+    weights: str  # "G" or "G_ema"
+    best: dict | None  # {"metric", "value", "step"} when the file is a best.pt
+
+    def describe(self) -> str:
+        """``checkpoints/best.pt (step 400, val/swd 31.2, the moving average of G)``."""
+        where = f"checkpoints/{self.file.name}" if self.file.parent.name == "checkpoints" else str(self.file)
+        parts = [f"step {self.step}"] if self.step is not None else []
+        if self.best:
+            parts.append(f"{self.best.get('metric')} {float(self.best.get('value')):.4g}, the best evaluation")
+        parts.append("the moving average of G" if self.weights == "G_ema" else "G")
+        return f"{where} ({', '.join(parts)})"
+
+
+WHICH = ("latest", "best")
+
+
+def open_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu", *, which: str = "latest") -> Loaded:
+    """:func:`load_generator` with what the commands print: the file, its step, the best
+    evaluation where it is a best.pt."""
+    if which not in WHICH:
+        raise UsageError(f"--checkpoint {which}: choose latest or best (a run folder's newest or best generator)")
     p = Path(path).expanduser()
+    warn = lambda m: warnings.warn(m, stacklevel=3)  # noqa: E731
     if checkpoint not in ("latest", "ema", "auto"):
         ckpt_path = Path(checkpoint).expanduser()
         if not ckpt_path.is_file():
-            raise UsageError(f"--checkpoint {checkpoint}: no such file; give latest, ema or a checkpoint file")
-        payload = read_checkpoint(ckpt_path)
+            raise UsageError(f"--checkpoint {checkpoint}: no such file; give latest, best, ema or a checkpoint file")
+        file, payload = ckpt_path, read_checkpoint(ckpt_path)
     elif p.is_file():
-        ckpt_path = p
-        payload = read_checkpoint(p)
+        if which == "best":
+            raise UsageError(f"{path}: --checkpoint best picks a run folder's best.pt; give the run folder, not a file")
+        file, payload = p, read_checkpoint(p)
     elif p.is_dir():
         if not is_run_dir(p) and not checkpoint_files(p):
             raise UsageError(f"{path}: not a ganlab run folder (no config.json); give a run folder or a checkpoint file")
-        ckpt_path, payload = latest_checkpoint(p, lambda m: warnings.warn(m, stacklevel=2), advice="there is no generator to use")
+        if which == "best":
+            file, payload = best_checkpoint(p)
+        else:
+            file, payload = latest_checkpoint(p, warn, advice="there is no generator to use")
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
     cfg = TrainConfig.from_dict(payload["config"])
@@ -55,9 +81,23 @@ def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     if checkpoint == "ema" and key != "G_ema":
         raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
     G.load_state_dict(payload[key])
-    if details is not None:
-        details.update(file=ckpt_path, step=payload.get("step"), weights=key)
-    return cfg, G.to(device).eval()
+    step = payload.get("step")
+    best = payload.get("best") if isinstance(payload.get("best"), dict) else None
+    return Loaded(cfg, G.to(device).eval(), Path(file), int(step) if isinstance(step, int) else None, key, best)
+
+
+def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu", *,
+                   which: str = "latest") -> tuple[TrainConfig, nn.Module]:
+    """The generator of a run folder or checkpoint file, in eval mode.
+
+    ``checkpoint``: ``latest`` (G), ``ema`` (the moving average of G, where a trick kept one),
+    ``auto`` (the moving average where there is one, else G) or the path of a checkpoint file.
+    ``which`` picks the file of a run folder: ``latest`` its newest good step checkpoint (or
+    ``final.pt`` once its step checkpoints were dropped), ``best`` its ``best.pt`` (the
+    generator of the evaluation with the best ``--best-metric`` value).
+    """
+    loaded = open_generator(path, checkpoint, device, which=which)
+    return loaded.cfg, loaded.G
 
 
 def pad_to(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, int, int]:

@@ -92,8 +92,8 @@ def test_training_with_batches_made_on_the_device_path_gives_the_same_weights(tm
     assert code == 0, err
     code, _, err = run_cli("train", *flags, "--out", tmp_path / "device", "--device-data", "on")
     assert code == 0, err
-    a = torch.load(next((only_run(tmp_path / "host") / "checkpoints").glob("*.pt")), weights_only=True)
-    b = torch.load(next((only_run(tmp_path / "device") / "checkpoints").glob("*.pt")), weights_only=True)
+    a = torch.load(next((only_run(tmp_path / "host") / "checkpoints").glob("step-*.pt")), weights_only=True)
+    b = torch.load(next((only_run(tmp_path / "device") / "checkpoints").glob("step-*.pt")), weights_only=True)
     for key, value in a["G"].items():
         assert torch.equal(value, b["G"][key]), key
 

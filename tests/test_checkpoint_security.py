@@ -129,6 +129,22 @@ def test_resume_refuses_a_payload_in_its_newest_checkpoint(run, tmp_path, run_cl
     assert not target.exists() and not (run / "checkpoints" / "step-0000006.pt").exists()
 
 
+def test_a_planted_best_checkpoint_is_refused_in_one_line(run, tmp_path, run_cli):
+    """best.pt is read as data by every reader: eval, colorize and a resume (its best so far)."""
+    target = tmp_path / "pwned"
+    crafted = run / "checkpoints" / "best.pt"
+    _plant(crafted, target)
+    photo = write_images(tmp_path / "photos", 1)
+    for args in (("eval", run, "--checkpoint", "best", "--no-download", "--device", "cpu"),
+                 ("colorize", run, photo, "--out", tmp_path / "out", "--checkpoint", "best", "--device", "cpu"),
+                 ("train", "--resume", run, "--steps", "6", "--no-progress")):
+        code, _, err = run_cli(*args)
+        assert code != 0
+        line = _one_line(err)
+        assert str(crafted) in line and "could run code" in line, args
+    assert not target.exists() and crafted.exists() and not (run / "checkpoints" / "step-0000006.pt").exists()
+
+
 def test_upgrade_refuses_a_payload_even_when_trusted(run, tmp_path, run_cli):
     target = tmp_path / "pwned"
     crafted = run / "checkpoints" / LAST

@@ -33,7 +33,7 @@ def test_a_20_step_run_writes_logs_config_and_checkpoint(tmp_path, image_dir, ru
     assert json.loads((run / "tricks.json").read_text()) == []
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     assert "torch" in json.loads((run / "env.json").read_text())
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000010.pt", "step-0000020.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "step-0000010.pt", "step-0000020.pt"]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000010.png", "step-0000020.png"]  # named by steps done, as checkpoints
     tags, acc = _tb_tags(run)
     for tag in TAGS:
@@ -161,7 +161,10 @@ def test_status_says_how_far_a_run_got_and_a_finished_run_is_not_resumed(tmp_pat
     # status.json is written after each checkpoint: the one read at the next save names the previous
     assert [s["step"] for s in seen] == [0, 2, 4]
     run = only_run(out)
-    assert json.loads((run / "status.json").read_text()) == {"status": "finished", "step": 6, "trained_step": 6, "total": 6}
+    status = json.loads((run / "status.json").read_text())
+    best = status.pop("best")  # the only evaluation, at the end (tests/test_best_checkpoint.py)
+    assert status == {"status": "finished", "step": 6, "trained_step": 6, "total": 6}
+    assert best["checkpoint"] == "checkpoints/best.pt" and best["step"] == 6
     code, _, err = run_cli("train", "--resume", run)
     assert code == 2 and "finished at step 6 of 6" in err and "--steps N" in err
     code, _, err = run_cli("train", "--resume", run, "--steps", "8", "--no-progress")

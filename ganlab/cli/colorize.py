@@ -32,11 +32,14 @@ DESCRIPTION = __doc__
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its latest good checkpoint) or a checkpoint file")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its latest good checkpoint, or see --checkpoint) or a checkpoint file")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files or folders (greyscale or colour; for a paired run: single images of its source domain)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
     p.add_argument("--weights", choices=("auto", "latest", "ema"), default="auto",
                    help="auto: the moving average of G when the run kept one, else G")
+    p.add_argument("--checkpoint", dest="which", choices=("latest", "best"), default="latest",
+                   help="which file of a run folder: latest (its newest good checkpoint, default) or best "
+                        "(checkpoints/best.pt, the evaluation with the best --best-metric value)")
     p.add_argument("--max-side", type=int, default=1024, help="long side the network sees at most (default 1024); 0: no limit")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
@@ -44,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # the networks and image code load when the command runs, not for --help
     from ganlab.data.images import BadImage, decode
-    from ganlab.infer import colorize_array, direction_of, input_images, load_generator, output_names, translate_array
+    from ganlab.infer import colorize_array, direction_of, input_images, open_generator, output_names, translate_array
     from ganlab.io import atomic_write
     from ganlab.nets import generator_stride
     from ganlab.runtime import resolve_runtime
@@ -54,13 +57,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-side {args.max_side}: must be 0 (no limit) or a positive number of pixels")
     device = resolve_runtime(args.device, "fp32", cudnn_benchmark="off").device  # photos differ in size
     files = input_images(args.inputs)
-    cfg, G = load_generator(args.checkpoint, args.weights, device)  # auto: the moving average where kept
+    loaded = open_generator(args.checkpoint, args.weights, device, which=args.which)  # auto: the moving average where kept
+    cfg, G = loaded.cfg, loaded.G
     stride = generator_stride(G)
     out = Path(args.out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {args.out}: cannot create the folder ({exc.strerror})") from None
+    console.print(f"generator: {loaded.describe()}", highlight=False, markup=False, soft_wrap=True)
     done, skipped = 0, 0
     names = output_names([rel for _, rel in files])
     for (path, _), (rel, clash) in zip(files, names):

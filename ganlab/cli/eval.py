@@ -48,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         default="latest",
-        metavar="latest|ema|PATH",
-        help="the generator to evaluate: the newest checkpoint, its moving average, or a checkpoint file",
+        metavar="latest|best|ema|PATH",
+        help="the generator to evaluate: the newest checkpoint's G; best: checkpoints/best.pt, the evaluation with the "
+             "best --best-metric value (its moving average of G where kept, as it was evaluated); the newest "
+             "checkpoint's moving average of G; or a checkpoint file",
     )
     parser.add_argument("--n", type=int, default=None, metavar="N", help="evaluate on the first N validation images (default: all)")
     parser.add_argument("--inception-weights", metavar="PATH", default=None, help="the FID Inception weights file")

@@ -31,7 +31,7 @@ DESCRIPTION = __doc__
 
 # The named weights --checkpoint takes (any other value is a checkpoint file); ganlab.infer's
 # load_generator resolves each.
-CHECKPOINTS = ("auto", "latest", "ema")
+CHECKPOINTS = ("auto", "latest", "ema", "best")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write (model.pt, or model.onnx for ONNX)")
     p.add_argument("--checkpoint", default="auto", metavar="|".join(CHECKPOINTS) + "|FILE",
                    help="auto (default): the moving average of G where the run kept one (--trick g-ema), else G; "
-                        "latest: G of the newest checkpoint; ema: the moving average; or a checkpoint file")
+                        "latest: G of the newest checkpoint; ema: the moving average; best: the generator of the "
+                        "run's best evaluation (checkpoints/best.pt, see --best-metric); or a checkpoint file")
     p.add_argument("--format", dest="fmt", choices=("torchscript", "onnx"), default=None,
                    help="default: onnx for an --out ending in .onnx, else torchscript")
     p.add_argument("--max-side", type=int, default=1024,

@@ -31,7 +31,7 @@ from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import instability_from_run
 from ganlab.runtime import runtime_for
 from ganlab.study.budget import DISCARDED, BudgetSpent, budget_spent, counted, discard_if_over, shown
-from ganlab.study.objective import (OBJECTIVES, WEIGHTED, combined_objective_values, describe_pruning, mean_metrics,
+from ganlab.study.objective import (INLOOP_METRICS, OBJECTIVES, WEIGHTED, combined_objective_values, describe_pruning, mean_metrics,
                                     named_objective_values, seed_mean, spread_metric)
 from ganlab.study.pruning import CURVE_ATTR, Pruning
 from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
@@ -46,10 +46,7 @@ from ganlab.study.table import fmt, trial_cells, trials_table
 from ganlab.study.workers import Workers, shares
 from ganlab.train import Diverged, train
 from ganlab.errors import Stopped
-try:  # TEMPORARY until the best-checkpoint branch lands
-    from ganlab.train.checkpoint import checkpoint_bytes, slim_run
-except ImportError:
-    slim_run = checkpoint_bytes = None
+from ganlab.train.checkpoint import checkpoint_bytes, slim_run
 from ganlab.train.memory import check_fits
 from ganlab.trick import TrickStack, build_trick
 
@@ -86,6 +83,10 @@ class StudyRunner:
     def base_config(self) -> dict[str, Any]:
         cfg = {k.replace("-", "_"): v for k, v in self.spec.train}
         cfg.update({"steps": self.spec.steps, "eval_every": self.spec.eval_every, "save_every": self.spec.steps})
+        if self.spec.prune_on and "best_metric" not in cfg:  # the best checkpoint by what the study watches
+            key = OBJECTIVES[self.spec.prune_on].metric if self.spec.prune_on in OBJECTIVES else self.spec.prune_on
+            if key in INLOOP_METRICS:
+                cfg["best_metric"] = key
         cfg.update(self.overrides)
         return cfg
 
@@ -259,8 +260,6 @@ class StudyRunner:
         """A finished trial keeps its final and best generators (weights only), not the training
         state of its runs (``[study].keep_checkpoints = "all"`` keeps everything)."""
         freed = 0
-        if slim_run is None:
-            return
         for r in finished:
             try:
                 freed += slim_run(Path(r["run_dir"]))["freed_bytes"]
@@ -466,8 +465,6 @@ def disk_line(runner: StudyRunner, spec: StudySpec, n_trials: int | None, total_
     """What the study's checkpoints will take: a finished run keeps its final and best
     generators (weights only) unless ``keep_checkpoints = "all"``; a running one its full
     checkpoint (weights and optimiser states) too."""
-    if checkpoint_bytes is None:
-        return None
     try:
         cfg = TrainConfig.from_dict({**runner.base_config(), "out": str(runner.out / spec.name)}, f"study {spec.name}")
         full, weights = checkpoint_bytes(cfg)

@@ -7,13 +7,22 @@ loads it with ``torch.load(..., weights_only=True)``: opening a checkpoint, howe
 crafted, never runs code. A file that only loads by unpickling other objects is refused with one
 line; a file of the previous format (``ganlab-checkpoint/1``, whose numpy RNG state was a
 pickled array) is converted, when its user trusts it, by ``ganlab checkpoint upgrade FILE
---i-trust-this-file`` (:func:`upgrade_checkpoint`)."""
+--i-trust-this-file`` (:func:`upgrade_checkpoint`).
+
+Besides the step checkpoints (``step-NNNNNNN.pt``, the newest ``KEEP_CHECKPOINTS`` kept), a run
+folder may hold two weights-only files (``"kind": "weights"``: the step, the configuration, G and
+its moving average where a trick keeps one; no D, optimisers or RNG states, so nothing to resume
+from): ``best.pt``, the generator of the in-loop evaluation with the best value of the run's
+``--best-metric`` (:func:`save_best`), and ``final.pt``, the newest step checkpoint's generator
+once a finished run's step checkpoints were dropped (:func:`slim_run`)."""
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import json
+import math
 import os
 import pickle
 import pickletools
@@ -26,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError
 from ganlab.io import atomic_torch_save
 from ganlab.train.build import Session
@@ -34,6 +44,9 @@ from ganlab.errors import Diverged
 CHECKPOINT_FORMAT = "ganlab-checkpoint/2"
 PREVIOUS_FORMAT = "ganlab-checkpoint/1"  # RNG states pickled as numpy arrays and tuples: not loadable as data
 KEEP_CHECKPOINTS = 3
+BEST_FILE = "best.pt"  # in RUN/checkpoints: the generator of the best evaluation (weights only)
+FINAL_FILE = "final.pt"  # in RUN/checkpoints: a slimmed run's last generator (weights only)
+WEIGHTS_KIND = "weights"  # the "kind" of a weights-only file; a full checkpoint has none
 BACKUP_SUFFIX = ".v1.bak"  # where upgrade_checkpoint keeps the original (not matched by step-*.pt)
 
 # The only objects a ganlab-checkpoint/1 file unpickles besides torch's tensors: numpy's array
@@ -45,9 +58,11 @@ _PREVIOUS_FORMAT_GLOBALS = frozenset({
 
 PLAIN_DATA = ("tensors, numbers, strings, booleans, None, and lists, tuples and dicts of them")
 
-__all__ = ["BACKUP_SUFFIX", "CHECKPOINT_FORMAT", "PLAIN_DATA", "PLAIN_STATE_ADVICE", "PREVIOUS_FORMAT", "UnsafeCheckpoint", "checkpoint_files",
+__all__ = ["BACKUP_SUFFIX", "BEST_FILE", "CHECKPOINT_FORMAT", "FINAL_FILE", "PLAIN_DATA", "PLAIN_STATE_ADVICE", "PREVIOUS_FORMAT",
+           "WEIGHTS_KIND", "BestSoFar", "UnsafeCheckpoint", "best_checkpoint", "checkpoint_bytes", "checkpoint_files",
            "latest_checkpoint", "not_plain_data", "portable_optimizer_state", "read_checkpoint", "restore",
-           "save_checkpoint", "upgrade_checkpoint", "upgrade_command", "upgrade_targets"]
+           "save_best", "save_checkpoint", "slim_run", "slimmed_refusal", "upgrade_checkpoint", "upgrade_command",
+           "upgrade_targets", "weights_payload"]
 
 
 class UnsafeCheckpoint(GanlabError):
@@ -296,6 +311,9 @@ def read_checkpoint(path: Path, map_location="cpu", *, for_resume: bool = False)
         raise GanlabError(f"checkpoint {path} is not a ganlab checkpoint")
     if not for_resume:
         return payload
+    if payload.get("kind") == WEIGHTS_KIND:
+        raise GanlabError(f"checkpoint {path} holds a generator's weights only (no discriminator, optimisers or RNG "
+                          "states), so a run cannot continue from it; start a new run")
     missing = [k for k in ("step", "config", "G", "D", "opt_g", "opt_d", "rng") if k not in payload]
     if missing or not isinstance(payload["step"], int) or not all(isinstance(payload[k], dict) for k in ("G", "D")):
         raise GanlabError(f"checkpoint {path} is incomplete ({', '.join(missing) or 'malformed'})")
@@ -310,6 +328,11 @@ def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = lambda m: Non
     """The newest checkpoint that loads; a corrupt newer one is reported and passed over.
     ``advice`` ends the error when none loads (what the caller's user can do then)."""
     files = checkpoint_files(run_dir)
+    final = Path(run_dir) / "checkpoints" / FINAL_FILE
+    if not files and final.is_file():  # a finished run whose step checkpoints were dropped (slim_run)
+        if for_resume:
+            raise slimmed_refusal(run_dir)
+        return final, read_checkpoint(final, map_location)
     if not files:
         raise GanlabError(f"{run_dir}: no checkpoint yet (the run stopped or diverged before its first --save-every); {advice}")
     errors = []
@@ -326,6 +349,218 @@ def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] = lambda m: Non
     raise GanlabError(f"{run_dir}: every checkpoint is unusable ({errors[0]}); {advice}")
 
 
+
+
+def slimmed_refusal(run_dir: Path) -> GanlabError:
+    """The one line for resuming a run whose training state was dropped by :func:`slim_run`."""
+    return GanlabError(f"--resume {run_dir}: its training state was dropped when the study finished it (checkpoints/"
+                       f"{FINAL_FILE} and {BEST_FILE} hold the generator's weights only); start a new run, or re-train "
+                       "with the study's keep_checkpoints = \"all\"")
+
+
+def is_slimmed(run_dir: Path) -> bool:
+    return not checkpoint_files(run_dir) and (Path(run_dir) / "checkpoints" / FINAL_FILE).is_file()
+
+
+# Weights-only files: the best evaluation's generator, a slimmed run's last one --------------------
+def weights_payload(step: int, config: dict, G: dict, G_ema: dict | None = None, best: dict | None = None) -> dict:
+    """A weights-only file's payload (plain data): the generator's state (and its moving
+    average's), the step and configuration it comes from, and for ``best.pt`` the evaluation
+    that chose it (``{"metric", "value", "step"}``)."""
+    payload = {"format": CHECKPOINT_FORMAT, "kind": WEIGHTS_KIND, "step": int(step), "config": config, "G": G}
+    if G_ema is not None:
+        payload["G_ema"] = G_ema
+    if best is not None:
+        payload["best"] = dict(best)
+    return payload
+
+
+def save_best(run_dir: Path, session: Session, step: int, best: dict) -> Path | None:
+    """Write ``RUN/checkpoints/best.pt`` atomically: the generator (and its moving average where
+    a trick keeps one) after ``step`` steps, with ``best`` = ``{"metric", "value", "step"}``.
+    Nothing is written (None) when a weight is NaN or Inf."""
+    G_eval = session.stack.eval_generator(session.G, session.ctx)
+    payload = weights_payload(step, json.loads(json.dumps(session.cfg.to_dict(), default=str)), session.G.state_dict(),
+                              G_eval.state_dict() if G_eval is not session.G else None, best)
+    if _first_nonfinite_weight(payload) is not None:
+        return None
+    folder = run_dir / "checkpoints"
+    folder.mkdir(exist_ok=True)
+    return atomic_torch_save(folder / BEST_FILE, payload)
+
+
+def best_checkpoint(run_dir: Path, map_location="cpu") -> tuple[Path, dict]:
+    """``RUN/checkpoints/best.pt`` and its payload; GanlabError naming the fix when there is none."""
+    path = Path(run_dir) / "checkpoints" / BEST_FILE
+    if not path.is_file():
+        cfg = _run_config(run_dir)
+        why = ("it was trained with --best-metric none" if cfg.get("best_metric") == "none" else
+               "it was trained before ganlab kept one, or stopped before its first evaluation (--eval-every)")
+        raise GanlabError(f"{run_dir}: no best checkpoint ({BEST_FILE}): {why}; use --checkpoint latest, or train a run "
+                          "with --best-metric METRIC")
+    return path, read_checkpoint(path, map_location)
+
+
+def _run_config(run_dir: Path) -> dict:
+    try:
+        data = json.loads((Path(run_dir) / "config.json").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclasses.dataclass
+class BestSoFar:
+    """The run's best evaluation of ``metric`` (``none``: not tracked): its value and the step
+    it came after. ``value``/``step`` are None until an evaluation produced the metric."""
+
+    metric: str
+    value: float | None = None
+    step: int | None = None
+    recorded: str | None = None  # the metric of the kept record (differs from metric only under "none")
+
+    def improves(self, metrics: dict) -> float | None:
+        """The value of this evaluation when it beats the best so far (the first one always
+        does), else None."""
+        if self.metric == "none":
+            return None
+        from ganlab.study.objective import INLOOP_METRICS, inloop_value  # the directions the studies use too
+
+        value = inloop_value(self.metric, metrics)
+        if value is None or not math.isfinite(value):
+            return None
+        if self.value is None or (value < self.value if INLOOP_METRICS[self.metric] == "minimize" else value > self.value):
+            return value
+        return None
+
+    def record(self, value: float, step: int) -> None:
+        self.value, self.step, self.recorded = float(value), int(step), self.metric
+
+    def status(self) -> dict:
+        """``{"best": {...}}`` for status.json, or {} before the first best."""
+        if self.value is None:
+            return {}
+        return {"best": {"checkpoint": f"checkpoints/{BEST_FILE}", "metric": self.recorded or self.metric,
+                         "value": self.value, "step": self.step}}
+
+    @classmethod
+    def resume(cls, run_dir: Path, metric: str, start: int, warn: Callable[[str], None] = lambda m: None) -> "BestSoFar":
+        """The best so far of a run resumed from step ``start``, read back from its best.pt.
+
+        A best.pt written after the checkpoint (the run was stopped between an evaluation and
+        its next checkpoint) is kept: it was evaluated, and the steps trained again reproduce it
+        (on the CPU bit for bit; a replaced best must beat it). One chosen by another metric (the
+        resume changed ``--best-metric``) is removed: the next evaluation writes a new one."""
+        best = cls(metric)
+        path = Path(run_dir) / "checkpoints" / BEST_FILE
+        if not path.is_file():
+            return best
+        try:
+            rec = read_checkpoint(path).get("best") or {}
+            value, step, was = float(rec["value"]), int(rec["step"]), str(rec["metric"])
+        except UnsafeCheckpoint:
+            raise  # never passed over: a file planted to run code is the user's to see
+        except (GanlabError, KeyError, TypeError, ValueError):
+            warn(f"{path} is unreadable; removed it, the next evaluation writes a new one")
+            path.unlink(missing_ok=True)
+            return best
+        if metric != "none" and was != metric:
+            warn(f"removed {path} (chosen by {was}, not --best-metric {metric}); the next evaluation writes a new one")
+            path.unlink(missing_ok=True)
+            return best
+        best.value, best.step, best.recorded = value, step, was
+        return best
+
+
+# Disk: what a run keeps -----------------------------------------------------------------------------
+_ZIP_PER_STORAGE = 182  # a tensor's zip entry: local header, alignment to 64 bytes, central directory
+_PICKLE_PER_TENSOR = 132  # a tensor's reference in data.pkl (its key, shape, strides, storage)
+_RNG_BYTES = 3 * 5056  # the CPU, trick and data-order generators' states (numpy's and Python's are in _FIXED)
+_FIXED = 4_000  # the configuration, the format tag, the RNG lists, the zip's own records
+_FIXED_WEIGHTS = 1_800  # the same for a weights-only file (no RNG states)
+
+
+def checkpoint_bytes(cfg: TrainConfig) -> tuple[int, int]:
+    """(bytes of one full step checkpoint, bytes of one weights-only file) of a run of ``cfg``,
+    counted from its networks built on the meta device (no memory is allocated): G and D
+    (parameters and buffers), Adam's two moments and step per parameter of each, and one more
+    copy of G per copy a trick keeps (a moving average), plus the format's overhead per tensor
+    (measured: within 1% of real files). A trick's own state beyond copies of G (the image
+    pool's images) is not counted."""
+    from ganlab.losses import L1_ONLY
+    from ganlab.train.build import build_networks, build_stack
+
+    stack = build_stack(cfg)
+    with torch.device("meta"):
+        _, G, D = build_networks(cfg, stack, with_d=cfg.gan_mode != L1_ONLY, backbone=False)
+    copies = sum(t.g_copies() for t in stack.tricks)
+
+    def tensors(sd: dict) -> tuple[int, int]:
+        return sum(t.numel() * t.element_size() for t in sd.values()), len(sd)
+
+    g_bytes, g_n = tensors(G.state_dict())
+    d_bytes, d_n = tensors(D.state_dict()) if D is not None else (0, 0)
+    params = [p for net in (G, D) if net is not None for p in net.parameters()]
+    adam_bytes = sum(2 * p.numel() * p.element_size() + 4 for p in params)  # exp_avg, exp_avg_sq, a float32 step
+    adam_n = 3 * len(params)
+    storages = g_n * (1 + copies) + d_n + adam_n + 3
+    references = storages + g_n * copies  # a moving average is referenced twice (G_ema, its trick's state)
+    full = (g_bytes * (1 + copies) + d_bytes + adam_bytes + _RNG_BYTES + _ZIP_PER_STORAGE * storages
+            + _PICKLE_PER_TENSOR * references + _FIXED)
+    weights = (1 + copies) * (g_bytes + (_ZIP_PER_STORAGE + _PICKLE_PER_TENSOR) * g_n) + _FIXED_WEIGHTS
+    return int(full), int(weights)
+
+
+def _newest_good(run_dir: Path) -> tuple[Path, dict] | None:
+    for path in checkpoint_files(run_dir):
+        try:
+            return path, read_checkpoint(path)
+        except UnsafeCheckpoint:
+            raise
+        except GanlabError:
+            continue
+    return None
+
+
+def slim_run(run_dir: Path) -> dict:
+    """Keep what a finished run's user needs afterwards and drop its training state.
+
+    Writes ``checkpoints/final.pt`` atomically, weights only (G, and its moving average where a
+    trick kept one) from the newest good step checkpoint, then deletes the step checkpoints;
+    ``best.pt`` stays. Returns ``{"freed_bytes": int, "kept": [paths]}``, freed_bytes the
+    bytes deleted less the bytes written. Calling it again changes nothing (frees 0). A run
+    whose status.json is not ``finished`` is refused (GanlabError): a running, stopped or
+    killed run keeps its checkpoints so that it can be resumed."""
+    run_dir = Path(run_dir)
+    try:
+        state = json.loads((run_dir / "status.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        state = None
+    if state != "finished":
+        raise GanlabError(f"{run_dir}: the run is {state or 'not finished (no readable status.json)'}, not finished; "
+                          "only a finished run's step checkpoints are dropped (the others keep them to resume)")
+    folder = run_dir / "checkpoints"
+    final = folder / FINAL_FILE
+    freed = 0
+    steps = checkpoint_files(run_dir)
+    if steps:
+        found = _newest_good(run_dir)
+        if found is None:
+            raise GanlabError(f"{run_dir}: every step checkpoint is unusable; nothing was deleted")
+        _, payload = found
+        written = atomic_torch_save(final, weights_payload(payload["step"], payload["config"], payload["G"],
+                                                           payload.get("G_ema")))
+        read_checkpoint(written)  # it opens before anything is deleted
+        freed -= written.stat().st_size
+        for path in steps:
+            freed += path.stat().st_size
+            path.unlink()
+    elif not final.is_file():
+        raise GanlabError(f"{run_dir}: no checkpoint to keep (no step-*.pt and no {FINAL_FILE})")
+    for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
+    kept = [p for p in (final, folder / BEST_FILE) if p.is_file()]
+    return {"freed_bytes": freed, "kept": kept}
 
 
 def portable_optimizer_state(opt: torch.optim.Optimizer) -> dict:

@@ -75,6 +75,10 @@ def summary(console, result: RunResult, cfg: TrainConfig) -> None:
     console.print(f"samples:          {result.run_dir / 'samples'}", highlight=False, markup=False)
     if ckpts:
         console.print(f"checkpoint:       {ckpts[0]}", highlight=False, markup=False)
+    if result.best:
+        b = result.best
+        console.print(f"best checkpoint:  {result.run_dir / b['checkpoint']} (step {b['step']}, {b['metric']} {b['value']:.4g})",
+                      highlight=False, markup=False)
     console.print(f"look at it with:  tensorboard --logdir {result.run_dir.parent}", highlight=False, markup=False)
     if cfg.task == "colorize":
         console.print(f"colourise photos: ganlab colorize {result.run_dir} PHOTO_OR_FOLDER --out colorized", highlight=False, markup=False)

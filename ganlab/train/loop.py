@@ -33,7 +33,8 @@ from ganlab.runtime import runtime_for
 from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, truncate_stats
 from ganlab.train import distributed
 from ganlab.train.build import build_session, build_stack, total_steps
-from ganlab.train.checkpoint import checkpoint_files, latest_checkpoint, restore, save_checkpoint
+from ganlab.train.checkpoint import (BestSoFar, checkpoint_files, is_slimmed, latest_checkpoint, restore, save_best,
+                                     save_checkpoint, slimmed_refusal)
 from ganlab.train.console import banner, loss_info, progress_bar, summary
 from ganlab.train.distributed import Null
 from ganlab.errors import Diverged, Stopped
@@ -54,6 +55,7 @@ class RunResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     status: str = "finished"
+    best: dict = field(default_factory=dict)  # {"checkpoint", "metric", "value", "step"} of best.pt; {} when none
 
 
 def _quietly(fn, *args, **kwargs) -> OSError | None:
@@ -198,6 +200,8 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
     if resume is not None:
         run_dir = Path(resume)
         check_writable(run_dir, "--resume", "make the run folder writable")  # before any work
+        if is_slimmed(run_dir):
+            raise slimmed_refusal(run_dir)
         if dist.is_main:
             held.append(RunLock(run_dir))  # one writer: a second trainer of this folder is refused
     else:
@@ -211,6 +215,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
     session = build_session(cfg, runtime, total, dist)
     train_data.seed(cfg.seed)
     start = 0
+    best = BestSoFar(cfg.best_metric)
     if resume is not None:
         path, payload = latest_checkpoint(run_dir, warn, map_location=runtime.device, for_resume=True)
         start = restore(session, train_data, path, payload)
@@ -218,6 +223,8 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
         if start >= total:
             raise UsageError(f"--resume {resume}: the run is finished at step {start} of {total}; "
                               f"give --steps N (more than {start - cfg.pretrain_steps}) to train it further")
+        if dist.is_main:
+            best = BestSoFar.resume(run_dir, cfg.best_metric, start, warn)
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
     elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
@@ -230,7 +237,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
 
     # Logs ---------------------------------------------------------------------------------------
     if dist.is_main:
-        write_status(run_dir, "running", start, total, trained_step=start)
+        write_status(run_dir, "running", start, total, trained_step=start, **best.status())
         from torch.utils.tensorboard import SummaryWriter  # heavy: imported when a run starts
 
         writer = SummaryWriter(str(run_dir), purge_step=start if resume is not None else None)
@@ -276,6 +283,15 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                         log.bus.add(k, v)
                     log.flush()
                     result.metrics = metrics
+                    value = best.improves(metrics)
+                    if value is not None:  # best.pt, then status.json naming it (the newest checkpoint unchanged)
+                        if save_best(run_dir, session, done, {"metric": best.metric, "value": value, "step": done}):
+                            best.record(value, done)
+                            write_status(run_dir, "running", saved or 0, total, trained_step=done, **best.status())
+                    elif best.metric != "none" and best.value is None and best.metric not in metrics:
+                        warn(f"--best-metric {best.metric}: this evaluation did not measure it, so no best checkpoint "
+                             "is kept (val/kid needs the Inception weights)")
+                        best = BestSoFar("none")
                     if on_eval is not None:
                         on_eval(done, metrics)
                 if (cfg.save_every and done % cfg.save_every == 0) or done == total:
@@ -284,7 +300,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                         save_checkpoint(run_dir, session, train_data, done)
                     saved = stop.checkpoint = done
                     if dist.is_main and done < total:  # how far a run got, also after it is killed
-                        write_status(run_dir, "running", done, total, trained_step=done)
+                        write_status(run_dir, "running", done, total, trained_step=done, **best.status())
                 result.step = done
                 # alone: after every step (a Python int); under torchrun: at logging steps, where
                 # the loop already waits for the device
@@ -313,7 +329,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
             # "step" is always the newest intact checkpoint (where a resume continues; 0: none
             # yet), "trained_step" the last step trained
             newest = stop.checkpoint if stop.checkpoint is not None else 0
-            marks = {"trained_step": result.step}
+            marks = {"trained_step": result.step, **best.status()}
             if diverged is not None:
                 marks.update(diverged_step=diverged.step, value=diverged.name)
             elif status == "finished" and (label := _degenerate(run_dir)) is not None:
@@ -325,5 +341,6 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
     result.seconds = time.perf_counter() - t_start
     result.images_per_second = images_done / result.seconds if result.seconds > 0 else 0.0
     result.last = log.last
+    result.best = best.status().get("best", {})
     summary(console, result, cfg)
     return result

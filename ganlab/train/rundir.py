@@ -3,12 +3,15 @@
     config.json      the configuration as layered (auto values stay auto; env.json says what ran)
     tricks.json      the trick stack in its fold order, with parameters
     env.json         versions and device
-    status.json      running | finished | stopped | diverged, the newest checkpoint's step
+    status.json      running | finished | stopped | diverged, the newest checkpoint's step, and
+                     "best": the best evaluation's checkpoint, metric, value and step
     .lock            flock'd by the process training the run (pid and host inside)
     stats.jsonl      every logged scalar, one row per step
     events.out...    TensorBoard
     samples/         grey input | generated | ground truth grids
-    checkpoints/     step-NNNNNNN.pt, written atomically, the last few kept
+    checkpoints/     step-NNNNNNN.pt, written atomically, the last few kept; best.pt, the
+                     generator of the best evaluation (weights only); final.pt, a finished run's
+                     last generator once its step checkpoints were dropped (weights only)
 """
 
 from __future__ import annotations
@@ -83,5 +86,6 @@ def is_run_dir(path: Path) -> bool:
 def write_status(run_dir: Path, status: str, step: int, total: int, **extra: Any) -> None:
     """``status.json``: running | finished | stopped | diverged, ``step`` the newest intact
     checkpoint's step (where a resume continues), the marks in ``extra`` (``trained_step``,
-    ``diverged_step``, ...) and the total steps, written atomically."""
+    ``diverged_step``, ``best``: ``{"checkpoint", "metric", "value", "step"}``, ...) and the total
+    steps, written atomically."""
     atomic_write_json(run_dir / "status.json", {"status": status, "step": step, **extra, "total": total})
