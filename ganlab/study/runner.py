@@ -235,6 +235,7 @@ class StudyRunner:
         main = finished[0]
         report = reports[main["seed"]]
         trial.set_user_attr(SEED_RUNS_ATTR, records)
+        trial.set_user_attr("run_dir", main["run_dir"])  # also where a retry reused a seed its first attempt finished
         trial.set_user_attr("metrics", main["metrics"] if len(records) == 1 else mean_metrics(finished))
         trial.set_user_attr("instability", means["instability"] if "instability" in means else
                             (report.score if math.isfinite(report.score) else "inf"))
