@@ -1,5 +1,7 @@
 """The confirmation stage and the evidence it gives: intervals, pairing by seed, verdicts."""
 
+import math
+
 import numpy as np
 import optuna
 import pytest
@@ -28,7 +30,7 @@ def test_the_verdict_is_no_effect_with_too_few_seeds_or_a_zero_effect():
     diffs = -1.0 + 0.1 * rng.normal(size=8)
     few = _pairs(diffs[: MIN_SEEDS - 1])
     e = paired_effect(*few, "minimize")
-    assert e.verdict == NO_EFFECT and "needs" in e.why
+    assert e.verdict == NO_EFFECT and "need" in e.why and math.isnan(e.low)
     zero = _pairs([0.0] * 8)
     e = paired_effect(*zero, "minimize")
     assert e.verdict == NO_EFFECT and "identical" in e.why
@@ -71,7 +73,7 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     evidence = text.split("# The search")[0]
     assert "## What the evidence supports" in evidence and "(confounded screening)" in text
     assert HELPS not in evidence.replace(f"**{HELPS}** or", "") and f"**{HURTS}**" not in evidence.replace(f"**{HURTS}** when", "")
-    assert f"needs {MIN_SEEDS}" in evidence  # two seeds: too few for any verdict
+    assert f"need {MIN_SEEDS}" in evidence  # two seeds: too few for any verdict
     assert (report / "evidence.png").stat().st_size > 1000
 
     # the same command with more seeds continues it: the new seeds are added to every arm

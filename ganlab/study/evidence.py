@@ -80,7 +80,7 @@ class Effect:
     def text(self) -> str:
         if self.n == 0:
             return "-"
-        ci = f"[{self.low:+.3g}, {self.high:+.3g}]" if math.isfinite(self.low) else "[-]"
+        ci = f"[{self.low:+.3g}, {self.high:+.3g}]" if math.isfinite(self.low) else f"[no interval at n={self.n}]"
         return f"{self.mean:+.3g} {ci}"
 
 
@@ -108,10 +108,10 @@ def paired_effect(x: dict[int, float], y: dict[int, float], direction: str, seed
         return Effect(0, math.nan, math.nan, math.nan, NO_EFFECT, "no seed finished in both")
     if d.size < 2:
         return Effect(int(d.size), float(d.mean()), math.nan, math.nan, NO_EFFECT, f"{d.size} paired seed")
+    if d.size < MIN_SEEDS:  # no interval either: below 5 seeds a bootstrap-t one is wild, the others too narrow
+        return Effect(int(d.size), float(d.mean()), math.nan, math.nan, NO_EFFECT,
+                      f"{d.size} paired seeds; an interval and a verdict need {MIN_SEEDS}")
     low, high = _bootstrap_t(d, np.random.default_rng(seed))
-    if d.size < MIN_SEEDS:
-        return Effect(int(d.size), float(d.mean()), low, high, NO_EFFECT,
-                      f"{d.size} paired seeds; a verdict needs {MIN_SEEDS}")
     if not d.any():
         return Effect(int(d.size), 0.0, 0.0, 0.0, NO_EFFECT, "identical results on every seed")
     if low <= 0.0 <= high:
