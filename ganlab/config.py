@@ -109,8 +109,9 @@ class TrainConfig:
     # Run
     seed: int = setting(0, "run", "default {default}")
     device: str = setting("auto", "run", DEVICE_HELP, resumable=True)
-    precision: str = setting("auto", "run", "auto: bf16 autocast on CUDA, fp32 on the CPU", choices=PRECISIONS)
-    channels_last: str = setting("auto", "run", "channels_last memory format (auto: on for CUDA)", choices=SWITCHES)
+    precision: str = setting("auto", "run", "auto: bf16 autocast where it is native (CUDA from compute "
+                                             "capability 8.0, CPUs with AMX or AVX512-BF16), else fp32", choices=PRECISIONS)
+    channels_last: str = setting("auto", "run", "channels_last memory format (auto: on for CUDA and for bf16 on the CPU)", choices=SWITCHES)
     cudnn_benchmark: str = setting("auto", "run", "cudnn.benchmark (auto: on for CUDA)", choices=SWITCHES)
     fused_adam: str = setting("auto", "run", "the fused Adam kernel (auto: on)", choices=SWITCHES)
     device_data: str = setting("auto", "run", "crop, flip and convert batches on the GPU (auto: on for CUDA)", choices=SWITCHES)
