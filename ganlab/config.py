@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 from ganlab.coerce import BadValue, coerce, type_name
 from ganlab.errors import UsageError
-from ganlab.losses import GAN_MODES, L1_ONLY
-from ganlab.runtime import DEVICE_HELP, check_device_name
+from ganlab.modes import GAN_MODES, L1_ONLY
+from ganlab.devices import DEVICE_HELP, check_device_name
 from ganlab.trick.registry import parse_trick_arg
 
 __all__ = ["SAMPLE_PRESET", "TrainConfig", "TrickSpec", "check_run_name", "default_run_name", "flag_name", "load_toml",

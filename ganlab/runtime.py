@@ -25,20 +25,15 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from ganlab.devices import DEVICE_HELP, check_device_name
 from ganlab.errors import UsageError
 
 if TYPE_CHECKING:
     from ganlab.config import TrainConfig
 
 
-DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
-
-
-def check_device_name(name: str, flag: str = "--device") -> str:
-    """Refuse a ``--device`` that is not auto, cpu, cuda or cuda:N (without touching a GPU)."""
-    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
-        raise UsageError(f"{flag} {name}: choose auto, cpu, cuda or cuda:N")
-    return name
+__all__ = ["DEVICE_HELP", "Runtime", "check_device_name", "cpu_bf16", "cpu_capabilities", "resolve_device", "resolve_runtime",
+           "runtime_for"]
 
 
 def resolve_device(name: str, flag: str = "--device") -> torch.device:
