@@ -182,7 +182,11 @@ def _first_nonfinite_weight(payload: dict) -> str | None:
              if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if not named:
         return None
-    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()  # one read-back, not one per tensor
+    # A tensor's largest magnitude is finite exactly when all of it is (NaN propagates; no sum that
+    # could overflow); one pass over it, no boolean copy; one read-back, not one per tensor.
+    peaks = [torch.linalg.vector_norm(t, float("inf")).float() if t.numel() else t.new_zeros((), dtype=torch.float32)
+             for _, t in named]
+    ok = torch.isfinite(torch.stack(peaks)).cpu()
     bad = (~ok).nonzero()
     return named[int(bad[0])][0] if len(bad) else None
 

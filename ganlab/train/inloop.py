@@ -71,11 +71,11 @@ EVAL_IMAGES = 64  # the fixed validation subset of the in-loop evaluation
 
 
 @torch.no_grad()
-def _l1_on(G, data, session: Session, keep: list | None = None) -> float:
-    """Mean L1 of ``G`` on the fixed centre crops of the first ``EVAL_IMAGES`` images of ``data``."""
+def _l1_on(G, data, session: Session, keep: list | None = None, limit: int = EVAL_IMAGES) -> float:
+    """Mean L1 of ``G`` on the fixed centre crops of the first ``limit`` images of ``data``."""
     cfg, rt = session.cfg, session.runtime
     total, count = 0.0, 0
-    for cond, real in data.fixed_batches(max(cfg.batch_size, 8), rt.device, EVAL_IMAGES):
+    for cond, real in data.fixed_batches(max(cfg.batch_size, 8), rt.device, limit):
         with rt.autocast():
             fake = G(cond.contiguous(memory_format=rt.memory_format)).float()
         total += (fake - real).abs().mean(dim=(1, 2, 3)).sum().item()
@@ -92,7 +92,8 @@ def evaluate(session: Session, val_data, step: int, run_dir: Path | None, writer
     the first ``EVAL_IMAGES`` validation images, and the sample grid. With ``train_data``, also
     ``train/L1``: the same generator (eval mode, the moving average where a trick keeps one) on
     the same kind of crops of training images, so that the train-validation gap compares like
-    with like (``G/L1`` comes from G in train mode, with dropout)."""
+    with like (``G/L1`` comes from G in train mode, with dropout), on as many training images as
+    there are validation images in the subset."""
     cfg = session.cfg
     G = session.stack.eval_generator(session.G, session.ctx)
     was_training = G.training
@@ -101,7 +102,9 @@ def evaluate(session: Session, val_data, step: int, run_dir: Path | None, writer
     try:
         metrics = {"val/L1": _l1_on(G, val_data, session, kept)}
         if train_data is not None:
-            metrics["train/L1"] = _l1_on(G, train_data, session)
+            # As many training images as validation images: the two means are equally noisy, and
+            # a small validation set does not pay for generating the whole training subset.
+            metrics["train/L1"] = _l1_on(G, train_data, session, limit=max(1, sum(c.shape[0] for c, _, _ in kept)))
     finally:
         G.train(was_training)
     cond, fake, real = (torch.cat(parts) for parts in zip(*kept))
