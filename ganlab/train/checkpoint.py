@@ -20,6 +20,7 @@ import pickletools
 import random
 import shutil
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,6 +143,25 @@ def not_plain_data(obj: Any, where: str = "") -> str | None:
 
 
 def save_checkpoint(run_dir: Path, session: Session, train_data, step: int) -> Path:
+    return write_checkpoint(run_dir, checkpoint_payload(session, train_data, step), step)
+
+
+def save_checkpoint_in_background(run_dir: Path, session: Session, train_data, step: int) -> Future:
+    """The checkpoint of this moment (weights, optimisers, generators' states, checked now), its
+    file written by a thread: for the run's last step, where nothing changes the weights any more
+    and the final evaluation runs while the file goes to disk. ``result()`` re-raises a failed
+    write."""
+    payload = checkpoint_payload(session, train_data, step)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganlab-checkpoint")
+    try:
+        return pool.submit(write_checkpoint, run_dir, payload, step)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def checkpoint_payload(session: Session, train_data, step: int) -> dict:
+    """What a checkpoint holds, refused (before any file is written) when it is not plain data
+    or a weight is not finite."""
     G_eval = session.stack.eval_generator(session.G, session.ctx)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -166,6 +186,10 @@ def save_checkpoint(run_dir: Path, session: Session, train_data, step: int) -> P
     bad = _first_nonfinite_weight(payload)
     if bad is not None:  # never write a checkpoint that a resume would have to refuse
         raise Diverged(step, f"weight {bad}", float("nan"))
+    return payload
+
+
+def write_checkpoint(run_dir: Path, payload: dict, step: int) -> Path:
     folder = run_dir / "checkpoints"
     folder.mkdir(exist_ok=True)
     path = atomic_torch_save(folder / f"step-{step:07d}.pt", payload)
