@@ -36,7 +36,7 @@ from trick_stability import stats_of  # noqa: E402
 
 VAL = ("val/L1", "val/swd", "val/color_hist", "val/psnr", "val/ssim", "val/ab_l1", "val/colorfulness_gap")
 STAB = (("d_acc_real", "D acc real"), ("d_acc_fake", "D acc fake"), ("oscillation", "oscillation"),
-        ("grad_d_median", "median |grad D|"), ("grad_g_median", "median |grad G|"), ("grad_spikes", "grad spikes"),
+        ("grad_d_median", "median grad norm of D"), ("grad_g_median", "median grad norm of G"), ("grad_spikes", "grad spikes"),
         ("instability", "instability I"), ("d_loss", "mean D loss"), ("g_adv", "mean G adv loss"))
 
 
