@@ -23,7 +23,7 @@ from ganlab import config as C
 from ganlab.data import ImageSet, PairedImages, build_datasets
 from ganlab.data.images import Skipped
 from ganlab.errors import UsageError
-from ganlab.runtime import runtime_for
+from ganlab.runtime import cpu_capabilities, runtime_for
 from ganlab.stats import StatsBus
 from ganlab.train.build import build_networks, build_session, build_stack
 from ganlab.train.distributed import Dist
@@ -115,9 +115,12 @@ def default_variants(cuda: bool, batch_size: int, tricks: bool) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def cpu_peak_flops(threads: int | None = None) -> tuple[float, str]:
-    """A CPU's fp32 peak, estimated: threads x clock x FLOPs per cycle of its vector units."""
+def cpu_peak_flops(threads: int | None = None, precision: str = "fp32", caps: dict | None = None) -> tuple[float, str]:
+    """A CPU's peak for ``precision``, estimated: threads x clock x FLOPs per cycle of the units
+    that run it (bf16: AMX tiles, 1024 FLOP/cycle per core, or AVX512-BF16 dot products, twice
+    the fp32 FMA rate; fp32: the vector FMA units)."""
     threads = threads or torch.get_num_threads()
+    caps = cpu_capabilities() if caps is None else caps
     mhz, flags = 0.0, set()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -132,14 +135,23 @@ def cpu_peak_flops(threads: int | None = None) -> tuple[float, str]:
         pass
     if not mhz:
         mhz = 2500.0
-    if "avx512f" in flags:
+    if "avx512f" in flags or caps.get("avx512_f"):
         per_cycle, isa = 64, "AVX-512"
-    elif "avx2" in flags and "fma" in flags:
+    elif ("avx2" in flags and "fma" in flags) or caps.get("avx2"):
         per_cycle, isa = 32, "AVX2+FMA"
     else:
         per_cycle, isa = 8, "SSE"
+    kind = "fp32"
+    if precision == "bf16":
+        kind = "bf16"
+        if caps.get("amx_bf16"):
+            per_cycle, isa = 1024, "AMX"
+        elif caps.get("avx512_bf16"):
+            per_cycle, isa = 128, "AVX512-BF16"
+        else:
+            isa += ", bf16 emulated at the fp32 rate"
     peak = threads * mhz * 1e6 * per_cycle
-    return peak, f"estimated: {threads} threads x {mhz / 1000:.2f} GHz x {per_cycle} fp32 FLOP/cycle ({isa})"
+    return peak, f"estimated: {threads} threads x {mhz / 1000:.2f} GHz x {per_cycle} {kind} FLOP/cycle ({isa})"
 
 
 def device_peak_flops(device: torch.device, precision: str, override_tflops: float | None = None) -> tuple[float | None, str]:
@@ -147,7 +159,7 @@ def device_peak_flops(device: torch.device, precision: str, override_tflops: flo
     if override_tflops is not None:
         return override_tflops * 1e12, "--peak-tflops"
     if device.type != "cuda":
-        return cpu_peak_flops()
+        return cpu_peak_flops(precision=precision)
     kind = "bf16" if precision == "bf16" else ("tf32" if torch.backends.cudnn.allow_tf32 else "fp32")
     return gpu_peak_flops(torch.cuda.get_device_name(device), kind)
 
@@ -510,7 +522,7 @@ def _print(console, result: dict, describe) -> None:
     ref = result["reference"]
     table = Table(title=f"ganlab bench: {result['size']}px, batch {result['batch_size']}, {result['device']}"
                   + (f", tricks {' '.join(result['tricks'])}" if result["tricks"] else ""))
-    for col in ("variant", "img/s", "ms/step", f"vs {ref}", "peak mem", "FLOP/step", "FLOP/s", "MFU", "syncs/step"):
+    for col in ("variant", "img/s", "ms/step", f"vs {ref} (paired)", "peak mem", "FLOP/step", "FLOP/s", "MFU", "syncs/step"):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for row in result["variants"]:
         mem = row["peak_memory_bytes"]
@@ -533,7 +545,8 @@ def _print(console, result: dict, describe) -> None:
         console.print(f"memory: peak resident set of the whole process {result['process_max_rss_bytes'] / 2**30:.2f} GiB "
                       "(per-variant peaks are measured on CUDA)", highlight=False)
     console.print(f"{result['rounds']} interleaved rounds x {result['steps']} steps per variant after {result['warmup']} "
-                  f"warm-up steps; img/s and ms/step: median step; vs {ref}: median over the rounds of the "
-                  "round-by-round ratio", highlight=False)
+                  f"warm-up steps; img/s and ms/step: median step; vs {ref} (paired): median over the rounds of "
+                  f"the round-by-round ratio of {ref}'s time to the variant's (the rounds interleave, so a busy machine "
+                  "slows both sides of a ratio alike; it can differ a little from the ratio of the img/s columns)", highlight=False)
 
 

@@ -19,8 +19,8 @@ from typing import Any, Mapping
 
 from ganlab.coerce import BadValue, coerce, type_name
 from ganlab.errors import UsageError
-from ganlab.losses import GAN_MODES, L1_ONLY
-from ganlab.runtime import DEVICE_HELP, check_device_name
+from ganlab.modes import GAN_MODES, L1_ONLY
+from ganlab.devices import DEVICE_HELP, check_device_name
 from ganlab.trick.registry import parse_trick_arg
 
 __all__ = ["SAMPLE_PRESET", "TrainConfig", "TrickSpec", "check_run_name", "default_run_name", "flag_name", "load_toml",
@@ -118,8 +118,9 @@ class TrainConfig:
     # Run
     seed: int = setting(0, "run", "default {default}")
     device: str = setting("auto", "run", DEVICE_HELP, resumable=True)
-    precision: str = setting("auto", "run", "auto: bf16 autocast on CUDA, fp32 on the CPU", choices=PRECISIONS)
-    channels_last: str = setting("auto", "run", "channels_last memory format (auto: on for CUDA)", choices=SWITCHES)
+    precision: str = setting("auto", "run", "auto: bf16 autocast where it is native (CUDA from compute "
+                                             "capability 8.0, CPUs with AMX or AVX512-BF16), else fp32", choices=PRECISIONS)
+    channels_last: str = setting("auto", "run", "channels_last memory format (auto: on for CUDA and for bf16 on the CPU)", choices=SWITCHES)
     cudnn_benchmark: str = setting("auto", "run", "cudnn.benchmark (auto: on for CUDA)", choices=SWITCHES)
     fused_adam: str = setting("auto", "run", "the fused Adam kernel (auto: on)", choices=SWITCHES)
     device_data: str = setting("auto", "run", "crop, flip and convert batches on the GPU (auto: on for CUDA)", choices=SWITCHES)

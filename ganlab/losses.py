@@ -9,9 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan")
-L1_ONLY = "none"  # --gan-mode none: the L1-only control, no D and no adversarial term
-LABEL_MODES = ("vanilla", "lsgan")  # the modes whose D is trained towards targets (label tricks apply)
+from ganlab.modes import GAN_MODES, L1_ONLY, LABEL_MODES  # noqa: F401 - the names, kept importable from here
 
 
 def d_real_term(mode: str, d_real: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

@@ -1,8 +1,13 @@
 """Device and precision policy, written out in one place.
 
 ``--device auto`` picks CUDA when present. On CUDA the defaults are bf16 autocast (no
-GradScaler: bf16 has fp32's range), channels_last memory format, cudnn.benchmark and TF32
-matmuls; each can be turned off by a flag. On the CPU everything runs in fp32.
+GradScaler: bf16 has fp32's range) where the GPU has native bf16 (compute capability 8.0 and
+up), channels_last memory format, cudnn.benchmark and TF32 matmuls; each can be turned off by a
+flag. On a CPU with native bf16 matrix instructions (AMX, or AVX512-BF16, as
+``torch.cpu.get_capabilities()`` reports them, with oneDNN present) the defaults are bf16
+autocast and channels_last (oneDNN's bf16 convolutions run fastest in NHWC); on any other CPU
+everything runs in fp32, contiguous. The choice and its reason are written to ``env.json`` and
+said in the run's start-up lines.
 
 Further speed settings, each with its flag: the fused Adam kernel (``--fused-adam``, on by
 default on CUDA and the CPU), batches cropped, flipped and converted on the device
@@ -20,20 +25,15 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from ganlab.devices import DEVICE_HELP, check_device_name
 from ganlab.errors import UsageError
 
 if TYPE_CHECKING:
     from ganlab.config import TrainConfig
 
 
-DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
-
-
-def check_device_name(name: str, flag: str = "--device") -> str:
-    """Refuse a ``--device`` that is not auto, cpu, cuda or cuda:N (without touching a GPU)."""
-    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
-        raise UsageError(f"{flag} {name}: choose auto, cpu, cuda or cuda:N")
-    return name
+__all__ = ["DEVICE_HELP", "Runtime", "check_device_name", "cpu_bf16", "cpu_capabilities", "resolve_device", "resolve_runtime",
+           "runtime_for"]
 
 
 def resolve_device(name: str, flag: str = "--device") -> torch.device:
@@ -50,6 +50,32 @@ def resolve_device(name: str, flag: str = "--device") -> torch.device:
     return dev
 
 
+# torch.cpu.get_capabilities() names of native bf16 matrix instructions, best first, and how
+# ganlab says them.
+CPU_BF16_FEATURES = (("amx_bf16", "AMX bf16 matrix units"), ("avx512_bf16", "AVX512-BF16 dot-product instructions"))
+
+
+def cpu_capabilities() -> dict:
+    """What torch reports of this CPU's instruction sets (``torch.cpu.get_capabilities()``)."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        return dict(get())
+    # Older torch: the two probes it has.
+    probes = {"amx_bf16": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
+    return {key: bool(getattr(torch.cpu, fn, lambda: False)()) for key, fn in probes.items()}
+
+
+def cpu_bf16(caps: dict | None = None) -> tuple[bool, str]:
+    """(whether bf16 autocast is native on this CPU, the reason in words)."""
+    caps = cpu_capabilities() if caps is None else caps
+    if not torch.backends.mkldnn.is_available():
+        return False, "this torch has no oneDNN, which runs bf16 convolutions on the CPU"
+    for key, words in CPU_BF16_FEATURES:
+        if caps.get(key):
+            return True, f"the CPU has {words} ({key})"
+    return False, "the CPU has no native bf16 matrix instructions (no amx_bf16 or avx512_bf16)"
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
@@ -60,6 +86,8 @@ class Runtime:
     device_data: bool = False  # crops, flips and Lab conversion batched on the device
     compile: bool = False  # torch.compile of the G and D forwards
     cuda_graphs: bool = False  # the plain step captured in one CUDA graph
+    precision_why: str = ""  # how the precision was chosen, in words
+    channels_last_why: str = ""
 
     @property
     def autocast(self) -> Callable[[], contextlib.AbstractContextManager]:
@@ -68,14 +96,21 @@ class Runtime:
             return partial(torch.autocast, device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.cuda_graphs)
         return contextlib.nullcontext
 
+    def why(self) -> str:
+        """How the precision and the memory format were chosen, in words."""
+        parts = [f"{self.precision}: {self.precision_why}" if self.precision_why else "",
+                 f"{'channels_last' if self.channels_last else 'contiguous'}: {self.channels_last_why}" if self.channels_last_why else ""]
+        return "; ".join(p for p in parts if p)
+
     @property
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def describe(self) -> str:
         extras = [self.precision]
+        extras += ["channels_last" if self.channels_last else ("contiguous" if self.device.type == "cuda" else "")]
         if self.device.type == "cuda":
-            extras += ["channels_last" if self.channels_last else "contiguous", "cudnn.benchmark" if self.cudnn_benchmark else ""]
+            extras += ["cudnn.benchmark" if self.cudnn_benchmark else ""]
             extras += ["data on the device" if self.device_data else "", "CUDA graphs" if self.cuda_graphs else ""]
         extras += ["fused Adam" if self.fused_adam else "", "compiled G and D" if self.compile else ""]
         return f"{self.device} ({', '.join(e for e in extras if e)})"
@@ -99,12 +134,15 @@ def resolve_runtime(
         # without a device then live where the run's tensors do.
         dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
         torch.cuda.set_device(dev)
-    if precision == "auto":
-        # bf16 only where it is native (compute capability 8.0 and up); emulated bf16 on older
-        # GPUs (V100, T4) is slower than fp32.
-        precision = "bf16" if cuda and torch.cuda.get_device_capability(dev) >= (8, 0) else "fp32"
+    precision, precision_why = _auto_precision(dev) if precision == "auto" else (precision, f"--precision {precision}")
     on = {"on": True, "off": False}
-    cl = on.get(channels_last, cuda)
+    if channels_last == "auto":
+        # CUDA: tensor-core convolutions want NHWC. CPU: oneDNN's bf16 convolutions are faster
+        # in NHWC; its fp32 ones measured slower there.
+        cl = cuda or precision == "bf16"
+        cl_why = "auto: on for CUDA" if cuda else ("auto: on for bf16 on the CPU" if cl else "auto: off for fp32 on the CPU")
+    else:
+        cl, cl_why = on[channels_last], f"--channels-last {channels_last}"
     bench = on.get(cudnn_benchmark, cuda)
     if cuda:
         torch.backends.cudnn.benchmark = bench
@@ -121,7 +159,21 @@ def resolve_runtime(
         device_data=on.get(device_data, cuda),
         compile=compile == "on",
         cuda_graphs=cuda_graphs == "on",
+        precision_why=precision_why,
+        channels_last_why=cl_why,
     )
+
+
+def _auto_precision(dev: torch.device) -> tuple[str, str]:
+    """``--precision auto``: bf16 where it is native, with the reason."""
+    if dev.type == "cuda":
+        # Emulated bf16 on older GPUs (V100, T4) is slower than fp32.
+        cc = torch.cuda.get_device_capability(dev)
+        if cc >= (8, 0):
+            return "bf16", f"auto: the GPU has native bf16 (compute capability {cc[0]}.{cc[1]})"
+        return "fp32", f"auto: the GPU has no native bf16 (compute capability {cc[0]}.{cc[1]} < 8.0)"
+    native, why = cpu_bf16()
+    return ("bf16" if native else "fp32"), "auto: " + why
 
 
 def runtime_for(cfg: "TrainConfig") -> Runtime:

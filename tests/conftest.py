@@ -10,8 +10,10 @@ from PIL import Image
 
 BSDS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "bsds500"
 
-# Flags that make a run take seconds on a CPU: 32 px crops, 4-channel networks.
-TINY = ["--size", "32", "--load-size", "40", "--ngf", "4", "--ndf", "4", "--batch-size", "2", "--no-progress", "--device", "cpu"]
+# Flags that make a run take seconds on a CPU: 32 px crops, 4-channel networks. fp32 is pinned:
+# tests compare weights bit for bit, and --precision auto is bf16 on CPUs with AMX.
+TINY = ["--size", "32", "--load-size", "40", "--ngf", "4", "--ndf", "4", "--batch-size", "2", "--no-progress", "--device", "cpu",
+        "--precision", "fp32"]
 
 
 def colour_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

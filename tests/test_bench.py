@@ -29,13 +29,15 @@ def expected_flops(tricks=(), d_steps=1, penalties=0, batch=2) -> float:
 
 def test_bench_runs_variants_side_by_side_and_reports_consistent_figures(tmp_path, run_cli):
     out = tmp_path / "bench.json"
-    code, stdout, err = run_cli("bench", *TINY, "--variants", "plain,trainer,trainer+no-fused-adam", "--json", out)
+    code, stdout, err = run_cli("bench", *TINY, "--variants", "plain,trainer,trainer+no-fused-adam,trainer+bf16", "--json", out)
     assert code == 0, err
-    for word in ("plain", "trainer+no-fused-adam", "img/s", "ms/step", "MFU", "vs plain", "FLOPs per image"):
+    for word in ("plain", "trainer+no-fused-adam", "img/s", "ms/step", "MFU", "vs plain (paired)", "FLOPs per image"):
         assert word in stdout
     result = json.loads(out.read_text())
     rows = {r["variant"]: r for r in result["variants"]}
-    assert list(rows) == ["plain", "trainer", "trainer+no-fused-adam"]
+    assert list(rows) == ["plain", "trainer", "trainer+no-fused-adam", "trainer+bf16"]
+    # Each row's MFU is against the peak of its own precision.
+    assert rows["trainer+bf16"]["peak"] >= rows["plain"]["peak"] and "bf16" in rows["trainer+bf16"]["peak_source"]
     flops = expected_flops()
     for name, row in rows.items():
         assert len(row["step_times_ms"]) == 4 and len(row["round_ms"]) == 2
@@ -43,6 +45,7 @@ def test_bench_runs_variants_side_by_side_and_reports_consistent_figures(tmp_pat
         assert row["img_per_s"] == pytest.approx(2 / (row["ms_per_step"] / 1e3))
         assert row["flops_per_step"] == pytest.approx(flops)  # the step that ran: G, 2 D passes, the G update's D pass
         assert row["mfu"] == pytest.approx(row["flops_per_step"] / (row["ms_per_step"] / 1e3) / row["peak"])
+        assert 0 < row["mfu"] <= 1
         ratios = [a / b for a, b in zip(rows["plain"]["round_ms"], row["round_ms"])]
         assert row["speed_vs_plain"] == pytest.approx(statistics.median(ratios))
     assert rows["plain"]["speed_vs_plain"] == 1.0
@@ -103,6 +106,15 @@ def test_peak_table():
     assert peak is None and "--peak-tflops" in why
     peak, why = cpu_peak_flops(threads=2)
     assert peak > 1e9 and "estimated" in why
+
+
+def test_the_cpu_peak_is_the_peak_of_the_precision_that_ran():
+    amx = {"avx512_f": True, "avx512_bf16": True, "amx_bf16": True}
+    fp32, _ = cpu_peak_flops(threads=2, precision="fp32", caps=amx)
+    bf16, why = cpu_peak_flops(threads=2, precision="bf16", caps=amx)
+    assert bf16 == 16 * fp32 and "AMX" in why and "bf16 FLOP/cycle" in why
+    dot, why = cpu_peak_flops(threads=2, precision="bf16", caps={**amx, "amx_bf16": False})
+    assert dot == 2 * fp32 and "AVX512-BF16" in why
 
 
 @pytest.mark.gpu

@@ -6,6 +6,7 @@ CUDA-only paths have ``gpu`` tests that run where a GPU is present (``pytest -m 
 
 from __future__ import annotations
 
+import json
 
 import pytest
 import torch
@@ -69,7 +70,52 @@ def test_device_batches_fall_back_to_the_host_when_images_are_not_cached(image_d
     assert "cropping on the host" in said[0]
 
 
-def test_runtime_defaults_and_refusals():
+AMX_CPU = {"architecture": "x86_64", "avx512_f": True, "avx512_bf16": True, "amx_tile": True, "amx_bf16": True}
+AVX512_CPU = {"architecture": "x86_64", "avx2": True, "avx512_f": True, "avx512_bf16": False, "amx_bf16": False}
+ARM_CPU = {"architecture": "arm64", "neon": True}
+
+
+@pytest.mark.parametrize("caps, precision, channels_last, why", [
+    (AMX_CPU, "bf16", True, "AMX bf16 matrix units"),
+    ({**AVX512_CPU, "avx512_bf16": True}, "bf16", True, "AVX512-BF16"),
+    (AVX512_CPU, "fp32", False, "no native bf16"),
+    (ARM_CPU, "fp32", False, "no native bf16"),
+])
+def test_precision_auto_follows_the_cpus_bf16_matrix_instructions(monkeypatch, caps, precision, channels_last, why):
+    import ganlab.runtime as rt
+
+    monkeypatch.setattr(rt, "cpu_capabilities", lambda: caps)
+    cpu = resolve_runtime("cpu")
+    assert (cpu.precision, cpu.channels_last) == (precision, channels_last)
+    assert why in cpu.precision_why and cpu.precision_why.startswith("auto: ")
+    assert why in cpu.why()
+    # An explicit setting wins, and says so.
+    pinned = resolve_runtime("cpu", "fp32")
+    assert (pinned.precision, pinned.channels_last, pinned.precision_why) == ("fp32", False, "--precision fp32")
+    assert resolve_runtime("cpu", "bf16", "off").channels_last is False
+    # Without oneDNN nothing is native.
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert resolve_runtime("cpu").precision == "fp32"
+
+
+def test_env_json_and_the_start_line_say_what_was_chosen_and_why(monkeypatch, tmp_path, image_dir, run_cli):
+    import ganlab.runtime as rt
+
+    monkeypatch.setattr(rt, "cpu_capabilities", lambda: AMX_CPU)
+    flags = [a for a in TINY if a not in ("--precision", "fp32")]  # precision auto
+    code, out, err = run_cli("train", *flags, "--data", image_dir, "--steps", "1", "--eval-every", "0", "--save-every", "0",
+                             "--out", tmp_path / "runs")
+    assert code == 0, err
+    env = json.loads((only_run(tmp_path / "runs") / "env.json").read_text())
+    assert (env["precision"], env["channels_last"]) == ("bf16", True)
+    assert "AMX" in env["precision_why"] and "amx_bf16" in env["cpu_features"]
+    assert "chosen: bf16: auto: the CPU has AMX bf16 matrix units" in out + err
+
+
+def test_runtime_defaults_and_refusals(monkeypatch):
+    import ganlab.runtime as rt
+
+    monkeypatch.setattr(rt, "cpu_capabilities", lambda: AVX512_CPU)
     cpu = resolve_runtime("cpu")
     assert (cpu.precision, cpu.channels_last, cpu.fused_adam, cpu.device_data, cpu.compile, cpu.cuda_graphs) == (
         "fp32", False, True, False, False, False)

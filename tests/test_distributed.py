@@ -20,7 +20,7 @@ from conftest import only_run
 def _train_args(data: Path, out: Path) -> list[str]:
     return [
         "train", "--data", str(data), "--size", "32", "--load-size", "40", "--ngf", "4", "--ndf", "4",
-        "--batch-size", "4", "--steps", "5", "--device", "cpu", "--no-progress", "--norm", "batch",
+        "--batch-size", "4", "--steps", "5", "--device", "cpu", "--precision", "fp32", "--no-progress", "--norm", "batch",
         "--eval-every", "0", "--save-every", "0", "--log-every", "1", "--out", str(out), "--seed", "3",
     ]
 

@@ -82,7 +82,7 @@ def test_the_estimate_is_close_to_a_real_steps_peak_memory():
         from ganlab.runtime import runtime_for
         from ganlab.train import build_session as build_model
         cfg = TrainConfig(size=128, batch_size=16, ngf=16, ndf=16, device="cpu", steps=4).validate()
-        est = estimate(cfg).total(16)
+        est = estimate(cfg, runtime_for(cfg).precision).total(16)  # as check_fits estimates it (auto: bf16 with AMX)
         rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         model = build_model(cfg, runtime_for(cfg), 4)
         cond, real = torch.rand(16, 1, 128, 128) * 2 - 1, torch.rand(16, 2, 128, 128) * 2 - 1

@@ -81,7 +81,7 @@ def test_bad_config_files(tmp_path, run_cli, body, needles):
     _one_line(code, err, *needles)
 
 
-def _study(tmp_path, body: str, train: str = 'size = 32\nngf = 4\nndf = 4\ndevice = "cpu"\n'):
+def _study(tmp_path, body: str, train: str = 'size = 32\nngf = 4\nndf = 4\ndevice = "cpu"\nprecision = "fp32"\n'):
     path = tmp_path / "s.toml"
     path.write_text(f"# Question: a test.\n{body}\n[train]\n{train}")
     return path

@@ -224,7 +224,7 @@ def test_a_run_on_a_folder_of_odd_files_skips_each_bad_one_with_one_line(tmp_pat
 def _cfg(folder: Path, **kw):
     from ganlab.config import TrainConfig
 
-    return TrainConfig(data=str(folder), size=32, load_size=40, ngf=4, ndf=4, batch_size=2, device="cpu", **kw).validate()
+    return TrainConfig(data=str(folder), size=32, load_size=40, ngf=4, ndf=4, batch_size=2, device="cpu", precision="fp32", **kw).validate()
 
 
 def test_an_image_that_vanishes_mid_run_past_the_cache_is_reported_once_and_the_run_goes_on(tmp_path):

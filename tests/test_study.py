@@ -17,6 +17,7 @@ ndf = 4
 batch_size = 2
 log_every = 1
 device = "cpu"
+precision = "fp32"
 """
 
 

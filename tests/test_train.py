@@ -143,20 +143,20 @@ def test_missing_backbone_weights_stop_the_run_before_its_folder_exists(tmp_path
 def test_status_says_how_far_a_run_got_and_a_finished_run_is_not_resumed(tmp_path, image_dir, run_cli):
     out = tmp_path / "runs"
     seen = []
-    from ganlab.train import loop as trainer
+    from ganlab.train import checkpoint
 
-    real = trainer.save_checkpoint
+    real = checkpoint.write_checkpoint  # every checkpoint file, the last one's (written in the background) too
 
     def spy(run_dir, *a, **k):
         path = real(run_dir, *a, **k)
         seen.append(json.loads((run_dir / "status.json").read_text()))
         return path
 
-    trainer.save_checkpoint = spy
+    checkpoint.write_checkpoint = spy
     try:
         code, _, err = run_cli("train", "--data", image_dir, *TINY, "--steps", "6", "--save-every", "2", "--out", out)
     finally:
-        trainer.save_checkpoint = real
+        checkpoint.write_checkpoint = real
     assert code == 0, err
     # status.json is written after each checkpoint: the one read at the next save names the previous
     assert [s["step"] for s in seen] == [0, 2, 4]

@@ -26,7 +26,7 @@ from PIL import Image
 from rich.console import Console
 
 from ganlab.errors import UsageError
-from ganlab.runtime import DEVICE_HELP
+from ganlab.devices import DEVICE_HELP
 
 DESCRIPTION = __doc__
 

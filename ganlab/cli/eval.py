@@ -7,14 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ganlab.metrics.stability import FORMULA
+from ganlab.metrics.formula import FORMULA
 
 FID_FEATURES_HELP = (
     "a TorchScript feature network (uint8 RGB N x 3 x H x W -> float N x D) used instead of Inception for FID "
     "and KID; its numbers carry the file's sha256 and do not compare with Inception FIDs. A TorchScript file "
     "is a program: ganlab runs the network inside it, so only use files you trust"
 )
-from ganlab.runtime import DEVICE_HELP
+from ganlab.devices import DEVICE_HELP
 
 DESCRIPTION = f"""\
 Compute the image-quality metrics of a run's generator on a fixed validation set, and the

@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ganlab.errors import UsageError
-from ganlab.losses import GAN_MODES, L1_ONLY
-from ganlab.trick import TrickStack, param_infos, registry
+from ganlab.modes import GAN_MODES, L1_ONLY
+from ganlab.trick.registry import registry  # the tricks themselves (and torch) load when it is called
 
 DESCRIPTION = """\
 List the tricks ganlab can use: the built-in ones and those of any installed package that
@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def incompatibilities(known: dict) -> dict[str, list[tuple[str, str]]]:
     """``{trick: [(other, sentence), ...]}`` where ``other`` is a trick or ``--gan-mode M``."""
+    from ganlab.trick import TrickStack
+
     out: dict[str, list[tuple[str, str]]] = {name: [] for name in known}
     instances = {}
     for name, cls in known.items():
@@ -75,6 +77,8 @@ def _conflict_cell(items: list[tuple[str, str]]) -> str:
 
 
 def _param_lines(cls) -> list[tuple[str, str, str]]:
+    from ganlab.trick import param_infos
+
     rows = []
     for info in param_infos(cls.Params):
         default = str(info.default).lower() if isinstance(info.default, bool) else f"{info.default:g}" if isinstance(info.default, float) else str(info.default)

@@ -16,24 +16,63 @@ expect. Distribution distances compare sets; per-image metrics pair ``real[i]`` 
 * In the training loop -- :func:`inloop_metrics`, :func:`inloop_feature_extractor`.
 """
 
-from ganlab.metrics.color_hist import ab_histogram, color_histogram_distance, histogram_distance
-from ganlab.metrics.fid import RealFeatureCache, cached_real_features, fid_kid, files_digest, stats_key
-from ganlab.metrics.fidelity import ab_l1, colorfulness, colorfulness_stats, psnr, ssim, uiqi
-from ganlab.metrics.frechet import FeatureStats, fid_from_features, fid_from_stats, frechet_distance, kid, mmd2_unbiased
-from ganlab.metrics.inception import (
-    FeatureExtractor,
-    WeightsUnavailable,
-    find_inception_weights,
-    inception_status,
-    load_feature_network,
-    load_inception,
-)
-from ganlab.metrics.inloop import inloop_feature_extractor, inloop_metrics
-from ganlab.metrics.lpips import LPIPS, load_lpips, lpips_distance
-from ganlab.metrics.scripted import load_torchscript_features
-from ganlab.metrics.stability import FORMULA as INSTABILITY_FORMULA
-from ganlab.metrics.stability import InstabilityReport, instability_from_run, instability_score
-from ganlab.metrics.swd import laplacian_pyramid, sliced_wasserstein
+import importlib
+
+# Each name is imported from its module on first use: importing one metric module (or the
+# formula for --help) does not load every metric, nor torch.
+_LAZY = {
+    "ab_histogram": "ganlab.metrics.color_hist",
+    "color_histogram_distance": "ganlab.metrics.color_hist",
+    "histogram_distance": "ganlab.metrics.color_hist",
+    "RealFeatureCache": "ganlab.metrics.fid",
+    "cached_real_features": "ganlab.metrics.fid",
+    "fid_kid": "ganlab.metrics.fid",
+    "files_digest": "ganlab.metrics.fid",
+    "stats_key": "ganlab.metrics.fid",
+    "ab_l1": "ganlab.metrics.fidelity",
+    "colorfulness": "ganlab.metrics.fidelity",
+    "colorfulness_stats": "ganlab.metrics.fidelity",
+    "psnr": "ganlab.metrics.fidelity",
+    "ssim": "ganlab.metrics.fidelity",
+    "uiqi": "ganlab.metrics.fidelity",
+    "FeatureStats": "ganlab.metrics.frechet",
+    "fid_from_features": "ganlab.metrics.frechet",
+    "fid_from_stats": "ganlab.metrics.frechet",
+    "frechet_distance": "ganlab.metrics.frechet",
+    "kid": "ganlab.metrics.frechet",
+    "mmd2_unbiased": "ganlab.metrics.frechet",
+    "FeatureExtractor": "ganlab.metrics.inception",
+    "WeightsUnavailable": "ganlab.metrics.inception",
+    "find_inception_weights": "ganlab.metrics.inception",
+    "inception_status": "ganlab.metrics.inception",
+    "load_feature_network": "ganlab.metrics.inception",
+    "load_inception": "ganlab.metrics.inception",
+    "inloop_feature_extractor": "ganlab.metrics.inloop",
+    "inloop_metrics": "ganlab.metrics.inloop",
+    "LPIPS": "ganlab.metrics.lpips",
+    "load_lpips": "ganlab.metrics.lpips",
+    "lpips_distance": "ganlab.metrics.lpips",
+    "load_torchscript_features": "ganlab.metrics.scripted",
+    "InstabilityReport": "ganlab.metrics.stability",
+    "instability_from_run": "ganlab.metrics.stability",
+    "instability_score": "ganlab.metrics.stability",
+    "laplacian_pyramid": "ganlab.metrics.swd",
+    "sliced_wasserstein": "ganlab.metrics.swd",
+}
+_ALIASES = {"INSTABILITY_FORMULA": ("ganlab.metrics.formula", "FORMULA")}
+
+
+def __getattr__(name: str):
+    if name in _ALIASES:
+        module, attr = _ALIASES[name]
+    elif name in _LAZY:
+        module, attr = _LAZY[name], name
+    else:
+        raise AttributeError(f"module 'ganlab.metrics' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FeatureExtractor",

@@ -96,7 +96,11 @@ def _raw_weight(m: nn.Module) -> torch.Tensor:
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
-    """The pix2pix initialisation: convs ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
+    """The pix2pix initialisation: convs ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0.
+    Networks built on the meta device (shapes only) have no values to draw: skipped, since
+    torch draws them there through a slow Python path (seconds for a 256 px U-Net)."""
+    if any(p.is_meta for p in module.parameters()):
+        return
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             weight = _raw_weight(m)

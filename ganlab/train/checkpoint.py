@@ -29,6 +29,7 @@ import pickletools
 import random
 import shutil
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -157,6 +158,25 @@ def not_plain_data(obj: Any, where: str = "") -> str | None:
 
 
 def save_checkpoint(run_dir: Path, session: Session, train_data, step: int) -> Path:
+    return write_checkpoint(run_dir, checkpoint_payload(session, train_data, step), step)
+
+
+def save_checkpoint_in_background(run_dir: Path, session: Session, train_data, step: int) -> Future:
+    """The checkpoint of this moment (weights, optimisers, generators' states, checked now), its
+    file written by a thread: for the run's last step, where nothing changes the weights any more
+    and the final evaluation runs while the file goes to disk. ``result()`` re-raises a failed
+    write."""
+    payload = checkpoint_payload(session, train_data, step)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganlab-checkpoint")
+    try:
+        return pool.submit(write_checkpoint, run_dir, payload, step)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def checkpoint_payload(session: Session, train_data, step: int) -> dict:
+    """What a checkpoint holds, refused (before any file is written) when it is not plain data
+    or a weight is not finite."""
     G_eval = session.stack.eval_generator(session.G, session.ctx)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -181,6 +201,10 @@ def save_checkpoint(run_dir: Path, session: Session, train_data, step: int) -> P
     bad = _first_nonfinite_weight(payload)
     if bad is not None:  # never write a checkpoint that a resume would have to refuse
         raise Diverged(step, f"weight {bad}", float("nan"))
+    return payload
+
+
+def write_checkpoint(run_dir: Path, payload: dict, step: int) -> Path:
     folder = run_dir / "checkpoints"
     folder.mkdir(exist_ok=True)
     path = atomic_torch_save(folder / f"step-{step:07d}.pt", payload)
@@ -197,7 +221,11 @@ def _first_nonfinite_weight(payload: dict) -> str | None:
              if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if not named:
         return None
-    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()  # one read-back, not one per tensor
+    # A tensor's largest magnitude is finite exactly when all of it is (NaN propagates; no sum that
+    # could overflow); one pass over it, no boolean copy; one read-back, not one per tensor.
+    peaks = [torch.linalg.vector_norm(t, float("inf")).float() if t.numel() else t.new_zeros((), dtype=torch.float32)
+             for _, t in named]
+    ok = torch.isfinite(torch.stack(peaks)).cpu()
     bad = (~ok).nonzero()
     return named[int(bad[0])][0] if len(bad) else None
 

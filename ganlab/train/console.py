@@ -57,6 +57,8 @@ def banner(console, cfg, session: Session, train_data, val_data, run_dir: Path, 
     order = " -> ".join(f"{t.name}" for t in session.stack.tricks) or "none (plain pix2pix)"
     console.print(f"  tricks (in order): {order}", highlight=False)
     console.print(f"  device: {runtime.describe()}", highlight=False)
+    if runtime.why():
+        console.print(f"  chosen: {runtime.why()}", highlight=False, markup=False)
 
 
 def summary(console, result: RunResult, cfg: TrainConfig) -> None:

@@ -34,7 +34,7 @@ from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, truncate_stats
 from ganlab.train import distributed
 from ganlab.train.build import build_session, build_stack, total_steps
 from ganlab.train.checkpoint import (BestSoFar, checkpoint_files, is_slimmed, latest_checkpoint, restore, save_best,
-                                     save_checkpoint, slimmed_refusal)
+                                     save_checkpoint, save_checkpoint_in_background, slimmed_refusal)
 from ganlab.train.console import banner, loss_info, progress_bar, summary
 from ganlab.train.distributed import Null
 from ganlab.errors import Diverged, Stopped
@@ -174,6 +174,15 @@ def _stop_agreed(stop: StopSignals, dist) -> int | None:
     return int(flag.item()) or None
 
 
+def _written(pending) -> bool:
+    """Whether a checkpoint written in the background reached the disk (waiting for it)."""
+    try:
+        pending.result()
+        return True
+    except Exception:
+        return False
+
+
 def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, on_start, datasets, console,
            progress) -> RunResult:
     console = console or Console(stderr=True, soft_wrap=True)
@@ -276,28 +285,42 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                 if done % cfg.log_every == 0 or done == total:
                     log.flush()
                     prog.update(task, completed=done, info=loss_info(log.last))
-                if dist.is_main and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total):
-                    log.bus.step = step
-                    metrics = evaluate(session, val_data, step, run_dir, log.writer, extractor, train_data)
-                    for k, v in metrics.items():
-                        log.bus.add(k, v)
-                    log.flush()
-                    result.metrics = metrics
-                    value = best.improves(metrics)
-                    if value is not None:  # best.pt, then status.json naming it (the newest checkpoint unchanged)
-                        if save_best(run_dir, session, done, {"metric": best.metric, "value": value, "step": done}):
-                            best.record(value, done)
-                            write_status(run_dir, "running", saved or 0, total, trained_step=done, **best.status())
-                    elif best.metric != "none" and best.value is None and best.metric not in metrics:
-                        warn(f"--best-metric {best.metric}: this evaluation did not measure it, so no best checkpoint "
-                             "is kept (val/kid needs the Inception weights)")
-                        best = BestSoFar("none")
-                    if on_eval is not None:
-                        on_eval(done, metrics)
+                pending = None
+                if done == total and not dist.enabled:
+                    # The last checkpoint goes to disk while the final evaluation runs: nothing
+                    # changes the weights any more.
+                    log.flush()  # a NaN logged since the last flush stops the run before it is saved
+                    pending = save_checkpoint_in_background(run_dir, session, train_data, done)
+                try:
+                    if dist.is_main and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total):
+                        log.bus.step = step
+                        metrics = evaluate(session, val_data, step, run_dir, log.writer, extractor, train_data)
+                        for k, v in metrics.items():
+                            log.bus.add(k, v)
+                        log.flush()
+                        result.metrics = metrics
+                        value = best.improves(metrics)
+                        if value is not None:  # best.pt, then status.json naming it (the newest checkpoint unchanged)
+                            if save_best(run_dir, session, done, {"metric": best.metric, "value": value, "step": done}):
+                                best.record(value, done)
+                                write_status(run_dir, "running", saved or 0, total, trained_step=done, **best.status())
+                        elif best.metric != "none" and best.value is None and best.metric not in metrics:
+                            warn(f"--best-metric {best.metric}: this evaluation did not measure it, so no best "
+                                 "checkpoint is kept (val/kid needs the Inception weights)")
+                            best = BestSoFar("none")
+                        if on_eval is not None:
+                            on_eval(done, metrics)
+                except BaseException:
+                    if pending is not None and _written(pending):
+                        saved = stop.checkpoint = done
+                    raise
                 if (cfg.save_every and done % cfg.save_every == 0) or done == total:
-                    log.flush()  # every rank: a NaN logged since the last flush stops the run before it is saved
-                    if dist.is_main:
-                        save_checkpoint(run_dir, session, train_data, done)
+                    if pending is not None:
+                        pending.result()  # a failed write raises here
+                    else:
+                        log.flush()  # every rank: a NaN logged since the last flush stops the run before it is saved
+                        if dist.is_main:
+                            save_checkpoint(run_dir, session, train_data, done)
                     saved = stop.checkpoint = done
                     if dist.is_main and done < total:  # how far a run got, also after it is killed
                         write_status(run_dir, "running", done, total, trained_step=done, **best.status())

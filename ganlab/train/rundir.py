@@ -29,7 +29,7 @@ import torch
 from ganlab import __version__
 from ganlab.errors import UsageError
 from ganlab.io import atomic_write_json
-from ganlab.runtime import Runtime
+from ganlab.runtime import Runtime, cpu_capabilities
 
 __all__ = ["check_writable", "environment", "is_run_dir", "new_run_dir", "write_status"]
 
@@ -68,9 +68,15 @@ def environment(runtime: Runtime) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(runtime.device),
         "precision": runtime.precision,
+        "precision_why": runtime.precision_why,
         "channels_last": runtime.channels_last,
+        "channels_last_why": runtime.channels_last_why,
         "cpu_threads": torch.get_num_threads(),
     }
+    if runtime.device.type == "cpu":
+        caps = cpu_capabilities()
+        env["cpu"] = caps.get("cpu_name", platform.processor())
+        env["cpu_features"] = sorted(k for k in ("amx_bf16", "avx512_bf16", "avx512_f", "avx2") if caps.get(k))
     if runtime.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(runtime.device)
         env["cuda"] = torch.version.cuda

@@ -8,21 +8,26 @@ registered exactly like a third-party plugin) or :func:`register` in this proces
 conformance checks every trick is expected to pass.
 """
 
-from ganlab.trick.base import (
-    HOOKS,
-    NetSpec,
-    NoParams,
-    OptimSpec,
-    ParamInfo,
-    Phase,
-    StepContext,
-    StepPlan,
-    Trick,
-    param,
-    param_infos,
-)
+import importlib
+
 from ganlab.trick.registry import ENTRY_POINT_GROUP, build_trick, parse_trick_arg, register, registered, registry
-from ganlab.trick.stack import TrickStack, base_capabilities
+
+# The rest loads torch: imported on first use, so that parsing a command line (``--trick``
+# strings, ``--help``) does not.
+_LAZY = {
+    **dict.fromkeys(("HOOKS", "NetSpec", "NoParams", "OptimSpec", "ParamInfo", "Phase", "StepContext", "StepPlan", "Trick",
+                     "param", "param_infos"), "ganlab.trick.base"),
+    **dict.fromkeys(("TrickStack", "base_capabilities"), "ganlab.trick.stack"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ganlab.trick' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ENTRY_POINT_GROUP",

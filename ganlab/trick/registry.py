@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import warnings
 from importlib import metadata
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ganlab.errors import UsageError
-from ganlab.trick.base import Trick
+
+if TYPE_CHECKING:  # torch loads with the tricks, not with the command line's parsing
+    from ganlab.trick.base import Trick
 
 ENTRY_POINT_GROUP = "ganlab.tricks"
 
@@ -38,6 +40,8 @@ def registered(*classes: type[Trick]) -> Iterator[None]:
 
 def registry() -> dict[str, type[Trick]]:
     """All tricks: the ``ganlab.tricks`` entry points (built-in ones included) and registered ones."""
+    from ganlab.trick.base import Trick
+
     found: dict[str, type[Trick]] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
