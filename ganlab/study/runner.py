@@ -149,9 +149,10 @@ class StudyRunner:
                 continue
             seed_cfg = cfg.replace(seed=seed, split_seed=split, name=self._run_name(trial, seed if len(seeds) > 1 else None))
             folder = None
-            if resume is not None and json.loads((resume / "config.json").read_text()).get("seed") == seed:
+            stopped = json.loads((resume / "config.json").read_text()) if resume is not None else None
+            if stopped is not None and stopped.get("seed") == seed:
                 # a trial stopped by a signal: its retry continues the seed's run folder
-                seed_cfg = TrainConfig.from_dict(json.loads((resume / "config.json").read_text()), str(resume / "config.json"))
+                seed_cfg = TrainConfig.from_dict(stopped, str(resume / "config.json"))
                 folder = resume
             record = self._run_seed(trial, seed_cfg, k, seed, pruning, folder, t0)
             done[seed] = record
@@ -175,9 +176,15 @@ class StudyRunner:
             trial.set_user_attr("last_eval_step", step)
             pruning.evaluated(k, step, metrics)
 
+        folder: dict[str, Path] = {}  # the seed's run folder, once train() has made it
+
+        def on_start(run_dir: Path) -> None:
+            folder["run_dir"] = run_dir
+            self._started(trial, run_dir, seed)
+
         try:
             result = train(cfg, on_eval=on_eval, console=console, progress=False, datasets=self.datasets(cfg),
-                           on_start=lambda d: self._started(trial, d, seed), resume=resume)
+                           on_start=on_start, resume=resume)
         except Stopped as exc:
             # SIGINT/SIGTERM: the run saved its step; the trial is failed (by Optuna, as the
             # exception leaves) and queued again now, to continue from that checkpoint
@@ -188,9 +195,8 @@ class StudyRunner:
                         resume_from=str(exc.run_dir))
             raise Stopped(exc.signum, exc.run_dir, exc.step, saved=exc.saved, trial=trial.number) from None
         except Diverged as exc:
-            record = {"seed": seed, "run_dir": str(Path(cfg.out) / "?"), "diverged_step": exc.step,
+            record = {"seed": seed, "run_dir": str(folder.get("run_dir", "")), "diverged_step": exc.step,
                       "diverged_value": exc.name, "reason": str(exc)}
-            record["run_dir"] = trial.user_attrs.get("run_dir", record["run_dir"])
             if self.spec.seeds == 1 or self.fixed:  # one seed: the trial is the run, and it diverged
                 trial.set_user_attr("diverged_step", exc.step)
                 trial.set_user_attr("diverged_value", exc.name)
