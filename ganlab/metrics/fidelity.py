@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ganlab.color import rgb_to_lab
 from ganlab.errors import UsageError
+from ganlab.metrics._filter import separable_valid
 from ganlab.metrics._images import check_pair, check_uint8_rgb
 
 
@@ -47,10 +47,7 @@ def _gauss_window(size: int, sigma: float, ref: torch.Tensor) -> torch.Tensor:
 
 def _filter(x: torch.Tensor, k1d: torch.Tensor) -> torch.Tensor:
     """Separable 'valid' filtering of (N, C, H, W) by the 1-D kernel in both directions."""
-    c = x.shape[1]
-    n = k1d.numel()
-    x = F.conv2d(x, k1d.view(1, 1, n, 1).expand(c, 1, n, 1), groups=c)
-    return F.conv2d(x, k1d.view(1, 1, 1, n).expand(c, 1, 1, n), groups=c)
+    return separable_valid(x, k1d)
 
 
 def _moments(x: torch.Tensor, y: torch.Tensor, k1d: torch.Tensor):

@@ -23,22 +23,22 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.errors import UsageError
+from ganlab.metrics._filter import separable_valid
 from ganlab.metrics._images import check_pair
 
 _GAUSS_1D = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
-def _blur(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-    k = (_GAUSS_1D.to(x) * gain**0.5)
-    c = x.shape[1]
-    kh = k.view(1, 1, 5, 1).expand(c, 1, 5, 1)
-    kw = k.view(1, 1, 1, 5).expand(c, 1, 1, 5)
+def _blur(x: torch.Tensor, gain: float = 1.0, every: int = 1) -> torch.Tensor:
+    """The 5-tap binomial blur of (N, C, H, W), edges mirrored; ``every`` > 1 keeps every
+    ``every``-th row and column of the result (computing only those)."""
+    k = _GAUSS_1D.to(x) * gain**0.5
     x = F.pad(x, (2, 2, 2, 2), mode="reflect")  # scipy.ndimage 'mirror' == torch 'reflect'
-    return F.conv2d(F.conv2d(x, kh, groups=c), kw, groups=c)
+    return separable_valid(x, k, slice(None, None, every) if every > 1 else None)
 
 
 def _pyr_down(x: torch.Tensor) -> torch.Tensor:
-    return _blur(x)[:, :, ::2, ::2]
+    return _blur(x, every=2)
 
 
 def _pyr_up(x: torch.Tensor) -> torch.Tensor:
