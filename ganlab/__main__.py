@@ -1,3 +1,3 @@
-from ganlab.cli import main
+from ganlab.cli import entry
 
-raise SystemExit(main())
+entry()

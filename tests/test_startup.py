@@ -35,3 +35,36 @@ def test_the_sample_grid_is_torchvisions_layout():
 
     rows = torch.rand(4, 3, 3, 8, 10)
     assert torch.equal(_grid(rows), make_grid(rows.flatten(0, 1), nrow=3, padding=2, pad_value=1.0))
+
+
+def test_the_program_ends_quickly_but_finishes_what_it_started(tmp_path):
+    """``ganlab`` (``entry``) skips the interpreter's slow teardown, yet a thread still writing,
+    an ``atexit`` handler and buffered output all complete, and the exit code is main's."""
+    probe = f"""
+import atexit, threading, time, pathlib, sys
+import ganlab.cli as cli
+out = pathlib.Path({str(tmp_path)!r})
+def main():
+    def late():
+        time.sleep(0.3)
+        (out / "thread").write_text("done")
+    threading.Thread(target=late).start()
+    atexit.register(lambda: (out / "atexit").write_text("done"))
+    sys.stdout.write("buffered " * 2000)  # left in the buffer: the pipe is not a terminal
+    return 3
+cli.main = main
+cli.entry()
+raise AssertionError("entry() returned")
+"""
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert res.returncode == 3, res.stderr
+    assert res.stdout == "buffered " * 2000
+    assert (tmp_path / "thread").read_text() == "done" and (tmp_path / "atexit").read_text() == "done"
+
+
+def test_the_module_entry_point_exits_with_the_commands_code():
+    ok = subprocess.run([sys.executable, "-m", "ganlab", "tricks"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "label-flip" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "ganlab", "train", "--trick", "no-such-trick"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no-such-trick" in bad.stderr

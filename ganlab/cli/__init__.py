@@ -115,5 +115,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The ``ganlab`` program: :func:`main`, then a quick exit.
+
+    After a command has finished, CPython's own shutdown spends 0.4-0.9 s tearing down
+    PyTorch's modules one by one (more once ``torch._dynamo`` is loaded), work whose only
+    result is freed memory the operating system reclaims anyway. So, once the command returns,
+    the program does what that shutdown would do that has an effect -- waits for threads that
+    are still working, runs the ``atexit`` handlers, flushes the standard streams -- and ends
+    the process there. Every file ganlab writes is closed (and fsync'ed) before the command
+    returns. An exception from :func:`main` (``--debug``) takes the ordinary way out.
+    """
+    code = main()
+    if os.environ.get("GANLAB_ORDINARY_EXIT"):  # for tools that hook the interpreter's shutdown
+        raise SystemExit(code)
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(code if isinstance(code, int) else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    entry()
