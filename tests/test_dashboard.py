@@ -98,7 +98,15 @@ def test_the_dashboard_reads_a_study_while_a_worker_writes_to_it(tmp_path, image
         _, worker_err = worker.communicate()
         assert worker.returncode == 0, worker_err.decode()
         assert seen_while_running and seen_while_running == sorted(seen_while_running)  # read during the writes
-        detail = _get(base, f"/api/studies/{study_id}")
+        # optuna-dashboard keeps the trials it read for 2 s (its cache of a study under 100
+        # trials): what the worker wrote last is served once that has passed.
+        deadline = time.monotonic() + 30
+        while True:
+            detail = _get(base, f"/api/studies/{study_id}")
+            if len(detail["trials"]) == 4 and {t["state"] for t in detail["trials"]} == {"Complete"} or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert detail["name"] == "tiny" and len(detail["trials"]) == 4
         assert [t["state"] for t in detail["trials"]] == ["Complete"] * 4
         # the sample grid of a trial, through the dashboard's artifact route

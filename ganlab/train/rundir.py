@@ -29,7 +29,8 @@ import torch
 from ganlab import __version__
 from ganlab.errors import UsageError
 from ganlab.io import atomic_write_json
-from ganlab.runtime import Runtime, cpu_capabilities
+from ganlab import runtime as runtime_module
+from ganlab.runtime import Runtime
 
 __all__ = ["check_writable", "environment", "is_run_dir", "new_run_dir", "write_status"]
 
@@ -74,7 +75,7 @@ def environment(runtime: Runtime) -> dict[str, Any]:
         "cpu_threads": torch.get_num_threads(),
     }
     if runtime.device.type == "cpu":
-        caps = cpu_capabilities()
+        caps = runtime_module.cpu_capabilities()  # looked up here: the one source of the choice above
         env["cpu"] = caps.get("cpu_name", platform.processor())
         env["cpu_features"] = sorted(k for k in ("amx_bf16", "avx512_bf16", "avx512_f", "avx2") if caps.get(k))
     if runtime.device.type == "cuda":
