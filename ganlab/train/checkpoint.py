@@ -166,10 +166,14 @@ def save_checkpoint_in_background(run_dir: Path, session: Session, train_data, s
     file written by a thread: for the run's last step, where nothing changes the weights any more
     and the final evaluation runs while the file goes to disk. ``result()`` re-raises a failed
     write."""
-    payload = checkpoint_payload(session, train_data, step)
+    return in_background(write_checkpoint, run_dir, checkpoint_payload(session, train_data, step), step)
+
+
+def in_background(fn, *args) -> Future:
+    """``fn(*args)`` in a thread of its own; ``result()`` waits for it and re-raises its error."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganlab-checkpoint")
     try:
-        return pool.submit(write_checkpoint, run_dir, payload, step)
+        return pool.submit(fn, *args)
     finally:
         pool.shutdown(wait=False)
 

@@ -33,8 +33,8 @@ from ganlab.runtime import runtime_for
 from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, truncate_stats
 from ganlab.train import distributed
 from ganlab.train.build import build_session, build_stack, total_steps
-from ganlab.train.checkpoint import (BestSoFar, checkpoint_files, is_slimmed, latest_checkpoint, restore, save_best,
-                                     save_checkpoint, save_checkpoint_in_background, slimmed_refusal)
+from ganlab.train.checkpoint import (BestSoFar, checkpoint_files, in_background, is_slimmed, latest_checkpoint, restore,
+                                     save_best, save_checkpoint, save_checkpoint_in_background, slimmed_refusal)
 from ganlab.train.console import banner, loss_info, progress_bar, summary
 from ganlab.train.distributed import Null
 from ganlab.errors import Diverged, Stopped
@@ -285,7 +285,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                 if done % cfg.log_every == 0 or done == total:
                     log.flush()
                     prog.update(task, completed=done, info=loss_info(log.last))
-                pending = None
+                pending = best_pending = None
                 if done == total and not dist.enabled:
                     # The last checkpoint goes to disk while the final evaluation runs: nothing
                     # changes the weights any more.
@@ -301,7 +301,10 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                         result.metrics = metrics
                         value = best.improves(metrics)
                         if value is not None:  # best.pt, then status.json naming it (the newest checkpoint unchanged)
-                            if save_best(run_dir, session, done, {"metric": best.metric, "value": value, "step": done}):
+                            record = {"metric": best.metric, "value": value, "step": done}
+                            if pending is not None:  # the last step: best.pt goes to disk beside the final checkpoint
+                                best_pending = (in_background(save_best, run_dir, session, done, record), value)
+                            elif save_best(run_dir, session, done, record):
                                 best.record(value, done)
                                 write_status(run_dir, "running", saved or 0, total, trained_step=done, **best.status())
                         elif best.metric != "none" and best.value is None and best.metric not in metrics:
@@ -313,10 +316,14 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                 except BaseException:
                     if pending is not None and _written(pending):
                         saved = stop.checkpoint = done
+                    if best_pending is not None and _written(best_pending[0]) and best_pending[0].result():
+                        best.record(best_pending[1], done)
                     raise
                 if (cfg.save_every and done % cfg.save_every == 0) or done == total:
                     if pending is not None:
                         pending.result()  # a failed write raises here
+                        if best_pending is not None and best_pending[0].result():
+                            best.record(best_pending[1], done)
                     else:
                         log.flush()  # every rank: a NaN logged since the last flush stops the run before it is saved
                         if dist.is_main:
