@@ -81,6 +81,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="the memory format of both precisions (auto: each precision's default, so on for bf16 and "
+                        "off for fp32 on a CPU; on or off holds it fixed, so that only the precision differs)")
     p.add_argument("--out", default="runs/precision-science")
     p.add_argument("--reuse", action="store_true", help="read runs already in --out instead of training them again")
     p.add_argument("--markdown", help="write the table to this file")
@@ -107,7 +110,8 @@ def main(argv=None) -> int:
                 cfg = resolve({
                     "data": args.data, "val_data": args.val_data, "steps": args.steps, "batch_size": args.batch_size,
                     "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "seed": seed, "device": "cpu",
-                    "precision": precision, "out": str(out), "name": name, "eval_every": args.eval_every,
+                    "precision": precision, "channels_last": args.channels_last, "out": str(out), "name": name,
+                    "eval_every": args.eval_every,
                     "save_every": args.steps, "log_every": 10,
                 })
                 t0 = time.perf_counter()
