@@ -132,9 +132,9 @@ def entry() -> None:
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter's own shutdown runs first: stop idle thread pools (their workers are
+    # not daemons and would otherwise wait for work forever), then join the non-daemon threads.
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

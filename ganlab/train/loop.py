@@ -303,7 +303,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                         if value is not None:  # best.pt, then status.json naming it (the newest checkpoint unchanged)
                             record = {"metric": best.metric, "value": value, "step": done}
                             if pending is not None:  # the last step: best.pt goes to disk beside the final checkpoint
-                                best_pending = (in_background(save_best, run_dir, session, done, record), value)
+                                best_pending = in_background(save_best, run_dir, session, done, record)
                             elif save_best(run_dir, session, done, record):
                                 best.record(value, done)
                                 write_status(run_dir, "running", saved or 0, total, trained_step=done, **best.status())
@@ -316,14 +316,14 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                 except BaseException:
                     if pending is not None and _written(pending):
                         saved = stop.checkpoint = done
-                    if best_pending is not None and _written(best_pending[0]) and best_pending[0].result():
-                        best.record(best_pending[1], done)
+                    if best_pending is not None and _written(best_pending) and best_pending.result():
+                        best.record(value, done)
                     raise
                 if (cfg.save_every and done % cfg.save_every == 0) or done == total:
                     if pending is not None:
                         pending.result()  # a failed write raises here
-                        if best_pending is not None and best_pending[0].result():
-                            best.record(best_pending[1], done)
+                        if best_pending is not None and best_pending.result():
+                            best.record(value, done)
                     else:
                         log.flush()  # every rank: a NaN logged since the last flush stops the run before it is saved
                         if dist.is_main:
