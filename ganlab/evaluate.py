@@ -34,7 +34,7 @@ from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.lpips import IMPLEMENTATION as LPIPS_IMPL
 from ganlab.metrics.lpips import load_lpips, lpips_distance
 from ganlab.metrics.stability import instability_from_run
-from ganlab.metrics.swd import sliced_wasserstein
+from ganlab.metrics.swd import ab_sliced_wasserstein, sliced_wasserstein
 from ganlab.runtime import resolve_device
 from ganlab.train.rundir import is_run_dir
 
@@ -265,10 +265,16 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     if broken is None:
         # Weight-free distribution distances
         if cfg.size >= 16:
-            swd = sliced_wasserstein(torch.cat(acc.swd_r).to(device), torch.cat(acc.swd_f).to(device), seed=seed)
+            swd_r, swd_f = torch.cat(acc.swd_r).to(device), torch.cat(acc.swd_f).to(device)
+            swd = sliced_wasserstein(swd_r, swd_f, seed=seed)
             metrics["swd"] = _ok(
                 swd, min(n, SWD_MAX_IMAGES), "ganlab SWD x1e3 (Karras et al. 2018): 7x7 Laplacian-pyramid patches, 128/image, "
                 "4x128 directions, normalised by real statistics"
+            )
+            metrics["ab_swd"] = _ok(
+                ab_sliced_wasserstein(swd_r, swd_f, seed=seed), min(n, SWD_MAX_IMAGES),
+                "ganlab SWD x1e3 of the Lab a/b channels: 7x7 Laplacian-pyramid patches, 128/image, 4x128 directions, "
+                "normalised by real statistics"
             )
         metrics["color_hist"] = _ok(
             histogram_distance(acc.hist_r / acc.n, acc.hist_f / acc.n),
@@ -315,7 +321,11 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
             "degenerate": rep.degenerate,
             "degenerate_reason": rep.degenerate_reason,
             "base_score": rep.base_score,
-            "implementation": "ganlab instability score, shift/scale-free loss shape + quality trajectory (docs/metrics.md)",
+            "quality_curve": rep.quality_tag,
+            "loss_shape": rep.loss_shape if math.isfinite(rep.loss_shape) else "inf",
+            "diagnostics": rep.diagnostics,
+            "adv_grad_share": rep.adv_grad_share,
+            "implementation": "ganlab instability score: the quality curve's regression and volatility (docs/metrics.md)",
         }
     except UsageError as exc:
         metrics["instability"] = _unavailable(str(exc))
@@ -343,6 +353,7 @@ _LABELS = {
     "fid": "FID",
     "kid": "KID",
     "swd": "SWD (x1e3)",
+    "ab_swd": "a/b SWD (x1e3)",
     "color_hist": "ab-histogram distance",
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
@@ -388,8 +399,13 @@ def print_table(result: dict[str, Any], console=None) -> None:
                 how = f"diverged at step {m['diverged_step']} ({m['diverged_tag']} is NaN/Inf)"
             else:
                 how = ", ".join(f"{k}={_fmt(v)}" for k, v in m["components"].items())
+                if m.get("quality_curve"):
+                    how += f" (of {m['quality_curve']})"
                 if m["missing"]:
                     how += f"; unknown (not logged): {', '.join(m['missing'])}"
+                if m.get("diagnostics"):
+                    how += f"; diagnostics: loss_shape={_fmt(m['loss_shape'])}, " + ", ".join(
+                        f"{k}={_fmt(v)}" for k, v in m["diagnostics"].items())
             n = str(m["steps"]) + " steps"
             if "degenerate" in m:  # the degenerate-run row
                 table.add_row(label, value, n, how)

@@ -1,4 +1,5 @@
-"""The instability score on made-up series: calm < oscillating < collapsing; NaN means diverged."""
+"""The stability scores on made-up series: the loss-shape score orders calm < oscillating < collapsing;
+the instability score reads the quality curve; NaN means diverged."""
 
 import json
 import math
@@ -9,8 +10,9 @@ import pytest
 from ganlab.errors import UsageError
 from ganlab.metrics.stability import (
     FORMULA,
+    LOSS_WEIGHTS,
+    RUN_WEIGHTS,
     SCALE,
-    WEIGHTS,
     collapse_share,
     instability_from_run,
     instability_score,
@@ -64,23 +66,31 @@ def run_series(kind: str, seed: int = 0) -> dict:
     return out
 
 
-def test_calm_scores_below_oscillating_below_collapsing():
+def test_the_loss_shape_score_orders_calm_below_oscillating_below_collapsing():
     calm, osc, col = (instability_score(run_series(k)) for k in ("calm", "oscillating", "collapsing"))
-    assert calm.score < osc.score < col.score
+    assert calm.loss_shape < osc.loss_shape < col.loss_shape
     assert not (calm.diverged or osc.diverged or col.diverged)
-    assert calm.score < 0.5  # on the scale 0..10
-    assert osc.components["oscillation"] > 3 * calm.components["oscillation"]
-    assert col.components["collapse"] > 0.6
-    assert calm.components["collapse"] == 0.0
+    assert calm.loss_shape < 0.5  # on the scale 0..10
+    assert osc.diagnostics["oscillation"] > 3 * calm.diagnostics["oscillation"]
+    assert col.diagnostics["collapse"] > 0.6
+    assert calm.diagnostics["collapse"] == 0.0
+    # the same flat quality curve in all three: the instability score does not read the losses
+    assert calm.score == osc.score == col.score
 
 
-def test_the_score_is_the_documented_weighted_mean_of_the_known_terms():
-    rep = instability_score(run_series("oscillating"))
+def test_the_scores_are_the_documented_weighted_means_of_the_known_terms():
+    s = run_series("oscillating")
+    s["val/L1"] = [(99, 0.2), (199, 0.1), (299, 0.14), (399, 0.12)]
+    rep = instability_score(s)
     c = rep.components
-    assert set(rep.unknown) == {"seed_spread"}
-    known = sum(WEIGHTS[k] for k in c)
-    assert rep.score == pytest.approx(SCALE * sum(WEIGHTS[k] * v for k, v in c.items()) / known)
-    assert "I = 10 * sum_k(w_k * T_k) / sum_k(w_k)" in FORMULA
+    assert set(c) == set(RUN_WEIGHTS) and not rep.unknown
+    assert rep.score == pytest.approx(SCALE * sum(RUN_WEIGHTS[k] * v for k, v in c.items()) / sum(RUN_WEIGHTS.values()))
+    scale = (0.2 - 0.1) + 0.1 * 0.2
+    assert c["regression"] == pytest.approx((0.12 - 0.1) / scale)
+    assert c["volatility"] == pytest.approx(min(1.0, (0.1 + 0.04 + 0.02 - 0.08) / (3 * scale) / 0.5))
+    d = rep.diagnostics
+    assert rep.loss_shape == pytest.approx(SCALE * sum(LOSS_WEIGHTS[k] * d[k] for k in LOSS_WEIGHTS) / sum(LOSS_WEIGHTS.values()))
+    assert "I = 10 * (2 R + V) / 3" in FORMULA
 
 
 def test_nan_anywhere_means_diverged_at_its_step():
@@ -112,8 +122,8 @@ def test_gradient_spikes_raise_the_score():
     for i in range(60, STEPS, 25):
         spiky["D/grad_norm"][i] = (i, 40.0)
     a, b = instability_score(s), instability_score(spiky)
-    assert b.components["grad_spikes"] > 0.1 > a.components["grad_spikes"]
-    assert b.score > a.score
+    assert b.diagnostics["grad_spikes"] > 0.1 > a.diagnostics["grad_spikes"]
+    assert b.loss_shape > a.loss_shape
 
 
 def test_spike_share_counts_exceedances_of_the_running_median():
@@ -126,7 +136,7 @@ def test_train_validation_gap_counts():
     s = run_series("calm")
     s["val/L1"] = [(399, 0.15)]  # 50 % above the training L1 of 0.1
     rep = instability_score(s)
-    assert rep.components["val_gap"] == pytest.approx(0.5, abs=0.05)
+    assert rep.diagnostics["val_gap"] == pytest.approx(0.5, abs=0.05)
 
 
 def test_swing_is_bounded_and_free_of_shift_and_scale():
@@ -146,7 +156,9 @@ def test_wasserstein_losses_do_not_trigger_the_collapse_rule():
 
 def test_missing_series_are_listed_as_unknown_and_never_score_calm():
     rep = instability_score({"G/adv": [(i, 1.0) for i in range(50)]})
-    assert set(rep.missing) == {"collapse", "grad_spikes", "val_gap", "regression", "volatility", "seed_spread"}
-    assert "collapse" not in rep.components
-    # no D update was logged: no adversarial game, so never calmer than a real run
-    assert rep.degenerate == "no adversarial signal" and rep.score >= SCALE
+    assert set(rep.missing) == {"regression", "volatility"}
+    assert rep.score == SCALE  # no quality curve: the worst score, never a calm 0
+    assert {"collapse", "grad_spikes", "val_gap"} <= set(rep.diagnostics_unknown)
+    assert "collapse" not in rep.diagnostics
+    # no D update was logged: no adversarial game, so the loss-shape score never rates it calm
+    assert rep.degenerate == "no adversarial signal" and rep.loss_shape >= SCALE

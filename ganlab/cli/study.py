@@ -27,12 +27,17 @@ weight-free quality metric and the instability score, NSGA-II) -- four trials ta
 minutes on a CPU, offline. Running the same command again adds trials to the same study.
 
 Objectives (minimised unless marked):
-  swd, color_hist, val_l1, colorfulness_gap, kid, fid    image quality on the validation set
+  ab_swd, swd, color_hist, val_l1, colorfulness_gap,     image quality on the validation set
+    kid, fid                                             (ab_swd: colour; swd: RGB patches)
   psnr, ssim (maximised)                                 per-image fidelity
-  instability                                            the instability score (see ganlab eval --help)
+  instability                                            quality over time and seeds (ganlab eval --help)
+  loss_shape                                             loss behaviour: collapse, swings, spikes
+A definition that names none optimises [ab_swd, instability] for colourisation and
+[swd, instability] for paired translation.
 Two objectives make a Pareto study (NSGA-II or multi-objective TPE, unpruned); one objective,
 or two with [study].weights, make a single scalar that can be pruned. The pruner watches the
-objective itself at every evaluation when training measures it (all but fid and instability),
+objective itself at every evaluation when training measures it (all but fid, instability and
+loss_shape),
 else val/swd (a distribution distance: per-pixel L1 would favour grey, unadventurous
 models); [study].prune_on = "val/L1" (any in-loop metric) picks another. fid uses
 Inception, or --fid-features FILE (a TorchScript feature network of your choosing); the study

@@ -22,7 +22,7 @@ from ganlab.metrics.color_hist import color_histogram_distance
 from ganlab.metrics.fidelity import psnr_per_image, ssim_per_image, colorfulness
 from ganlab.metrics.frechet import kid
 from ganlab.metrics import inception
-from ganlab.metrics.swd import sliced_wasserstein
+from ganlab.metrics.swd import ab_sliced_wasserstein, sliced_wasserstein
 
 FeatureExtractor = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
@@ -91,6 +91,7 @@ def inloop_metrics(
     out: dict[str, float] = {}
     if min(real.shape[2:]) >= 16:
         out["val/swd"] = sliced_wasserstein(real, fake, seed=seed, patches_per_image=64, dirs_per_repeat=64)
+        out["val/ab_swd"] = ab_sliced_wasserstein(real, fake, seed=seed, patches_per_image=64, dirs_per_repeat=64)
     out["val/color_hist"] = color_histogram_distance(real, fake)
     out["val/psnr"] = float(psnr_per_image(real, fake).clamp(max=100.0).mean())
     if min(real.shape[2:]) >= 11:

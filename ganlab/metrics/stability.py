@@ -1,18 +1,25 @@
-"""The instability score of a run, computed from its logged series (``stats.jsonl``), and the
-test for a degenerate run (one in which the adversarial game never happened).
+"""How stable a run is, computed from its logged series (``stats.jsonl``).
 
-The formula is :data:`FORMULA` (also in ``ganlab eval --help`` and docs/metrics.md). Every
-term is in [0, 1] and is computed only from what was logged: a term whose series was not
-logged is *unknown*, listed in ``unknown`` and left out of the score (which is rescaled over
-the known terms), never counted as 0. The loss-shape terms depend only on the *shape* of each
-series, so a constant shift or a positive scale of any loss (a Wasserstein critic's offset, a
-constant added to G's adversarial term) leaves them unchanged. Series are read one value per
-update (``NAME#k``, see :func:`ganlab.stats.per_update`), so a step with several D updates is
-scored like the same updates logged one per step.
+The default score, ``instability`` (:data:`FORMULA`, also in ``ganlab eval --help`` and
+docs/metrics.md), reads what a user cares about: the *quality* of the images over the run --
+how much of its progress the run gave back between its best evaluation and its last, and how
+much its validation curve zig-zagged -- and, for a configuration trained with several seeds,
+how far apart the seeds' final quality lies. It reads no loss, so it is the same for every loss
+type with the same quality trajectory, and it has no threshold anywhere: a continuous function
+of the validation curve.
+
+The loss-shape terms (D winning outright, slow swings of the losses, gradient spikes) and the
+degenerate-run test (the adversarial game never happened) are diagnostics beside it, and the
+separately named ``loss_shape`` score for a study that wants to search on loss behaviour. They
+depend only on the *shape* of each series, so a constant shift or a positive scale of any loss
+leaves them unchanged. Series are read one value per update (``NAME#k``, see
+:func:`ganlab.stats.per_update`). A term whose series was not logged is *unknown*, listed and
+left out, never counted as 0.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import deque
@@ -27,16 +34,13 @@ from ganlab.errors import UsageError
 from ganlab.metrics.formula import FORMULA  # noqa: F401 - the formula in words, kept torch-free there
 from ganlab.stats import UPDATE_SEP, per_update, read_series
 
-WEIGHTS = {
-    "collapse": 2.0,
-    "grad_spikes": 2.0,
-    "regression": 2.0,
-    "oscillation": 1.0,
-    "volatility": 1.0,
-    "val_gap": 1.0,
-    "seed_spread": 1.0,
-}
-SCALE = 10.0  # the score of the worst non-degenerate run; a degenerate run scores SCALE + its terms
+# The default score: terms of one run, and the seed term of a configuration, in one unit (see FORMULA).
+RUN_WEIGHTS = {"regression": 2.0, "volatility": 1.0}
+SEED_WEIGHT = 1.0
+WEIGHTS = {**RUN_WEIGHTS, "seed_spread": SEED_WEIGHT}
+# The loss-shape score (the ``loss_shape`` objective).
+LOSS_WEIGHTS = {"collapse": 2.0, "grad_spikes": 2.0, "oscillation": 1.0}
+SCALE = 10.0  # the score of a run whose every term is at its worst
 DEGENERATE = "no adversarial signal"
 
 AUC_WIN = 0.99
@@ -47,9 +51,10 @@ SPIKE_HISTORY = 50
 SPIKE_MIN_HISTORY = 10
 SPIKE_SATURATION = 0.1
 GAP_HISTORY = 50
-QUALITY_TAGS = ("val/swd", "val/color_hist", "val/ab_l1", "val/L1")
-VOLATILITY_SATURATION = 0.1
-SEED_CV_SATURATION = 0.2
+QUALITY_TAGS = ("val/ab_swd", "val/swd", "val/color_hist", "val/ab_l1", "val/L1")
+PAIRED_QUALITY_TAGS = ("val/swd", "val/color_hist", "val/ab_l1", "val/L1")
+PROGRESS_FLOOR = 0.1  # the progress scale: improvement from the first evaluation + 10 % of its value
+VOLATILITY_SATURATION = 0.5  # zig-zag per evaluation interval of half the progress scale saturates
 CHANCE_AUC = 0.6
 CHANCE_ADVANTAGE = 0.1
 SHARE_MIN = 0.01
@@ -93,8 +98,14 @@ def separation_auc(d_real, d_fake):
 
 @dataclass
 class InstabilityReport:
-    """The score, its known terms, the unknown ones, the degenerate label, and where the run
-    diverged (if it did)."""
+    """One run: the default score (``score``, the ``instability`` objective) with its terms
+    (``components``) and the unknown ones, the loss-shape score (``loss_shape``, its own
+    objective) with every diagnostic term (``diagnostics``), the degenerate label (a diagnostic:
+    it changes no score), and where the run diverged (if it did).
+
+    ``quality_tag``, ``final`` and ``progress`` are the validation curve the score read, its last
+    value and its progress scale: what :func:`configuration_instability` needs to add the seed
+    term of several seeds."""
 
     score: float
     components: dict[str, float] = field(default_factory=dict)
@@ -105,15 +116,29 @@ class InstabilityReport:
     unknown: list[str] = field(default_factory=list)
     degenerate: str | None = None
     degenerate_reason: str | None = None
-    base_score: float | None = None  # the score before the degenerate-run penalty
+    base_score: float | None = None  # the score itself (kept for readers of older metrics.json)
+    loss_shape: float = math.inf
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    diagnostics_unknown: list[str] = field(default_factory=list)
+    quality_tag: str | None = None
+    final: float | None = None
+    progress: float | None = None
 
     @property
     def missing(self) -> list[str]:
         return self.unknown
 
+    @property
+    def adv_grad_share(self) -> float | None:
+        """The median share of G's gradient that came from the adversarial term (0: none, the
+        L1-only control; 1: all); None where it was not measured."""
+        return self.diagnostics.get("adv_grad_share")
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["score"] = "inf" if math.isinf(self.score) else self.score
+        for key in ("score", "loss_shape", "base_score"):
+            if isinstance(d[key], float) and math.isinf(d[key]):
+                d[key] = "inf"
         d["missing"] = list(self.unknown)
         return d
 
@@ -272,10 +297,17 @@ def val_gap(series: Series) -> float | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def quality_curve(series: Series) -> tuple[str, np.ndarray] | None:
-    """The in-loop validation curve the trajectory terms read: the first of
-    :data:`QUALITY_TAGS` that was logged (lower is better), as (tag, values by evaluation)."""
-    for tag in QUALITY_TAGS:
+def quality_tags(task: str | None) -> tuple[str, ...]:
+    """The validation curves the trajectory terms look for, in order: each task's default quality
+    objective first (``val/ab_swd`` for colourisation, ``val/swd`` for paired translation), then
+    the other distribution distances, per-pixel fidelity last (it rewards grey images)."""
+    return PAIRED_QUALITY_TAGS if task == "paired" else QUALITY_TAGS
+
+
+def quality_curve(series: Series, tags: Sequence[str] = QUALITY_TAGS) -> tuple[str, np.ndarray] | None:
+    """The in-loop validation curve the trajectory terms read: the first of ``tags`` that was
+    logged (lower is better), as (tag, values by evaluation)."""
+    for tag in tags:
         _, v = _values(series, tag)
         v = v[np.isfinite(v)]
         if v.size:
@@ -283,38 +315,72 @@ def quality_curve(series: Series) -> tuple[str, np.ndarray] | None:
     return None
 
 
+def progress_scale(q: np.ndarray) -> float:
+    """The unit the trajectory terms are measured in: how far the curve improved from its first
+    evaluation to its best, plus 10 % of its first value,
+    ``(q_first - q_best) + PROGRESS_FLOOR * |q_first|``.
+
+    A run's ups and downs are judged against what it achieved. A curve that went nowhere (flat,
+    at any level) is judged against a tenth of its level, so the same relative wobble costs it
+    several times what it costs a curve that improved; a curve made uniformly k times worse
+    scores the same (nothing is gained by being worse)."""
+    return float(q[0] - q.min()) + PROGRESS_FLOOR * abs(float(q[0]))
+
+
+def _relative(x: float, scale: float) -> float:
+    if scale > 0:
+        return x / scale
+    return 0.0 if x <= 0 else math.inf  # a curve at exactly 0 throughout that then moved
+
+
 def regression(q: np.ndarray) -> float | None:
-    """R: how much worse the last evaluation is than the best, relative, clipped to [0, 1]."""
+    """R: the share of its progress the run gave back between its best evaluation and its last,
+    ``(q_last - q_best) / progress_scale``, clipped to [0, 1]."""
     if q.size < 2:
         return None
-    best = float(q.min())
-    if best <= 0:
-        return 0.0 if q[-1] <= best else 1.0
-    return float(np.clip((q[-1] - best) / best, 0.0, 1.0))
+    return float(np.clip(_relative(float(q[-1] - q.min()), progress_scale(q)), 0.0, 1.0))
 
 
 def volatility(q: np.ndarray) -> float | None:
-    """V: the curve's movement beyond its net change, per interval, relative to its best."""
+    """V: the curve's movement beyond its net change, per evaluation interval, in units of its
+    progress scale; ``VOLATILITY_SATURATION`` (half the scale per interval) counts as 1."""
     if q.size < 3:
         return None
-    best = float(q.min())
-    excess = float(np.abs(np.diff(q)).sum() - abs(q[-1] - q[0]))
-    if best <= 0:
-        return 0.0 if excess <= 0 else 1.0
-    return float(min(1.0, excess / ((q.size - 1) * best) / VOLATILITY_SATURATION))
+    excess = max(0.0, float(np.abs(np.diff(q)).sum() - abs(q[-1] - q[0])))
+    per_interval = _relative(excess, progress_scale(q)) / (q.size - 1)
+    return float(min(1.0, per_interval / VOLATILITY_SATURATION))
 
 
-def seed_spread(finals: Iterable[float]) -> float | None:
-    """P, for the seeds stage of a study: the final quality of each seed (one number per seed,
-    the same metric) -> min(1, CV / 0.2), CV = sample std / |mean|. None for fewer than two
-    finite values; 1 when the mean is 0 and the values differ."""
-    x = np.asarray([v for v in finals if math.isfinite(v)], np.float64)
-    if x.size < 2:
+def seed_spread(finals: Iterable[float], scales: Iterable[float]) -> float | None:
+    """P, for a configuration trained with several seeds: the sample standard deviation of the
+    seeds' final quality (the last value of each run's validation curve) in units of their mean
+    progress scale (:func:`progress_scale`), clipped to [0, 1]. None for fewer than two finite
+    values. In the same unit as R and V, so the three add up."""
+    pairs = [(f, s) for f, s in zip(finals, scales) if math.isfinite(f) and math.isfinite(s)]
+    if len(pairs) < 2:
         return None
-    sd, mean = float(x.std(ddof=1)), abs(float(x.mean()))
-    if mean == 0:
-        return 0.0 if sd == 0 else 1.0
-    return float(min(1.0, sd / mean / SEED_CV_SATURATION))
+    x = np.asarray([f for f, _ in pairs], np.float64)
+    unit = float(np.mean([s for _, s in pairs]))
+    return float(np.clip(_relative(float(x.std(ddof=1)), unit), 0.0, 1.0))
+
+
+def configuration_instability(reports: Sequence[InstabilityReport]) -> tuple[float, float | None]:
+    """The instability of a configuration trained with several seeds, and its seed term:
+    ``(mean of the runs' scores + SCALE * SEED_WEIGHT * P / sum(RUN_WEIGHTS), P)``.
+
+    Each run keeps its own score (the same number in a search and in a confirmation); the seed
+    term is added on top, in the unit of the run terms, never rescaling them. One report: its
+    score and None. A diverged run (score inf) makes the mean inf; a study counts a diverged
+    seed with its own worst value instead (``ganlab.study.objective.DIVERGED_INSTABILITY``)."""
+    if not reports:
+        raise ValueError("configuration_instability needs at least one run")
+    mean = float(np.mean([r.score for r in reports]))
+    tags = {r.quality_tag for r in reports}
+    p = None
+    if len(reports) > 1 and len(tags) == 1:
+        p = seed_spread([r.final if r.final is not None else math.nan for r in reports],
+                        [r.progress if r.progress is not None else math.nan for r in reports])
+    return (mean + (SCALE * SEED_WEIGHT * p / sum(RUN_WEIGHTS.values()) if p is not None else 0.0)), p
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,51 +436,80 @@ def first_divergence(series: Series) -> tuple[int, str] | None:
     return first
 
 
-def terms(series: Series, seed_finals: Iterable[float] | None = None) -> dict[str, float | None]:
-    """Every term of :data:`FORMULA`; None where its series was not logged (unknown)."""
-    curve = quality_curve(series)
+def terms(series: Series, tags: Sequence[str] = QUALITY_TAGS) -> dict[str, float | None]:
+    """The run terms of the default score (:data:`RUN_WEIGHTS`); None where unknown."""
+    curve = quality_curve(series, tags)
     q = curve[1] if curve else np.zeros(0)
-    return {
-        "collapse": collapse_share(series),
-        "oscillation": oscillation(series),
-        "grad_spikes": grad_spikes(series),
-        "regression": regression(q),
-        "volatility": volatility(q),
-        "val_gap": val_gap(series),
-        "seed_spread": seed_spread(seed_finals) if seed_finals is not None else None,
-    }
+    return {"regression": regression(q), "volatility": volatility(q)}
 
 
-def combine(values: Mapping[str, float | None]) -> float:
+def loss_terms(series: Series) -> dict[str, float | None]:
+    """The loss-shape terms (:data:`LOSS_WEIGHTS`); None where their series was not logged."""
+    return {"collapse": collapse_share(series), "oscillation": oscillation(series), "grad_spikes": grad_spikes(series)}
+
+
+def adversarial_share(series: Series) -> float | None:
+    """The median of ``G/adv_grad_share`` over the run: the share of the gradient on G's output
+    that came from the adversarial term, |g_adv| / (|g_adv| + |g_l1|). A continuous reading of
+    how much the adversarial game reached G (0 for the L1-only control); None where not measured."""
+    return _median(updates(series, "G/adv_grad_share"))
+
+
+def combine(values: Mapping[str, float | None], weights: Mapping[str, float] = RUN_WEIGHTS) -> float:
     """SCALE x the weighted mean of the known terms; SCALE (the worst) when none is known."""
     known = {k: v for k, v in values.items() if v is not None}
     if not known:
         return SCALE
-    return SCALE * sum(WEIGHTS[k] * v for k, v in known.items()) / sum(WEIGHTS[k] for k in known)
+    return SCALE * sum(weights[k] * v for k, v in known.items()) / sum(weights[k] for k in known)
 
 
-def instability_score(series: Series, seed_finals: Iterable[float] | None = None) -> InstabilityReport:
-    """The instability score of a run's logged series ``{tag: [(step, value), ...]}``;
-    ``seed_finals`` (the final quality of several seeds) adds the seed-spread term."""
+def loss_shape_score(values: Mapping[str, float | None], degenerate: bool) -> float:
+    """The ``loss_shape`` objective: SCALE x the weighted mean of the known loss-shape terms, plus
+    SCALE when the run is degenerate (so that a D that learned nothing, whose losses are the
+    calmest of all, is never ranked calmer than one that learned)."""
+    return combine(values, LOSS_WEIGHTS) + (SCALE if degenerate else 0.0)
+
+
+def instability_score(series: Series, tags: Sequence[str] = QUALITY_TAGS) -> InstabilityReport:
+    """The stability of one run from its logged series ``{tag: [(step, value), ...]}``: the
+    default score, the loss-shape score and every diagnostic (:class:`InstabilityReport`).
+    ``tags``: the validation curves to read, the first logged one (:func:`quality_tags`)."""
     steps = {s for rows in series.values() for s, _ in rows}
     div = first_divergence(series)
     if div is not None:
         return InstabilityReport(math.inf, {}, True, div[0], div[1], len(steps), [], base_score=math.inf)
-    values = terms(series, seed_finals)
+    values = terms(series, tags)
     unknown = [k for k, v in values.items() if v is None]
     comps = {k: float(v) for k, v in values.items() if v is not None}
-    base = combine(values)
+    score = combine(values)
     label, why = degenerate_run(series)
-    score = SCALE + base if label else base
-    return InstabilityReport(score, comps, False, None, None, len(steps), unknown, label, why, base)
+    loss = loss_terms(series)
+    diag: dict[str, float | None] = {**loss, "val_gap": val_gap(series), "adv_grad_share": adversarial_share(series),
+                                     "auc": _median(updates(series, "D/auc"))}
+    curve = quality_curve(series, tags)
+    q = curve[1] if curve else None
+    return InstabilityReport(
+        score, comps, False, None, None, len(steps), unknown, label, why, score,
+        loss_shape=loss_shape_score(loss, label is not None),
+        diagnostics={k: float(v) for k, v in diag.items() if v is not None and math.isfinite(v)},
+        diagnostics_unknown=[k for k, v in diag.items() if v is None],
+        quality_tag=curve[0] if curve else None,
+        final=float(q[-1]) if q is not None else None,
+        progress=progress_scale(q) if q is not None else None,
+    )
 
 
-def instability_from_run(run_dir: str | os.PathLike, seed_finals: Iterable[float] | None = None) -> InstabilityReport:
+def instability_from_run(run_dir: str | os.PathLike) -> InstabilityReport:
     """Read ``RUN_DIR/stats.jsonl`` and score it."""
     path = Path(run_dir) / "stats.jsonl"
     if not path.is_file():
         raise UsageError(f"{run_dir}: no stats.jsonl; give a run folder written by 'ganlab train'")
-    return instability_score(read_series(path), seed_finals)
+    task = None
+    try:
+        task = json.loads((Path(run_dir) / "config.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError):  # the series alone still give the score
+        pass
+    return instability_score(read_series(path), quality_tags(task))
 
 
 def degenerate_from_run(run_dir: str | os.PathLike) -> str | None:

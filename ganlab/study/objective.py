@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from ganlab.errors import GanlabError
-from ganlab.metrics.stability import SCALE
+from ganlab.metrics.stability import SCALE, SEED_WEIGHT, RUN_WEIGHTS
 
 if TYPE_CHECKING:
     from ganlab.study.spec import StudySpec
 
-__all__ = ["DIVERGED_INSTABILITY", "INLOOP_METRICS", "combined_objective_values", "lower_is_better", "mean_metrics",
-           "named_objective_values", "seed_mean", "spread_metric", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
+__all__ = ["DEFAULT_QUALITY", "DIVERGED_INSTABILITY", "default_objectives", "like_l1_control", "seed_term", "INLOOP_METRICS", "combined_objective_values", "lower_is_better", "mean_metrics",
+           "named_objective_values", "seed_mean", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
            "measured_in_loop", "objective_values", "scalar_for_pruning"]
 
 
@@ -29,7 +29,9 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in (
-        Objective("swd", "minimize", "val/swd", doc="sliced Wasserstein distance on Laplacian-pyramid patches"),
+        Objective("ab_swd", "minimize", "val/ab_swd",
+                  doc="sliced Wasserstein distance on Laplacian-pyramid patches of the a/b (colour) channels"),
+        Objective("swd", "minimize", "val/swd", doc="sliced Wasserstein distance on Laplacian-pyramid patches of RGB"),
         Objective("color_hist", "minimize", "val/color_hist", doc="distance of the a/b colour histograms"),
         Objective("val_l1", "minimize", "val/L1", doc="validation L1 in the network's scaling"),
         Objective("colorfulness_gap", "minimize", "val/colorfulness_gap", doc="|colourfulness(real) - colourfulness(fake)|"),
@@ -37,7 +39,10 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("ssim", "maximize", "val/ssim", doc="SSIM on RGB"),
         Objective("kid", "minimize", "val/kid", needs_inception=True, doc="kernel Inception distance"),
         Objective("fid", "minimize", "fid", needs_inception=True, doc="Frechet Inception distance on the validation set"),
-        Objective("instability", "minimize", None, doc="the instability score of the run's logged series"),
+        Objective("instability", "minimize", None,
+                  doc="quality over time and seeds: regression from the best evaluation, volatility, seed spread"),
+        Objective("loss_shape", "minimize", None,
+                  doc="loss behaviour: D winning outright, loss swings, gradient spikes (caveats: docs/metrics.md)"),
     )
 }
 
@@ -46,7 +51,7 @@ OBJECTIVES: dict[str, Objective] = {
 # every ``eval_every`` steps, with the direction in which each is better. ``val/kid`` only where
 # the Inception weights are already here.
 INLOOP_METRICS: dict[str, str] = {
-    "val/L1": "minimize", "val/swd": "minimize", "val/color_hist": "minimize", "val/psnr": "maximize",
+    "val/L1": "minimize", "val/swd": "minimize", "val/ab_swd": "minimize", "val/color_hist": "minimize", "val/psnr": "maximize",
     "val/ssim": "maximize", "val/ab_l1": "minimize", "val/colorfulness_gap": "minimize", "val/kid": "minimize",
 }
 
@@ -64,31 +69,39 @@ LEGACY_PRUNE_PROXY = "val/L1"
 
 WEIGHTED = "weighted"
 
+# A study's quality objective when its definition names none, by task: a colouriser is judged on
+# its colours (the a/b SWD ranks a ladder of colour errors as a person would, RGB SWD prefers a
+# constant brown tint to a slight cast: docs/metrics.md), paired translation on RGB patches.
+DEFAULT_QUALITY = {"colorize": "ab_swd", "paired": "swd"}
+
+
+def default_objectives(task: str | None) -> list[str]:
+    """The objectives of a study whose definition names none: the task's quality objective and
+    the instability score."""
+    return [DEFAULT_QUALITY.get(task or "colorize", "swd"), "instability"]
+
 
 def measured_in_loop(objective: str) -> bool:
     return OBJECTIVES[objective].metric in INLOOP_METRICS
 
 
-# The instability a diverged seed of a several-seed trial counts with: above every run that
-# finished, degenerate ones (10 + their loss-shape score, at most 20) included.
+# The instability (and loss-shape score) a diverged seed counts with: above every run that finished
+# (instability at most SCALE, plus SCALE/3 for the seed term; loss_shape at most 2 x SCALE).
 DIVERGED_INSTABILITY = 2 * SCALE
+STABILITY_OBJECTIVES = ("instability", "loss_shape")
 
 
-def spread_metric(spec: "StudySpec") -> str:
-    """The final quality whose spread over a trial's seeds is the seed-spread term of the
-    instability score: the study's first quality objective, else val/swd."""
-    for name in spec.objectives:
-        if OBJECTIVES[name].metric is not None:
-            return OBJECTIVES[name].metric
-    return PRUNE_PROXY
-
-
-def named_objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float) -> dict[str, float]:
+def named_objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float,
+                           loss_shape: float | None = None) -> dict[str, float]:
     """Each objective of the study (by name, before any weighting) for one run."""
     values = {}
     for name in spec.objectives:
         o = OBJECTIVES[name]
-        if o.metric is None:
+        if name == "loss_shape":
+            if loss_shape is None:
+                raise GanlabError("objective loss_shape: no loss-shape score was computed for the run")
+            values[name] = loss_shape
+        elif o.metric is None:
             values[name] = instability
         elif o.metric in metrics:
             v = metrics[o.metric]
@@ -107,16 +120,27 @@ def combined_objective_values(spec: "StudySpec", values: Mapping[str, float]) ->
     return [values[n] for n in spec.objectives]
 
 
-def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float) -> list[float]:
-    return combined_objective_values(spec, named_objective_values(spec, metrics, instability))
+def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float,
+                     loss_shape: float | None = None) -> list[float]:
+    return combined_objective_values(spec, named_objective_values(spec, metrics, instability, loss_shape))
 
 
-def seed_mean(spec: "StudySpec", records: list[dict]) -> tuple[dict[str, list[float]], dict[str, float]]:
+def seed_term(spread: float | None) -> float:
+    """What the seed spread P (``ganlab.metrics.stability.seed_spread``) adds to a several-seed
+    configuration's instability: ``SCALE * SEED_WEIGHT * P / sum(RUN_WEIGHTS)``, in the unit of
+    the run terms (each run's own score is unchanged); 0 without it."""
+    return 0.0 if spread is None else SCALE * SEED_WEIGHT * spread / sum(RUN_WEIGHTS.values())
+
+
+def seed_mean(spec: "StudySpec", records: list[dict], seed_spread: float | None = None
+              ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """A several-seed trial's objectives: per objective the value of each seed, and their mean.
 
-    A quality objective is the mean over the seeds that finished; the instability objective the
+    A quality objective is the mean over the seeds that finished; a stability objective the
     mean over all seeds, a diverged seed counting as :data:`DIVERGED_INSTABILITY` (so that a
-    configuration that diverges on some seeds is never the calmer for it)."""
+    configuration that diverges on some seeds is never the calmer for it). The instability
+    objective adds the seed term (:func:`seed_term`) of the seeds' spread, ``seed_spread``; each
+    seed's own value (the first dict) is its run's score, as a confirmation records it."""
     per_seed: dict[str, list[float]] = {}
     for name in spec.objectives:
         values = []
@@ -126,7 +150,33 @@ def seed_mean(spec: "StudySpec", records: list[dict]) -> tuple[dict[str, list[fl
             elif OBJECTIVES[name].metric is None:
                 values.append(DIVERGED_INSTABILITY)
         per_seed[name] = values
-    return per_seed, {n: float(sum(v) / len(v)) for n, v in per_seed.items()}
+    means = {n: float(sum(v) / len(v)) for n, v in per_seed.items()}
+    if "instability" in means:
+        means["instability"] += seed_term(seed_spread)
+    return per_seed, means
+
+
+def like_l1_control(shares: list[float], quality_effect=None) -> str | None:
+    """A sentence when a configuration cannot be told from the L1-only control, else None.
+
+    ``shares``: the median ``G/adv_grad_share`` of each of its runs (the share of G's gradient
+    from the adversarial term, :func:`ganlab.metrics.stability.adversarial_share`); reported as
+    a continuous number, never labelled at a threshold. ``quality_effect``: its paired effect
+    on the quality objective against the control (``ganlab.study.evidence.paired_effect``), with
+    ``verdict`` and ``text()``. A configuration is indistinguishable from the control when that
+    comparison finds no detectable difference (an interval that contains 0): whatever share of
+    G's gradient the adversarial term had, the images did not show it."""
+    import math
+
+    finite = [s for s in shares if s is not None and math.isfinite(s)]
+    share = f"median share of G's gradient from the adversarial term {sum(finite) / len(finite):.2f}" if finite else None
+    if quality_effect is None or getattr(quality_effect, "n", 0) < 2:
+        return None
+    low, high = getattr(quality_effect, "low", math.nan), getattr(quality_effect, "high", math.nan)
+    if not (math.isfinite(low) and math.isfinite(high)) or not low <= 0.0 <= high:
+        return None
+    return ("indistinguishable from the L1-only control in image quality (" + quality_effect.text() + ")"
+            + (f"; {share}" if share else ""))
 
 
 def mean_metrics(records: list[dict]) -> dict[str, float]:

@@ -294,8 +294,9 @@ def write_report(study, out: Path) -> Path:
     if degenerate:
         md += ["", "## Degenerate runs", "",
                "The adversarial game did not happen in these trials (D at chance throughout, or a negligible share "
-               "of G's gradient); their instability score is 10 plus their loss-shape score, so that no study ranks "
-               "them as more stable than a run whose D learned (docs/metrics.md).", ""]
+               "of G's gradient). A label, not a penalty: the instability score reads image quality alone; the "
+               "loss_shape score adds 10 for them, so that it never ranks them calmer than a run whose D learned "
+               "(docs/metrics.md).", ""]
         for t in degenerate:
             md.append(f"- #{t.number} [{', '.join(t.user_attrs.get('tricks', [])) or 'no tricks'}]"
                       f"{' (L1-only control)' if _is_control(t) else ''}: {t.user_attrs['degenerate']}")

@@ -28,11 +28,11 @@ from ganlab.io import atomic_write_json
 from ganlab.metrics.inception import WeightsUnavailable, find_inception_weights, inception_identity
 from ganlab.metrics.scripted import FLAG as FID_FEATURES_FLAG
 from ganlab.metrics.scripted import load_torchscript_features
-from ganlab.metrics.stability import instability_from_run
+from ganlab.metrics.stability import configuration_instability, instability_from_run
 from ganlab.runtime import runtime_for
 from ganlab.study.budget import DISCARDED, BudgetSpent, budget_spent, counted, discard_if_over, shown
 from ganlab.study.objective import (INLOOP_METRICS, OBJECTIVES, WEIGHTED, combined_objective_values, describe_pruning, mean_metrics,
-                                    named_objective_values, seed_mean, spread_metric)
+                                    named_objective_values, seed_mean)
 from ganlab.study.pruning import CURVE_ATTR, Pruning
 from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
 
@@ -216,8 +216,8 @@ class StudyRunner:
 
     def _conclude(self, trial, cfg: TrainConfig, records: list[dict[str, Any]], pruning: "Pruning",
                   t0: float) -> list[float]:
-        """The trial's objectives: each seed scored (its instability with the seeds' spread), then
-        the mean over the seeds (:func:`ganlab.study.objective.seed_mean`)."""
+        """The trial's objectives: each seed's run scored on its own, then the mean over the seeds,
+        the instability with the seeds' spread of final quality added (:func:`ganlab.study.objective.seed_mean`)."""
         finished = [r for r in records if "metrics" in r]
         if not finished:  # every seed diverged: the trial failed, as a one-seed trial does
             last = records[-1]
@@ -226,17 +226,19 @@ class StudyRunner:
             trial.set_user_attr("diverged_seeds", len(records))
             trial.set_user_attr("seconds", time.time() - t0)
             raise Diverged(last["diverged_step"], last["diverged_value"], float("nan"))
-        quality = spread_metric(self.spec)
-        finals = [r["metrics"].get(quality, math.nan) for r in finished] if len(records) > 1 else None
         reports = {}
         for r in finished:
-            report = instability_from_run(r["run_dir"], seed_finals=finals)
+            report = instability_from_run(r["run_dir"])
             reports[r["seed"]] = report
-            r["objectives"] = named_objective_values(self.spec, r["metrics"], report.score)
+            r["objectives"] = named_objective_values(self.spec, r["metrics"], report.score, report.loss_shape)
             r["instability"] = report.score if math.isfinite(report.score) else "inf"
+            if report.adv_grad_share is not None:
+                r["adv_grad_share"] = report.adv_grad_share
             if report.degenerate:
                 r["degenerate"] = report.degenerate
-        per_seed, means = seed_mean(self.spec, records)
+        # the seeds' spread of final quality: added to the trial's instability, never to a run's own
+        spread = configuration_instability(list(reports.values()))[1] if len(records) > 1 else None
+        per_seed, means = seed_mean(self.spec, records, spread)
         values = combined_objective_values(self.spec, means)
         main = finished[0]
         report = reports[main["seed"]]
@@ -245,7 +247,10 @@ class StudyRunner:
         trial.set_user_attr("metrics", main["metrics"] if len(records) == 1 else mean_metrics(finished))
         trial.set_user_attr("instability", means["instability"] if "instability" in means else
                             (report.score if math.isfinite(report.score) else "inf"))
-        trial.set_user_attr("instability_terms", report.components)
+        trial.set_user_attr("instability_terms", {**report.components,
+                                                  **({"seed_spread": spread} if spread is not None else {})})
+        trial.set_user_attr("loss_shape", report.loss_shape if math.isfinite(report.loss_shape) else "inf")
+        trial.set_user_attr("stability_diagnostics", report.diagnostics)
         # the unknown terms and the degenerate-run label (ganlab.metrics.stability); a degenerate
         # run's score already ranks it below every non-degenerate one
         trial.set_user_attr("instability_unknown", report.unknown)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ganlab.coerce import BadValue, coerce
 from ganlab.config import TrainConfig, check_run_name, coerce_fields
 from ganlab.errors import UsageError
-from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, measured_in_loop
+from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, default_objectives, measured_in_loop
 from ganlab.train.build import overridden_setting, overridden_trick_param
 from ganlab.trick import param_infos, registry
 
@@ -207,7 +207,8 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
             raise _bad(where, f"unknown key 'study.{key}'")
         kwargs[k] = value
     name = _expect(where, "study.name", kwargs.pop("name", default_name), str, "a string")
-    objectives = kwargs.pop("objectives", ["swd", "instability"])
+    train_task = data.get("train", {}).get("task") if isinstance(data.get("train"), dict) else None
+    objectives = kwargs.pop("objectives", default_objectives(train_task))
     _expect(where, "study.objectives", objectives, list, "a list of objective names")
     if not 1 <= len(objectives) <= 2:
         raise _bad(where, "'study.objectives' needs one or two objectives")
