@@ -4,6 +4,7 @@ study's control row and the pruning default that does not favour grey images."""
 from __future__ import annotations
 
 import json
+import math
 
 import optuna
 import pytest
@@ -32,7 +33,9 @@ def test_gan_mode_none_trains_g_alone_and_is_labelled_degenerate(run_cli, image_
     assert code == 0, err
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert metrics["instability"]["degenerate"] == "no adversarial signal"
-    assert metrics["instability"]["value"] >= 10  # never calmer than a run whose D learned
+    # a label, not a penalty of the quality-based score; the loss-shape score keeps it behind a real D
+    assert math.isfinite(metrics["instability"]["value"]) and metrics["instability"]["loss_shape"] >= 10
+    assert metrics["instability"]["adv_grad_share"] is None  # no adversarial term: nothing measured
 
 
 def test_the_l1_only_control_resumes_exactly(run_cli, image_dir, tmp_path):
@@ -83,7 +86,7 @@ def test_in_loop_evaluation_logs_train_l1_with_val_l1(run_cli, image_dir, tmp_pa
     series = read_series(only_run(tmp_path / "runs") / "stats.jsonl")
     assert [s for s, _ in series["train/L1"]] == [s for s, _ in series["val/L1"]] == [2, 5]
     score = instability_score(series)
-    assert "val_gap" in score.components
+    assert "val_gap" in score.diagnostics
 
 
 def test_the_report_shows_the_l1_only_control_as_its_own_row(tmp_path):

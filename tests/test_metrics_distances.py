@@ -10,6 +10,7 @@ from ganlab.color import lab_to_rgb, rgb_to_lab, to_uint8
 from ganlab.errors import UsageError
 from ganlab.metrics.color_hist import ab_histogram, color_histogram_distance, histogram_distance
 from ganlab.metrics.swd import laplacian_pyramid
+from ganlab.metrics.swd import ab_sliced_wasserstein as _ab_swd
 from ganlab.metrics.swd import sliced_wasserstein as _swd
 
 
@@ -18,6 +19,12 @@ def sliced_wasserstein(real, fake, **kw):
     kw.setdefault("patches_per_image", 48)
     kw.setdefault("dirs_per_repeat", 32)
     return _swd(real, fake, **kw)
+
+
+def ab_sliced_wasserstein(real, fake, **kw):
+    kw.setdefault("patches_per_image", 48)
+    kw.setdefault("dirs_per_repeat", 32)
+    return _ab_swd(real, fake, **kw)
 
 
 @pytest.fixture(autouse=True)
@@ -98,6 +105,24 @@ def test_color_histogram_distance_grows_as_images_are_degraded(real, kind):
         d2 = color_histogram_distance(real, strong, kind=metric)
         assert d0 == 0.0
         assert 0 < d1 < d2, metric
+
+
+@pytest.mark.parametrize("kind", ["desaturation", "colour shift"])
+def test_ab_swd_grows_with_colour_errors(real, kind):
+    mild, strong = (f(real) for f in DEGRADATIONS[kind])
+    d = [ab_sliced_wasserstein(real, x, seed=3) for x in (real, mild, strong)]
+    assert d[0] == 0.0 and 0 < d[1] < d[2]
+
+
+def test_ab_swd_reads_colour_not_luminance(real):
+    """A change of L alone (brighter, in the gamut's middle) moves RGB SWD far more than a/b SWD."""
+    lab = rgb_to_lab(real.float() / 255)
+    lab[:, 0] = (lab[:, 0] * 0.8 + 10).clamp(0, 100)
+    lighter = to_uint8(lab_to_rgb(lab))
+    assert ab_sliced_wasserstein(real, lighter, seed=0) < 0.5 * sliced_wasserstein(real, lighter, seed=0)
+    assert ab_sliced_wasserstein(real, lighter, seed=0) < ab_sliced_wasserstein(real, desaturate(real, 0.6), seed=0)
+    with pytest.raises(UsageError):
+        ab_sliced_wasserstein(real.float(), real)
 
 
 def test_swd_is_deterministic_under_a_seed_and_independent_of_chunking(real):

@@ -150,7 +150,7 @@ def test_help_carries_the_instability_formula(capsys):
         rc = exc.code
     assert rc in (0, None)
     out = capsys.readouterr().out
-    assert "I = 10 * sum_k(w_k * T_k) / sum_k(w_k)" in out and "D/auc >= 0.99" in out and "no adversarial signal" in out
+    assert "I = 10 * (2 R + V) / 3" in out and "D/auc >= 0.99" in out and "no adversarial signal" in out
 
 
 def test_a_diverged_generator_lists_image_metrics_as_unavailable(run_dir, tmp_path, capsys):

@@ -32,7 +32,7 @@ def dull(x):
     return (0.7 * grey + 0.3 * x.float()).round().to(torch.uint8)
 
 
-KEYS = {"val/swd", "val/color_hist", "val/psnr", "val/ssim", "val/ab_l1", "val/colorfulness_gap"}
+KEYS = {"val/swd", "val/ab_swd", "val/color_hist", "val/psnr", "val/ssim", "val/ab_l1", "val/colorfulness_gap"}
 
 
 def test_keys_values_and_determinism():
