@@ -179,3 +179,21 @@ def test_each_seed_of_a_study_keeps_its_own_score_and_the_trial_adds_the_spread(
     assert means["instability"] == pytest.approx((2.0 + 4.0 + DIVERGED_INSTABILITY) / 3 + seed_term(0.3))
     assert means["ab_swd"] == pytest.approx(65.0)
     assert seed_term(None) == 0.0 and seed_term(1.0) == pytest.approx(SCALE / 3)
+
+
+def test_the_report_can_say_when_a_configuration_is_indistinguishable_from_the_l1_only_control():
+    from ganlab.study.evidence import paired_effect
+    from ganlab.study.objective import like_l1_control
+
+    rng = np.random.default_rng(0)
+    control = {s: 400.0 + 10 * rng.normal() for s in range(8)}
+    noise = [3.0, -2.5, 2.0, -3.5, 1.0, -0.5, 0.8, -0.3]  # paired differences about 0
+    same = {s: v + noise[s] for s, v in control.items()}  # the images did not show the game
+    better = {s: v - 60 + 3 * rng.normal() for s, v in control.items()}
+    text = like_l1_control([0.16, 0.17, 0.15], paired_effect(same, control, "minimize"))
+    assert text is not None and "indistinguishable from the L1-only control" in text and "0.16" in text
+    assert like_l1_control([0.5, 0.6], paired_effect(better, control, "minimize")) is None
+    # too few seeds for an interval: no claim either way
+    few = {s: same[s] for s in range(3)}
+    assert like_l1_control([0.16], paired_effect(few, control, "minimize")) is None
+    assert like_l1_control([0.16], None) is None
