@@ -68,7 +68,7 @@ def test_eval_offline_lists_fid_as_unavailable_and_computes_the_rest(run_dir, ca
     assert result["n"] == 2 and result["checkpoint"] == "latest"  # the 20 % split of 10 images
     for key in ("fid", "kid", "lpips"):
         assert m[key]["available"] is False and m[key]["reason"] and "value" not in m[key]
-    for key in ("swd", "color_hist", "psnr", "ssim", "uiqi", "ab_l1", "l1", "colorfulness_real", "colorfulness_fake"):
+    for key in ("swd", "ab_swd", "color_hist", "psnr", "ssim", "uiqi", "ab_l1", "l1", "colorfulness_real", "colorfulness_fake"):
         assert m[key]["available"] is True, key
         assert isinstance(m[key]["value"], float) and math.isfinite(m[key]["value"]), key
         assert m[key]["n"] == 2 and m[key]["implementation"], key

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from ganlab.errors import GanlabError
-from ganlab.metrics.stability import SCALE, SEED_WEIGHT, RUN_WEIGHTS
+from ganlab.metrics.stability import RUN_WEIGHTS, SCALE, SEED_WEIGHT
 
 if TYPE_CHECKING:
     from ganlab.study.spec import StudySpec
 
-__all__ = ["DEFAULT_QUALITY", "DIVERGED_INSTABILITY", "default_objectives", "like_l1_control", "seed_term", "INLOOP_METRICS", "combined_objective_values", "lower_is_better", "mean_metrics",
-           "named_objective_values", "seed_mean", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
+__all__ = ["DEFAULT_QUALITY", "DIVERGED_INSTABILITY", "INLOOP_METRICS", "combined_objective_values", "default_objectives",
+           "like_l1_control", "lower_is_better", "mean_metrics", "named_objective_values", "seed_mean", "seed_term", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
            "measured_in_loop", "objective_values", "scalar_for_pruning"]
 
 
@@ -61,8 +61,8 @@ INLOOP_METRICS: dict[str, str] = {
 PRUNE_PROXY = "val/swd"
 # Per-pixel fidelity is no proxy for quality here: on held-out photos a generator that outputs no
 # colour at all beats real colourisers on L1, PSNR and SSIM, so a pruner watching val/L1 keeps the
-# conservative, brownish models the adversarial term exists to avoid. A distribution distance
-# (the sliced Wasserstein distance of Laplacian-pyramid patches) ranks them the right way round.
+# conservative models the adversarial term exists to avoid. RGB SWD ranks grey below every mild
+# colour error (though not a constant brown tint: a colouriser's study sets prune_on = "val/ab_swd").
 # Studies begun before this default kept pruning on what they were begun with:
 LEGACY_PRUNE_PROXY = "val/L1"
 
@@ -85,10 +85,9 @@ def measured_in_loop(objective: str) -> bool:
     return OBJECTIVES[objective].metric in INLOOP_METRICS
 
 
-# The instability (and loss-shape score) a diverged seed counts with: above every run that finished
-# (instability at most SCALE, plus SCALE/3 for the seed term; loss_shape at most 2 x SCALE).
+# The instability (and loss-shape score) a diverged seed counts with: the worst a finished run can
+# score (instability at most SCALE, plus SCALE/3 for the seed term; loss_shape at most 2 x SCALE).
 DIVERGED_INSTABILITY = 2 * SCALE
-STABILITY_OBJECTIVES = ("instability", "loss_shape")
 
 
 def named_objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float,
