@@ -45,6 +45,8 @@ def test_a_two_seed_study_stores_each_seed_and_their_mean(tmp_path, image_dir, r
             seen.add(r["run_dir"])
         assert len(seen) == 2
         assert 0.0 <= spread <= 1.0
+        assert 0.0 < t.user_attrs["adv_grad_share"] < 1.0  # reported as a number, over the seeds
+        assert math.isfinite(t.user_attrs["loss_shape"])
     # the live table and trials.csv show mean ± sd and the per-seed values
     assert "±" in err
     code, _, err = run_cli("report", "tiny", "--runs", tmp_path / "runs")
@@ -52,6 +54,7 @@ def test_a_two_seed_study_stores_each_seed_and_their_mean(tmp_path, image_dir, r
     csv = (tmp_path / "runs" / "tiny" / "report" / "trials.csv").read_text().splitlines()
     header = csv[0].split(",")
     assert "swd_per_seed" in header and "diverged_seeds" in header and "swd_sd" in header
+    assert "loss_shape" in header and "adv_grad_share" in header
     row = dict(zip(header, csv[1].split(",")))
     assert len(row["swd_per_seed"].split(";")) == 2 and row["seeds"] == "2"
 

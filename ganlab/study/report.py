@@ -325,7 +325,7 @@ def write_report(study, out: Path) -> Path:
     return path
 
 
-CSV_ATTRS = ("tricks", "run_dir", "instability", "degenerate", "seconds", "refused", "diverged_step", "reason", "samples",
+CSV_ATTRS = ("tricks", "run_dir", "instability", "loss_shape", "adv_grad_share", "degenerate", "seconds", "refused", "diverged_step", "reason", "samples",
              "pruned_step", "pruned_on", "pruned_value")
 
 

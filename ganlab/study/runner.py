@@ -249,10 +249,14 @@ class StudyRunner:
                             (report.score if math.isfinite(report.score) else "inf"))
         trial.set_user_attr("instability_terms", {**report.components,
                                                   **({"seed_spread": spread} if spread is not None else {})})
-        trial.set_user_attr("loss_shape", report.loss_shape if math.isfinite(report.loss_shape) else "inf")
+        loss_shape = means.get("loss_shape", report.loss_shape)
+        trial.set_user_attr("loss_shape", loss_shape if math.isfinite(loss_shape) else "inf")
         trial.set_user_attr("stability_diagnostics", report.diagnostics)
-        # the unknown terms and the degenerate-run label (ganlab.metrics.stability); a degenerate
-        # run's score already ranks it below every non-degenerate one
+        shares = [reports[r["seed"]].adv_grad_share for r in finished if reports[r["seed"]].adv_grad_share is not None]
+        if shares:  # the share of G's gradient from the adversarial term, over the seeds: a number, no label
+            trial.set_user_attr("adv_grad_share", float(sum(shares) / len(shares)))
+        # the unknown terms and the degenerate-run label (ganlab.metrics.stability): a label, not a
+        # penalty of the instability score (the loss_shape score adds 10 for it)
         trial.set_user_attr("instability_unknown", report.unknown)
         degenerate = [r["degenerate"] for r in finished if r.get("degenerate")]
         if degenerate and len(degenerate) * 2 >= len(finished):
