@@ -197,3 +197,25 @@ def test_the_report_can_say_when_a_configuration_is_indistinguishable_from_the_l
     few = {s: same[s] for s in range(3)}
     assert like_l1_control([0.16], paired_effect(few, control, "minimize")) is None
     assert like_l1_control([0.16], None) is None
+
+
+def test_a_study_scored_with_the_earlier_formula_is_not_continued_with_this_one():
+    import optuna
+
+    from ganlab.errors import UsageError
+    from ganlab.study.objective import STABILITY_FORMULA, agree_on_stability
+    from ganlab.study.spec import StudySpec
+
+    spec = StudySpec(name="s", objectives=("ab_swd", "instability"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    new = optuna.create_study(directions=["minimize", "minimize"])
+    agree_on_stability(new, spec)
+    assert new.user_attrs["stability_formula"] == STABILITY_FORMULA
+    new.add_trial(optuna.trial.create_trial(values=[1.0, 2.0]))
+    agree_on_stability(new, spec)  # the same formula: goes on
+    old = optuna.create_study(directions=["minimize", "minimize"])
+    old.add_trial(optuna.trial.create_trial(values=[40.0, 10.6]))  # scored before the formula was recorded
+    with pytest.raises(UsageError, match="earlier instability formula.*--name NEW"):
+        agree_on_stability(old, spec)
+    quality_only = StudySpec(name="q", objectives=("ab_swd",))
+    agree_on_stability(old, quality_only)  # no stability objective: nothing to agree on

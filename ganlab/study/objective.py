@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from ganlab.errors import GanlabError
+from ganlab.errors import GanlabError, UsageError
 from ganlab.metrics.stability import RUN_WEIGHTS, SCALE, SEED_WEIGHT
 
 if TYPE_CHECKING:
     from ganlab.study.spec import StudySpec
 
-__all__ = ["DEFAULT_QUALITY", "DIVERGED_INSTABILITY", "INLOOP_METRICS", "combined_objective_values", "default_objectives",
+__all__ = ["DEFAULT_QUALITY", "DIVERGED_INSTABILITY", "STABILITY_FORMULA", "agree_on_stability", "INLOOP_METRICS", "combined_objective_values", "default_objectives",
            "like_l1_control", "lower_is_better", "mean_metrics", "named_objective_values", "seed_mean", "seed_term", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
            "measured_in_loop", "objective_values", "scalar_for_pruning"]
 
@@ -79,6 +79,29 @@ def default_objectives(task: str | None) -> list[str]:
     """The objectives of a study whose definition names none: the task's quality objective and
     the instability score."""
     return [DEFAULT_QUALITY.get(task or "colorize", "swd"), "instability"]
+
+
+# The meaning of the stability objectives, recorded with a study: the instability score of quality
+# over time and seeds (docs/metrics.md). Studies scored before it was recorded used the earlier
+# formula (loss shape and quality trajectory together, + 10 for a degenerate run).
+STABILITY_FORMULA = "quality-over-time-and-seeds-1"
+
+
+def agree_on_stability(study, spec: "StudySpec", where: str = "") -> None:
+    """Every trial of a study is scored with one stability formula: a new study records
+    :data:`STABILITY_FORMULA`; a study that already finished trials under an earlier one is
+    refused with one line (its values and the new ones would sit on one Pareto front)."""
+    if not any(OBJECTIVES[o].metric is None for o in spec.objectives):
+        return
+    stored = study.user_attrs.get("stability_formula")
+    if stored == STABILITY_FORMULA:
+        return
+    if stored is None and not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+        study.set_user_attr("stability_formula", STABILITY_FORMULA)
+        return
+    raise UsageError(f"study {spec.name}{' in ' + where if where else ''} was scored with an earlier instability "
+                     f"formula ({stored or 'loss shape and quality together'}), which does not compare with the current "
+                     f"one (quality over time and seeds, docs/metrics.md); use --name NEW to start another study")
 
 
 def measured_in_loop(objective: str) -> bool:

@@ -31,7 +31,8 @@ from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import configuration_instability, instability_from_run
 from ganlab.runtime import runtime_for
 from ganlab.study.budget import DISCARDED, BudgetSpent, budget_spent, counted, discard_if_over, shown
-from ganlab.study.objective import (INLOOP_METRICS, OBJECTIVES, WEIGHTED, combined_objective_values, describe_pruning, mean_metrics,
+from ganlab.study.objective import (INLOOP_METRICS, OBJECTIVES, WEIGHTED, agree_on_stability, combined_objective_values,
+                                    describe_pruning, mean_metrics,
                                     named_objective_values, seed_mean)
 from ganlab.study.pruning import CURVE_ATTR, Pruning
 from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
@@ -419,6 +420,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
         raise UsageError(f"study {spec.name} in {redact(storage_url)} was created from a different definition; "
                          f"use --name NEW to start another study, or the original file to continue")
     agree_on_fid_network(study, spec, fid_network, storage_url)
+    agree_on_stability(study, spec, redact(storage_url))
     spec = agree_on_pruning(study, spec, console)
     revived = recover_dead_trials(study, spec)
     if revived:
