@@ -52,7 +52,12 @@ def load_crops(folder: Path, size: int, n: int | None) -> torch.Tensor:
     load = round(size * 286 / 256)
     out = []
     for f in files:
-        with Image.open(f) as im:
+        try:
+            im = Image.open(f)
+            im.load()
+        except OSError as exc:
+            raise SystemExit(f"error: {f}: not a readable image ({exc}); remove it or give another --data") from None
+        with im:
             im = im.convert("RGB")
             w, h = im.size
             s = load / min(w, h)
@@ -141,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.data or args.bsds / args.split
     if not folder.is_dir():
         print(f"error: {folder} is not a folder; give --data DIR or --bsds DIR", file=sys.stderr)
+        return 2
+    if args.n is not None and args.n < 1:
+        print("error: --n must be a positive number of images", file=sys.stderr)
         return 2
     if any(s < 16 or s % 16 for s in args.size):
         print("error: --size must be multiples of 16 (the SWD pyramid goes down to 16 px)", file=sys.stderr)
