@@ -12,6 +12,7 @@ from ganlab.metrics.stability import (
     SCALE,
     InstabilityReport,
     configuration_instability,
+    instability_from_run,
     instability_score,
     progress_scale,
     regression,
@@ -219,3 +220,18 @@ def test_a_study_scored_with_the_earlier_formula_is_not_continued_with_this_one(
         agree_on_stability(old, spec)
     quality_only = StudySpec(name="q", objectives=("ab_swd",))
     agree_on_stability(old, quality_only)  # no stability objective: nothing to agree on
+
+
+def test_a_run_is_read_on_its_tasks_default_quality_curve(tmp_path):
+    import json
+
+    rows = [{"step": 20 * (i + 1), "val/ab_swd": a, "val/swd": s}
+            for i, (a, s) in enumerate([(500, 120), (400, 100), (450, 90), (300, 130)])]
+    for task, tag in (("colorize", "val/ab_swd"), ("paired", "val/swd")):
+        run = tmp_path / task
+        run.mkdir()
+        (run / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (run / "config.json").write_text(json.dumps({"task": task}))
+        rep = instability_from_run(run)
+        assert rep.quality_tag == tag
+        assert rep.score == instability_score({tag: [(r["step"], float(r[tag])) for r in rows]}).score
