@@ -42,7 +42,7 @@ from ganlab.study.runner import ARM_ATTR, StudyRunner
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact
-from ganlab.study.workers import Workers
+from ganlab.study.workers import Workers, plan_workers
 
 __all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "plan_arms", "run_confirm"]
 
