@@ -211,64 +211,74 @@ def markdown(rows: list[dict], summary: dict, command: str, what: str) -> str:
 # --- the per-run overhead ------------------------------------------------------------------------
 
 class Clock:
-    """Seconds spent in named parts, counted on this process's main thread."""
+    """Seconds spent in named parts on this process's main thread, each part without the parts
+    called inside it (so the parts of a run add up to the run)."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.stack: list[list] = []  # [part, seconds spent in the parts inside it]
 
-    def wrap(self, owner, attr: str, part: str):
-        fn = getattr(owner, attr)
-
+    def timed(self, part: str, fn):
         def timed(*a, **kw):
+            self.stack.append([part, 0.0])
             t0 = time.perf_counter()
             try:
                 return fn(*a, **kw)
             finally:
-                self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
+                _, inner = self.stack.pop()
+                self.seconds[part] = self.seconds.get(part, 0.0) + elapsed - inner
                 self.calls[part] = self.calls.get(part, 0) + 1
+                if self.stack:
+                    self.stack[-1][1] += elapsed
 
-        setattr(owner, attr, timed)
+        return timed
+
+    def wrap(self, owner, attr: str, part: str) -> None:
+        setattr(owner, attr, self.timed(part, getattr(owner, attr)))
+
+
+RUN = "run (trial)"
+PARTS = ("training steps", "network build", "evaluations", "checkpoint writes", "scoring after the run", "memory check",
+         "storage writes", "TensorBoard writers", "run files (config, env, status)")
 
 
 def overhead(args, root: Path, parent: Path) -> dict:
     """Run one confirmation worker in this process (one thread) with its parts timed."""
+    import optuna
     import torch
+    from torch.utils.tensorboard import SummaryWriter
 
     torch.set_num_threads(1)
     from ganlab.cli import main
     from ganlab.study import runner as R
     from ganlab.train import build as B
-    from ganlab.train import checkpoint as C
     from ganlab.train import loop as L
 
     clock = Clock()
-    clock.wrap(R.StudyRunner, "__call__", "run (trial)")
+    clock.wrap(R.StudyRunner, "__call__", RUN)
     clock.wrap(R, "build_datasets", "data decoding")
     clock.wrap(L, "build_session", "network build")
+    clock.wrap(L, "inloop_feature_extractor", "network build")
     clock.wrap(B.Session, "iterate", "training steps")
     clock.wrap(L, "evaluate", "evaluations")
-    for name in ("save_checkpoint", "save_best"):
-        if hasattr(L, name):
-            clock.wrap(L, name, "checkpoint writes")
-    clock.wrap(L, "inloop_feature_extractor", "network build")
+    clock.wrap(L, "save_checkpoint", "checkpoint writes")
+    clock.wrap(L, "save_best", "checkpoint writes")
     clock.wrap(R.StudyRunner, "_conclude", "scoring after the run")
+    clock.wrap(R, "check_fits", "memory check")
+    clock.wrap(L, "check_fits", "memory check")
+    clock.wrap(optuna.trial.Trial, "set_user_attr", "storage writes")
+    clock.wrap(SummaryWriter, "__init__", "TensorBoard writers")
+    for name in ("atomic_write_json", "write_status"):
+        clock.wrap(L, name, "run files (config, env, status)")
     # the last step's checkpoint is written in a thread beside the final evaluation: count the
     # wait for it
     original = L.save_checkpoint_in_background
 
     def background(*a, **kw):
         future = original(*a, **kw)
-        result = future.result
-
-        def waited(*ra, **rk):
-            t0 = time.perf_counter()
-            try:
-                return result(*ra, **rk)
-            finally:
-                clock.seconds["checkpoint writes"] = clock.seconds.get("checkpoint writes", 0.0) + time.perf_counter() - t0
-
-        future.result = waited
+        future.result = clock.timed("checkpoint writes", future.result)
         return future
 
     L.save_checkpoint_in_background = background
@@ -287,45 +297,42 @@ def overhead(args, root: Path, parent: Path) -> dict:
     subprocess.run([sys.executable, "-c", "import ganlab.cli, ganlab.study.runner, ganlab.study.confirm, ganlab.train"],
                    check=True, env=child_env())
     start = time.perf_counter() - t1
-    runs = clock.calls.get("run (trial)", 0)
+    runs = clock.calls.get(RUN, 0)
     s = clock.seconds
-    per_run = {part: s.get(part, 0.0) / runs for part in ("run (trial)", "training steps", "network build", "evaluations",
-                                                         "checkpoint writes", "scoring after the run")}
-    per_run["other (logs, status, samples)"] = per_run["run (trial)"] - sum(
-        v for k, v in per_run.items() if k != "run (trial)")
+    inside = sum(s.get(p, 0.0) for p in PARTS)
+    run_total = (s.get(RUN, 0.0) + inside) / runs
+    per_run = {p: s.get(p, 0.0) / runs for p in PARTS}
+    per_run["other (trial set-up, logs, samples, console)"] = s.get(RUN, 0.0) / runs
     steps = args.steps
-    evals = max(1, steps // (args.eval_every or steps))
+    evals = clock.calls.get("evaluations", 0) / runs
     step_s = per_run["training steps"] / steps
-    eval_s = per_run["evaluations"] / evals
+    eval_s = per_run["evaluations"] / max(1.0, evals)
     per_worker = {"process start": start, "data decoding": s.get("data decoding", 0.0),
-                  "storage and scheduling": wall - s.get("run (trial)", 0.0) - s.get("data decoding", 0.0)}
+                  "storage and scheduling": wall - run_total * runs - s.get("data decoding", 0.0)}
     # a 1,000-step run with the study's evaluation cadence (every --eval-every steps, and at the end)
     n1000 = 1000
     evals1000 = max(1, n1000 // (args.eval_every or steps))
-    fixed = {k: v for k, v in per_run.items() if k not in ("run (trial)", "training steps", "evaluations")}
-    run1000 = {"training steps": step_s * n1000, "evaluations": eval_s * evals1000, **fixed}
-    runs_per_worker = runs  # this worker's runs
-    run1000.update({k: v / runs_per_worker for k, v in per_worker.items()})
+    run1000 = {p: v for p, v in per_run.items()}
+    run1000.update({"training steps": step_s * n1000, "evaluations": eval_s * evals1000})
+    run1000.update({k: v / runs for k, v in per_worker.items()})  # this worker's runs share them
     total1000 = sum(run1000.values())
-    return {"runs": runs, "steps": steps, "wall": wall, "per_run": per_run, "per_worker": per_worker,
-            "step_seconds": step_s, "eval_seconds": eval_s, "run1000": run1000, "total1000": total1000,
-            "share1000": {k: v / total1000 for k, v in run1000.items()}}
+    return {"runs": runs, "steps": steps, "wall": wall, "run_seconds": run_total, "per_run": per_run,
+            "per_worker": per_worker, "step_seconds": step_s, "eval_seconds": eval_s, "run1000": run1000,
+            "total1000": total1000, "share1000": {k: v / total1000 for k, v in run1000.items()}}
 
 
 def overhead_markdown(o: dict, eval_every: int) -> str:
-    run = o["per_run"]["run (trial)"]
-    lines = [f"Per-run overhead: {o['runs']} runs of {o['steps']} steps in one worker, one thread "
+    run = o["run_seconds"]
+    lines = [f"Per-run overhead: {o['runs']} runs of {o['steps']} steps in one worker, one thread: {run:.2f} s a run "
              f"({o['step_seconds'] * 1000:.0f} ms a step, {o['eval_seconds']:.2f} s an evaluation).", "",
              "| part | per run, measured (s) | share of the run | in a 1,000-step run (s) | share of it |",
              "|---|---|---|---|---|"]
     for part, v in o["per_run"].items():
-        if part == "run (trial)":
-            continue
         lines.append(f"| {part} | {v:.2f} | {100 * v / run:.1f}% | {o['run1000'][part]:.2f} | "
                      f"{100 * o['share1000'][part]:.1f}% |")
     for part, v in o["per_worker"].items():
-        lines.append(f"| {part} (once per worker, / {o['runs']} runs) | {v:.2f} | {100 * v / o['runs'] / run:.1f}% | "
-                     f"{o['run1000'][part]:.2f} | {100 * o['share1000'][part]:.1f}% |")
+        lines.append(f"| {part} (once per worker: / {o['runs']} runs) | {v / o['runs']:.2f} | "
+                     f"{100 * v / o['runs'] / run:.1f}% | {o['run1000'][part]:.2f} | {100 * o['share1000'][part]:.1f}% |")
     lines.append(f"\nA 1,000-step run, evaluated every {eval_every} steps: {o['total1000']:.0f} s, of which "
                  f"{100 * o['share1000']['training steps']:.0f}% training steps.")
     return "\n".join(lines)
@@ -351,7 +358,7 @@ def main() -> int:
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
     if args.quick:
-        args.steps, args.seeds, args.eval_every = 4, 2, 2
+        args.steps, args.seeds, args.eval_every = 4, 1, 2
     for flag in ("steps", "seeds", "rounds", "size", "channels"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} {getattr(args, flag)}: must be a whole number >= 1")
