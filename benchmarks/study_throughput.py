@@ -27,7 +27,8 @@ generated images): its figures mean nothing. ``--overhead`` adds the per-run ove
 confirmation worker, measured in this process (one thread, --n-jobs 1): the share of each run's
 time spent outside the training steps (network build, evaluations, checkpoint writes, the
 run's scoring afterwards) and, once per worker, process start and data decoding; then what those
-shares come to in a 1,000-step run.
+shares come to in a 1,000-step run. ``--eval-ab`` times one in-loop evaluation with and without
+the SWD's kept real side, in pairs.
 """
 
 from __future__ import annotations
@@ -338,6 +339,40 @@ def overhead_markdown(o: dict, eval_every: int) -> str:
     return "\n".join(lines)
 
 
+def eval_ab(args, data: str, val: str, pairs: int = 4) -> dict:
+    """One in-loop evaluation of a fresh generator, with the SWD's real side computed anew ("before")
+    and kept from the evaluation before ("after"), in pairs in this process (one thread)."""
+    import statistics
+
+    import torch
+
+    torch.set_num_threads(1)
+    from ganlab.config import TrainConfig
+    from ganlab.data import build_datasets
+    from ganlab.metrics import swd
+    from ganlab.runtime import runtime_for
+    from ganlab.train.build import build_session
+    from ganlab.train.inloop import evaluate
+
+    size, ch = (32, 4) if args.quick else (args.size, args.channels)
+    cfg = TrainConfig(data=data, val_data=val, size=size, load_size=size * 9 // 8, batch_size=4, ngf=ch, ndf=ch, steps=1,
+                      device="cpu").validate()
+    train_data, val_data = build_datasets(cfg, print)
+    session = build_session(cfg, runtime_for(cfg), 1)
+    evaluate(session, val_data, 0, None, None, None, train_data)  # warm-up
+    before, after = [], []
+    for _ in range(pairs):
+        swd._REAL.clear()
+        t0 = time.perf_counter()
+        evaluate(session, val_data, 0, None, None, None, train_data)
+        before.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        evaluate(session, val_data, 0, None, None, None, train_data)
+        after.append(time.perf_counter() - t0)
+    ratios = [a / b for a, b in zip(after, before)]
+    return {"before": before, "after": after, "ratios": ratios, "median_ratio": statistics.median(ratios)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="training images (default: BSDS500 train where present, else generated images)")
@@ -354,6 +389,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="check the benchmark in a minute: tiny runs, figures meaningless")
     p.add_argument("--overhead", action="store_true", help="also measure the per-run overhead of a confirmation worker")
     p.add_argument("--only-overhead", action="store_true", help="measure the per-run overhead only")
+    p.add_argument("--eval-ab", action="store_true", help="only time one in-loop evaluation with and without the "
+                   "SWD's kept real side, in pairs")
     p.add_argument("--markdown", help="write the tables here")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
@@ -368,6 +405,14 @@ def main() -> int:
     cores = usable_cores()
     command = "python benchmarks/study_throughput.py " + " ".join(sys.argv[1:])
     print(f"data: {what}; {cores} usable cores; {args.steps} steps a run, {args.seeds} seeds x 3 arms", flush=True)
+    if args.eval_ab:
+        ab = eval_ab(args, data, val)
+        print("\n".join(f"evaluation without the kept real side {b:.2f} s, with it {a:.2f} s"
+                        for b, a in zip(ab["before"], ab["after"])))
+        print(f"median ratio {ab['median_ratio']:.2f} (range {min(ab['ratios']):.2f}-{max(ab['ratios']):.2f})")
+        if args.json:
+            Path(args.json).write_text(json.dumps(ab, indent=2))
+        return 0
     parent = make_parent(args, root, data, val)
     out: dict = {"command": command, "data": what}
     text = []
