@@ -186,3 +186,17 @@ def test_float_input_is_refused_with_one_line(real):
         sliced_wasserstein(real.float(), real)
     with pytest.raises(UsageError, match="size"):
         color_histogram_distance(real, real[:, :, :32, :32])
+
+
+def test_the_kept_real_side_of_one_channel_space_never_serves_the_other(real):
+    from ganlab.metrics import swd
+
+    fake = desaturate(real, 0.5)
+    swd._REAL.clear()
+    ab_fresh = ab_sliced_wasserstein(real, fake, seed=2)
+    swd._REAL.clear()
+    rgb_fresh = sliced_wasserstein(real, fake, seed=2)
+    for _ in range(2):  # alternating, as the in-loop evaluation calls them: each keeps its own
+        assert ab_sliced_wasserstein(real, fake, seed=2) == ab_fresh
+        assert sliced_wasserstein(real, fake, seed=2) == rgb_fresh
+    assert len(swd._REAL) == 2
