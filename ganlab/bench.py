@@ -29,7 +29,7 @@ from ganlab.train.build import build_networks, build_session, build_stack
 from ganlab.train.distributed import Dist
 from ganlab.train.flops import PassCounter, describe, model_flops, plan_passes, step_flops
 from ganlab.train.memory import check_fits, peak_rss_bytes
-from ganlab.trick import TrickStack
+from ganlab.trick._stack import TrickStack
 
 __all__ = ["PEAKS", "SETTINGS", "bench", "cpu_peak_flops", "default_variants", "device_peak_flops", "gpu_peak_flops",
            "parse_variant", "plain_step"]

@@ -49,18 +49,10 @@ from ganlab.runtime import runtime_for
 from ganlab.stats import StatsBus
 from ganlab.train.build import Session, build_session
 from ganlab.train.checkpoint import PLAIN_STATE_ADVICE, not_plain_data
-from ganlab.trick import (
-    ENTRY_POINT_GROUP,
-    NetSpec,
-    OptimSpec,
-    StepContext,
-    StepPlan,
-    Trick,
-    TrickStack,
-    parse_trick_arg,
-    registered,
-    registry,
-)
+from ganlab.nets import NetSpec
+from ganlab.trick import OptimSpec, StepContext, StepPlan, Trick, registered
+from ganlab.trick._registry import ENTRY_POINT_GROUP, parse_trick_arg, registry
+from ganlab.trick._stack import TrickStack
 
 __all__ = [
     "ConformanceError",

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ganlab.errors import UsageError
 from ganlab.modes import GAN_MODES, L1_ONLY
-from ganlab.trick.registry import registry  # the tricks themselves (and torch) load when it is called
+from ganlab.trick._registry import registry  # the tricks themselves (and torch) load when it is called
 
 DESCRIPTION = """\
 List the tricks ganlab can use: the built-in ones and those of any installed package that
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def incompatibilities(known: dict) -> dict[str, list[tuple[str, str]]]:
     """``{trick: [(other, sentence), ...]}`` where ``other`` is a trick or ``--gan-mode M``."""
-    from ganlab.trick import TrickStack
+    from ganlab.trick._stack import TrickStack
 
     out: dict[str, list[tuple[str, str]]] = {name: [] for name in known}
     instances = {}
@@ -77,7 +77,7 @@ def _conflict_cell(items: list[tuple[str, str]]) -> str:
 
 
 def _param_lines(cls) -> list[tuple[str, str, str]]:
-    from ganlab.trick import param_infos
+    from ganlab.trick.params import param_infos
 
     rows = []
     for info in param_infos(cls.Params):

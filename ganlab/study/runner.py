@@ -48,7 +48,8 @@ from ganlab.train import Diverged, train
 from ganlab.errors import Stopped
 from ganlab.train.checkpoint import checkpoint_bytes, slim_run
 from ganlab.train.memory import check_fits
-from ganlab.trick import TrickStack, build_trick
+from ganlab.trick._registry import build_trick
+from ganlab.trick._stack import TrickStack
 
 __all__ = ["FidNetwork", "StudyRunner", "check_inception", "run_study"]
 

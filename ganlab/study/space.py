@@ -15,7 +15,9 @@ from typing import Any
 from ganlab.config import TrainConfig, coerce_fields
 from ganlab.study.spec import NONE, Range, StudySpec
 from ganlab.train.build import overridden_setting, overridden_trick_param
-from ganlab.trick import Trick, param_infos, registry
+from ganlab.trick._registry import registry
+from ganlab.trick.params import param_infos
+from ganlab.trick import Trick
 
 __all__ = ["range_values", "sample_trial", "study_base_config"]
 

@@ -16,7 +16,8 @@ from ganlab.config import TrainConfig, check_run_name, coerce_fields
 from ganlab.errors import UsageError
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, measured_in_loop
 from ganlab.train.build import overridden_setting, overridden_trick_param
-from ganlab.trick import param_infos, registry
+from ganlab.trick._registry import registry
+from ganlab.trick.params import param_infos
 
 __all__ = ["KEEP_CHOICES", "NONE", "PRUNERS", "Range", "SAMPLERS", "StudySpec", "builtin_studies", "load_study_file", "parse_study"]
 
