@@ -76,7 +76,7 @@ def _conflict_cell(items: list[tuple[str, str]]) -> str:
     return "\n".join(parts) or "-"
 
 
-def _param_lines(cls) -> list[tuple[str, str, str]]:
+def _param_lines(cls) -> list[tuple[str, str, str, str, str, str]]:
     from ganlab.trick.params import param_infos
 
     rows = []
@@ -89,11 +89,11 @@ def _param_lines(cls) -> list[tuple[str, str, str]]:
             search = "|".join(str(c).lower() if isinstance(c, bool) else str(c) for c in space[1])
         else:
             search = f"{space[1]:g}..{space[2]:g}" + (" (log)" if space[3] else "")
-        rows.append((info.key, default, info.describe_range(), search, info.help))
+        rows.append((info.key, default, info.describe_range(), search, info.help, info.describe_condition()))
     return rows
 
 
-def _param_summary(key: str, default: str, allowed: str, searched: str, _help: str) -> str:
+def _param_summary(key: str, default: str, allowed: str, searched: str, _help: str, _condition: str) -> str:
     text = f"{key} = {default}  {allowed}"
     if set(searched.split("|")) != set(allowed.split("|")):
         text += f"  search {searched}"
@@ -147,11 +147,15 @@ def show_trick(console, known: dict, name: str) -> None:
     rows = _param_lines(cls)
     if rows:
         table = Table(title="parameters", title_justify="left")
-        for col in ("name", "default", "allowed", "searched", "meaning"):
+        conditional = any(row[5] for row in rows)
+        for col in ("name", "default", "allowed", "searched", "meaning", *(("acts only when",) if conditional else ())):
             table.add_column(col)
         for row in rows:
-            table.add_row(*map(escape, row))
+            table.add_row(*map(escape, row if conditional else row[:5]))
         console.print(table)
+        if conditional:
+            console.print("A parameter that acts only when another has a given value is drawn by a study only then.",
+                          highlight=False, markup=False)
     else:
         console.print("[bold]Parameters:[/] none", highlight=False)
     if cls.identity is None:
