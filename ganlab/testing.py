@@ -743,7 +743,10 @@ def check_net_shapes(kind: str, net) -> None:
             size = spec.size
             gen = torch.Generator().manual_seed(0)
             if kind == "generator":
-                stride = int(getattr(module, "stride", 1))
+                stride = getattr(module, "stride", 1)
+                if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+                    raise ConformanceError(f"{what}: its 'stride' attribute is {stride!r}; give the whole number the input's "
+                                           "height and width must be a multiple of (or no such attribute)")
                 big = max(size, stride) + (stride if stride > 1 else size)
                 for h, w in ((size, size), (big, size)):
                     x = torch.rand((2, c_in, h, w), generator=gen) * 2 - 1
@@ -753,7 +756,8 @@ def check_net_shapes(kind: str, net) -> None:
                                                f" ({getattr(y, 'dtype', type(y).__name__)}), not {(2, c_out, h, w)} float32")
                     if not torch.isfinite(y).all() or y.abs().max() > 1:
                         raise ConformanceError(f"{what}: outputs must be finite and in [-1, 1] (the data's range; end with tanh)")
-                y.square().mean().backward()
+                if y.requires_grad:
+                    y.square().mean().backward()
                 if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()):
                     raise ConformanceError(f"{what}: no gradient reaches its parameters")
             else:
