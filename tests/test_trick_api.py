@@ -118,7 +118,9 @@ def test_built_in_tricks_name_capabilities_by_the_constants():
             assert f'"{cap}"' not in text, (path.name, cap)  # the constant, not its spelling
 
 
-ALLOWED_IMPORTS = {"ganlab.trick", "ganlab.stats", "ganlab.nets"}
+# The author's API, the stats bus, the network-extension surface and the pure loss functions:
+# never another trick, the host's private modules, the trainer or the study.
+ALLOWED_IMPORTS = {"ganlab.trick", "ganlab.stats", "ganlab.nets", "ganlab.nets.blocks", "ganlab.losses"}
 
 
 def test_built_in_tricks_import_only_the_public_surface():
@@ -254,3 +256,12 @@ def test_the_condition_check_catches_a_parameter_that_acts_where_it_says_it_does
 @pytest.mark.parametrize("name", sorted(n for n, c in registry().items() if any(i.active_if for i in param_infos(c.Params))))
 def test_built_in_conditional_parameters_act_only_where_declared(name):
     assert check_conditions(name)
+
+
+def test_the_readmes_trick_example_passes_the_shape_check():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Writing a trick", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    check_shapes(namespace["RandomFlip"], {"p": 0.3})
