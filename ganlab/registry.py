@@ -19,6 +19,7 @@ Plain Python: importing this module loads no library.
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
@@ -45,6 +46,7 @@ class Registry:
         self.__doc__ = contract
         self._check = check
         self._extra: dict[str, Any] = {}
+        self._found: tuple[tuple[str, ...], dict[str, metadata.EntryPoint]] | None = None
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, group={self.group!r})"
@@ -78,11 +80,15 @@ class Registry:
 
     # Reading ------------------------------------------------------------------------------------
     def entry_points(self) -> dict[str, metadata.EntryPoint]:
-        """The group's entry points by name (one per name: the first found wins)."""
-        found: dict[str, metadata.EntryPoint] = {}
-        for ep in metadata.entry_points(group=self.group):
-            found.setdefault(ep.name, ep)
-        return found
+        """The group's entry points by name (one per name: the first found wins). Read once per
+        import path: a package put on ``sys.path`` later is seen."""
+        key = tuple(sys.path)
+        if self._found is None or self._found[0] != key:
+            found: dict[str, metadata.EntryPoint] = {}
+            for ep in metadata.entry_points(group=self.group):
+                found.setdefault(ep.name, ep)
+            self._found = (key, found)
+        return dict(self._found[1])
 
     def names(self) -> tuple[str, ...]:
         """Every member's name without importing any: the default first, then the rest by name."""
