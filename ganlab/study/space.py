@@ -3,10 +3,10 @@ on, and the base hyperparameters that are live under those tricks (define-by-run
 
 Only live parameters are searched. A trick's parameter is drawn only where its declared
 ``active_if`` conditions hold (Optuna's define-by-run: ``soft-labels.fake_low`` exists only in
-trials with ``soft-labels.two_sided`` true). A base setting that a trick of the drawn stack sets itself
-(``lr`` under ``wgan-gp`` or ``ttur``, ``gan_mode`` under ``wgan-gp``) is not drawn, so it is
-not in ``trial.params`` and no importance is ever computed on it. Whether a setting is live is
-asked of the tricks' build hooks (:func:`ganlab.train.build.overridden_setting`), never of a
+trials with ``soft-labels.two_sided`` true). A base setting that a trick of the drawn stack
+sets itself (``lr`` under ``wgan-gp`` or ``ttur``, ``gan_mode`` under ``wgan-gp``) is not
+drawn, so it is not in ``trial.params`` and no importance is ever computed on it. Whether a
+setting is live is asked of the tricks' build hooks (:func:`ganlab.train.build.overridden_setting`), never of a
 list of trick names, so a third-party trick is handled the same way.
 """
 
@@ -65,12 +65,12 @@ def _trick_param_is_dead(cfg: TrainConfig, cls: type[Trick], values: dict[str, A
     return bool(overridden_trick_param(cfg, variants, others))
 
 
-def _current(infos, values: dict[str, Any]) -> dict[str, Any]:
+def _current(trick: str, infos, values: dict[str, Any]) -> dict[str, Any]:
     """Every parameter's value by key: the drawn or fixed one, else the default (typed)."""
     out = {}
     for info in infos:
         v = values.get(info.key, values.get(info.name, info.default))
-        out[info.key] = v if type(v) is info.type else coerce_param("?", info, v)
+        out[info.key] = v if type(v) is info.type else coerce_param(trick, info, v)
     return out
 
 
@@ -107,7 +107,7 @@ def sample_trial(spec: StudySpec, trial) -> tuple[dict[str, Any], list[tuple[str
         for info in sorted(infos, key=lambda i: bool(i.active_if)):
             if info.key in fixed.get(name, {}):
                 continue
-            if info.active_if and not info.is_active(_current(infos, values[name])):
+            if info.active_if and not info.is_active(_current(name, infos, values[name])):
                 continue
             r = overrides.get(name, {}).get(info.key) or _declared_range(info)
             if r is None or _trick_param_is_dead(cfg, known[name], values[name], info.key, r, others):
