@@ -93,10 +93,12 @@ def _param_lines(cls) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
-def _param_summary(key: str, default: str, allowed: str, searched: str, _help: str, _condition: str) -> str:
+def _param_summary(key: str, default: str, allowed: str, searched: str, _help: str, condition: str) -> str:
     text = f"{key} = {default}  {allowed}"
     if set(searched.split("|")) != set(allowed.split("|")):
         text += f"  search {searched}"
+    if condition:
+        text += f"  if {condition}"
     return text
 
 
