@@ -41,8 +41,9 @@ What a trick may change, and where (everything else it only reads, through :clas
 5. its own state (``self``), saved through ``state_dict``;
 6. the state of ``ctx.rng``, by drawing from it (never re-seeding it).
 
-``ganlab.testing``'s conformance checks enforce 1, 3 and 4 inside a real step, and the context
-refuses assignment.
+Inside a real step, ``ganlab.testing``'s conformance checks hold every hook to 1 and 4 and
+refuse a per-step hook that changes the networks' structure (their parameters and buffers);
+the context refuses assignment.
 
 All randomness in a trick comes from ``ctx.rng``, a ``torch.Generator`` that the step hands it
 and the checkpoint saves, so a run is reproducible and a trick never disturbs the baseline's
