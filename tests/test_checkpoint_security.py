@@ -207,7 +207,8 @@ def test_an_upgraded_run_resumes_bit_for_bit(tmp_path, image_dir, run_cli):
 
 
 def test_the_rng_states_round_trip_through_plain_data():
-    from ganlab.train.checkpoint import _numpy_state, _plain_numpy_state, _plain_python_state, _python_state
+    from ganlab.train.checkpoint.rng import numpy_state as _numpy_state, plain_numpy_state as _plain_numpy_state
+    from ganlab.train.checkpoint.rng import plain_python_state as _plain_python_state, python_state as _python_state
 
     np.random.seed(3)
     np.random.normal()  # a cached Gaussian
