@@ -16,7 +16,8 @@ from ganlab.train.checkpoint.format import (BEST_FILE, CHECKPOINT_FORMAT, FINAL_
 from ganlab.train.checkpoint.rng import set_rng_state
 from ganlab.train.checkpoint.scan import asks_for_objects, foreign, is_previous_format, pickle_globals
 
-__all__ = ["is_slimmed", "latest_checkpoint", "read_checkpoint", "restore", "slimmed_refusal"]
+__all__ = ["checkpoint_config", "is_slimmed", "latest_checkpoint", "load_weights", "read_checkpoint", "restore",
+           "slimmed_refusal", "state_mismatch"]
 
 
 def previous_format_refusal(path: Path, target: Path | None = None) -> UnsafeCheckpoint:
@@ -111,9 +112,68 @@ def is_slimmed(run_dir: Path) -> bool:
     return not checkpoint_files(run_dir) and (Path(run_dir) / "checkpoints" / FINAL_FILE).is_file()
 
 
+def _shape(value) -> str:
+    return f"({', '.join(str(n) for n in value.shape)})" if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def state_mismatch(module: torch.nn.Module, saved, what: str = "G") -> str | None:
+    """How a saved state dict disagrees with ``module`` (a missing or unexpected tensor, or the
+    first tensor whose shape differs), as ``what``'s tensor name and both shapes; None when it
+    fits."""
+    if not isinstance(saved, dict):
+        return f"{what} is a {type(saved).__name__}, not a state dict"
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    for name, tensor in expected.items():
+        if name in saved and (not isinstance(saved[name], torch.Tensor) or saved[name].shape != tensor.shape):
+            return f"{what} {name} is {_shape(saved[name])} in the file, {_shape(tensor)} in the network"
+    if missing:
+        return f"{what} {missing[0]} is missing from the file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    if unexpected:
+        return f"{what} {unexpected[0]} is in the file but not in the network" + (
+            f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+    return None
+
+
+def checkpoint_config(path: Path, payload: dict):
+    """The TrainConfig a checkpoint was written with; GanlabError naming the file when it has
+    none or it does not parse."""
+    from ganlab.config import TrainConfig
+
+    config = payload.get("config")
+    if not isinstance(config, dict):
+        why = "no configuration (no 'config' entry)" if config is None else f"a {type(config).__name__} as its 'config'"
+        raise GanlabError(f"checkpoint {path} holds {why}, so its networks cannot be built; use a checkpoint written by "
+                          "ganlab train")
+    try:
+        return TrainConfig.from_dict(config, f"checkpoint {path}: config")
+    except GanlabError as exc:
+        raise GanlabError(f"{exc} (its configuration does not parse; use a checkpoint written by ganlab train)") from None
+
+
+def load_weights(module: torch.nn.Module, saved, path: Path, what: str = "G") -> None:
+    """``module.load_state_dict(saved)``, or GanlabError naming the file and the first tensor
+    that does not fit the network its configuration describes."""
+    wrong = state_mismatch(module, saved, what)
+    if wrong is None:
+        try:
+            module.load_state_dict(saved)
+            return
+        except (RuntimeError, ValueError, TypeError) as exc:
+            wrong = f"{what}: {type(exc).__name__}"
+    raise GanlabError(f"checkpoint {path} does not fit the networks its configuration describes ({wrong}): its "
+                      "configuration disagrees with its weights; use a checkpoint written by ganlab train")
+
+
 def restore(session, train_data, path: Path, payload: dict) -> int:
     """Load a checkpoint read with ``for_resume`` into a freshly built session (networks,
     optimisers, trick states and every RNG); returns the step it was written at."""
+    for net, what in ((session.G, "G"), (session.D, "D")):
+        wrong = state_mismatch(net, payload.get(what), what) if net is not None else None
+        if wrong is not None:
+            raise GanlabError(f"checkpoint {path} does not fit this run's networks ({wrong}; the networks are built from "
+                              f"the run's config.json); start a new run")
     try:
         session.G.load_state_dict(payload["G"])
         if session.D is not None:
