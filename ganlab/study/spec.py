@@ -134,12 +134,6 @@ class StudySpec:
     def warmup(self) -> int:
         return self.eval_every if self.prune_warmup is None else self.prune_warmup
 
-    def candidate_tricks(self) -> list[str]:
-        names = list(self.always) + list(self.optional)
-        for _, members in self.groups:
-            names += [m for m in members if m != NONE]
-        return names
-
 
 def _check_prune_on(where: str, value: str, objectives, weights) -> None:
     ok = [*INLOOP_METRICS, *(o for o in OBJECTIVES if measured_in_loop(o))]
