@@ -35,11 +35,11 @@ from ganlab.study.record import ARM, study_record, trial_record, write_study
 from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError, UsageError
 from ganlab.losses import L1_ONLY
-from ganlab.study.budget import DISCARDED, shown
+from ganlab.study.budget import shown
 from ganlab.study.evidence import CONFIRM_SUFFIX, confirmation_of
 from ganlab.study.objective import OBJECTIVES
 from ganlab.study.recovery import recover_dead_trials
-from ganlab.study.runner import ARM_ATTR, StudyRunner
+from ganlab.study.runner import StudyRunner
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact

@@ -32,11 +32,11 @@ from ganlab.metrics.scripted import FLAG as FID_FEATURES_FLAG
 from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import instability_from_run
 from ganlab.runtime import runtime_for
-from ganlab.study.budget import DISCARDED, BudgetSpent, budget_spent, counted, discard_if_over, shown
+from ganlab.study.budget import BudgetSpent, budget_spent, counted, discard_if_over, shown
 from ganlab.study.objective import (INLOOP_METRICS, OBJECTIVES, WEIGHTED, combined_objective_values, describe_pruning, mean_metrics,
                                     named_objective_values, seed_mean, spread_metric)
 from ganlab.study.pruning import CURVE_ATTR, Pruning
-from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
+from ganlab.study.recovery import RESUME_ATTR, recover_dead_trials, requeue, stamp_worker
 
 ARM_ATTR = ARM  # a confirmation's run: {"label", "params", "tricks", "seed"}
 SEED_RUNS_ATTR = SEED_RUNS  # per seed: {"seed", "run_dir", "metrics", "objectives", ...} or its divergence
