@@ -4,6 +4,8 @@ on, and the private ways agree with the public lookups they stand for."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -11,7 +13,13 @@ from ganlab.study import _optuna
 
 
 def test_the_installed_optuna_is_in_the_tested_range():
+    import tomllib
+
     assert _optuna.in_tested_range(), (optuna.__version__, _optuna.TESTED)
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    (lo_major, lo_minor), (hi_major, hi_minor) = _optuna.TESTED
+    high = f"{hi_major}" if hi_minor == 0 else f"{hi_major}.{hi_minor}"
+    assert f"optuna>={lo_major}.{lo_minor},<{high}" in pyproject["project"]["dependencies"]  # what pip allows is what was tested
     assert _optuna.in_tested_range("5.1.0") and _optuna.in_tested_range("5.9.2")
     assert not _optuna.in_tested_range("4.6.0") and not _optuna.in_tested_range("6.0.0rc1")
 
