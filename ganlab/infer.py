@@ -17,7 +17,7 @@ from torch import nn
 from ganlab.color import AB_SCALE, L_SCALE, lab_to_rgb, rgb_to_lab, to_uint8
 from ganlab.config import TrainConfig
 from ganlab.data.images import find_images
-from ganlab.errors import UsageError
+from ganlab.errors import GanlabError, UsageError
 from ganlab.train.build import build_networks
 from ganlab.train.checkpoint import best_checkpoint, checkpoint_files, latest_checkpoint, read_checkpoint
 from ganlab.train.checkpoint.read import checkpoint_config, load_weights
@@ -77,7 +77,12 @@ def open_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
     cfg = checkpoint_config(file, payload)
-    _, G, _ = build_networks(cfg, with_d=False, backbone=False)  # the checkpoint holds the weights
+    try:
+        _, G, _ = build_networks(cfg, with_d=False, backbone=False)  # the checkpoint holds the weights
+    except (ValueError, RuntimeError, TypeError, KeyError, ZeroDivisionError) as exc:
+        raise GanlabError(f"checkpoint {file}: its configuration describes no network ganlab can build "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); use a checkpoint "
+                          "written by ganlab train") from None
     key = "G_ema" if checkpoint in ("ema", "auto") and "G_ema" in payload else "G"
     if checkpoint == "ema" and key != "G_ema":
         raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
