@@ -38,7 +38,7 @@ models); [study].prune_on = "val/L1" (any in-loop metric) picks another. fid use
 Inception, or --fid-features FILE (a TorchScript feature network of your choosing); the study
 records which, and refuses to continue with another.
 
-Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
+Storage: a SQLite file by default (<runs>/studies.db); --storage journal:///path/study.log (an
 Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets
 any number of workers on many machines join the same study. A trial whose worker died is marked
 failed and run again once. A diverged trial (NaN) is recorded as failed with
