@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ganlab.errors import GanlabError, UsageError
 from ganlab.metrics.stability import RUN_WEIGHTS, SCALE, SEED_WEIGHT
+from ganlab.study.record import write_study
 
 if TYPE_CHECKING:
     from ganlab.study.spec import StudySpec
@@ -97,7 +98,7 @@ def agree_on_stability(study, spec: "StudySpec", where: str = "") -> None:
     if stored == STABILITY_FORMULA:
         return
     if stored is None and not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
-        study.set_user_attr("stability_formula", STABILITY_FORMULA)
+        write_study(study, stability_formula=STABILITY_FORMULA)
         return
     raise UsageError(f"study {spec.name}{' in ' + where if where else ''} was scored with an earlier instability "
                      f"formula ({stored or 'loss shape and quality together'}), which does not compare with the current "
