@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ganlab.errors import GanlabError, UsageError
 from ganlab.metrics.stability import RUN_WEIGHTS, SCALE, SEED_WEIGHT
-from ganlab.study.record import write_study
+from ganlab.study.record import study_record, write_study
 
 if TYPE_CHECKING:
     from ganlab.study.spec import StudySpec
@@ -94,7 +94,7 @@ def agree_on_stability(study, spec: "StudySpec", where: str = "") -> None:
     refused with one line (its values and the new ones would sit on one Pareto front)."""
     if not any(OBJECTIVES[o].metric is None for o in spec.objectives):
         return
-    stored = study.user_attrs.get("stability_formula")
+    stored = study_record(study).stability_formula
     if stored == STABILITY_FORMULA:
         return
     if stored is None and not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
