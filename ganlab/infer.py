@@ -4,6 +4,7 @@ lightness is kept from the input and only a/b come from the network)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,12 +18,12 @@ from torch import nn
 from ganlab.color import AB_SCALE, L_SCALE, lab_to_rgb, rgb_to_lab, to_uint8
 from ganlab.config import TrainConfig
 from ganlab.data.images import find_images
-from ganlab.errors import UsageError
+from ganlab.errors import GanlabError, UsageError
 from ganlab.train.build import build_networks
-from ganlab.train.checkpoint import best_checkpoint, checkpoint_files, latest_checkpoint, read_checkpoint
+from ganlab.train.checkpoint import UnsafeCheckpoint, best_checkpoint, checkpoint_files, latest_checkpoint, read_checkpoint
 from ganlab.train.rundir import is_run_dir
 
-__all__ = ["Loaded", "WHICH", "colorize_array", "direction_of", "input_images", "load_generator", "open_generator", "output_names", "pad_to", "run_generator",
+__all__ = ["Loaded", "WHICH", "colorize_array", "direction_of", "input_images", "load_generator", "open_generator", "output_names", "overwritten_input", "pad_to", "run_generator",
            "translate_array"]
 
 
@@ -73,17 +74,56 @@ def open_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
             file, payload = best_checkpoint(p)
         else:
             file, payload = latest_checkpoint(p, warn, advice="there is no generator to use")
+            file, payload = _newest_finite(p, file, payload, checkpoint, warn)
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
+    key = _weights_key(payload, checkpoint)
+    bad = nonfinite_tensor(payload.get(key))
+    if bad is not None:  # an explicit file, or best.pt: the user named it, so it is refused, not replaced
+        raise GanlabError(f"checkpoint {file} holds NaN or Inf weights ({key}.{bad}): its generator would give black "
+                          "images; use an earlier checkpoint of the run (or the run folder: its newest good one)")
     cfg = TrainConfig.from_dict(payload["config"])
     _, G, _ = build_networks(cfg, with_d=False, backbone=False)  # the checkpoint holds the weights
-    key = "G_ema" if checkpoint in ("ema", "auto") and "G_ema" in payload else "G"
     if checkpoint == "ema" and key != "G_ema":
         raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
     G.load_state_dict(payload[key])
     step = payload.get("step")
     best = payload.get("best") if isinstance(payload.get("best"), dict) else None
     return Loaded(cfg, G.to(device).eval(), Path(file), int(step) if isinstance(step, int) else None, key, best)
+
+
+def nonfinite_tensor(state) -> str | None:
+    """The name of the first floating-point tensor of a state dict holding NaN or Inf, or None."""
+    for name, t in (state or {}).items() if isinstance(state, dict) else ():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            return str(name)
+    return None
+
+
+def _weights_key(payload: dict, checkpoint: str) -> str:
+    return "G_ema" if checkpoint in ("ema", "auto") and "G_ema" in payload else "G"
+
+
+def _newest_finite(run_dir: Path, file: Path, payload: dict, checkpoint: str, warn) -> tuple[Path, dict]:
+    """The newest checkpoint of a run, from ``file`` down, whose generator is finite: a
+    diverged newest checkpoint is reported and passed over, as a damaged one is."""
+    files = checkpoint_files(run_dir)
+    older = files[files.index(file) + 1:] if file in files else []
+    while (bad := nonfinite_tensor(payload.get(_weights_key(payload, checkpoint)))) is not None:
+        warn(f"checkpoint {file} holds NaN or Inf weights ({bad}); falling back to the previous checkpoint")
+        while older:
+            file = older.pop(0)
+            try:
+                payload = read_checkpoint(file)
+                break
+            except UnsafeCheckpoint:
+                raise
+            except GanlabError as exc:
+                warn(f"{exc}; falling back to the previous checkpoint")
+        else:
+            raise GanlabError(f"{run_dir}: every checkpoint holds NaN or Inf weights or is unusable (the run diverged "
+                              "before its first good checkpoint); there is no generator to use")
+    return file, payload
 
 
 def load_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu", *,
@@ -153,18 +193,38 @@ def input_images(paths: list[str]) -> list[tuple[Path, Path]]:
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.exists():
+            try:
+                os.stat(p)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise UsageError(f"{raw}: a loop of symbolic links (it never reaches a file); "
+                                     "give the file or folder the links were meant to point at") from None
             raise UsageError(f"{raw}: no such file or folder")
         files = find_images(p)
         if p.is_file() and not files:
             raise UsageError(f"{raw}: not an image file (jpg, png, webp, tif, bmp, gif)")
         for f in files:
-            key = f.resolve()
+            key = Path(os.path.realpath(f))  # a link loop among the files stays a path (decode skips it)
             if key not in seen:
                 seen.add(key)
                 found.append((f, Path(f.name) if p.is_file() else f.relative_to(p)))
     if not found:
         raise UsageError(f"{' '.join(paths)}: no image files found")
     return found
+
+
+def overwritten_input(out: Path, files: list[tuple[Path, Path]], names: list[tuple[Path, Path | None]]) -> tuple[Path, Path] | None:
+    """The first (input, output) pair where writing the outputs under ``out`` would replace an
+    input file (the same file, reached through any links), or None. Checked before any work:
+    ``--out .`` beside ``old.png``, or ``--out photos`` on the folder ``photos``, would
+    otherwise put every PNG's colourised version in its place."""
+    inputs = {os.path.normcase(os.path.realpath(f)): f for f, _ in files}
+    for rel, _ in names:
+        target = out / rel
+        hit = inputs.get(os.path.normcase(os.path.realpath(target)))
+        if hit is not None:
+            return hit, target
+    return None
 
 
 def output_names(rels: list[Path]) -> list[tuple[Path, Path | None]]:
