@@ -87,13 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # Under torchrun every process meets the same usage error: rank 0 says it once.
         if not (isinstance(exc, UsageError) and int(os.environ.get("RANK", "0") or 0) > 0):
-            print(f"ganlab: error: {exc}", file=sys.stderr)
+            print(_without_password(f"ganlab: error: {exc}", argv), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # the environment said no: a full disk, a read-only or vanished folder
         if debug:
             raise
         where = f"cannot write or read {exc.filename}: " if exc.filename else ""
-        print(f"ganlab: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(_without_password(f"ganlab: error: {where}{exc.strerror or exc}", argv), file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         if debug:
@@ -113,6 +113,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("ganlab: error: out of memory; lower --batch-size, --size, --ngf or --ndf", file=sys.stderr)
         return 1
+
+
+def _without_password(text: str, argv: list[str]) -> str:
+    """An error line with the password of any URL on the command line (``--storage
+    postgresql://user:PASSWORD@host/db``) replaced: a message quoting the URL must not leak it."""
+    if "@" not in text:
+        return text
+    from urllib.parse import unquote
+
+    for arg in argv:
+        for url in ([arg.split("=", 1)[1]] if arg.startswith("--") and "=" in arg else [arg]):
+            if "://" in url and "@" in url:
+                creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+                if ":" in creds and creds.split(":", 1)[1]:
+                    secret = creds.split(":", 1)[1]
+                    text = text.replace(secret, "***").replace(unquote(secret), "***")
+    return text
 
 
 def entry() -> None:
