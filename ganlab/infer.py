@@ -155,9 +155,18 @@ def run_generator(G, x: torch.Tensor, stride: int) -> torch.Tensor:
     return G(padded)[..., :h, :w]
 
 
+# Above this many pixels colorize works on strips of rows of the full-size picture: its memory is
+# then the input (3 bytes a pixel), the lightness (4) and the output (3) plus one strip's floats,
+# rather than some 60 bytes a pixel for the whole picture's float copies at once.
+STRIP_PIXELS = 4_000_000
+
+
 @torch.no_grad()
 def colorize_array(G, rgb: np.ndarray, stride: int, max_side: int, device) -> np.ndarray:
     """(H, W, 3) uint8 -> (H, W, 3) uint8 with the input's lightness and the network's colours."""
+    h, w = rgb.shape[:2]
+    if h * w > STRIP_PIXELS:
+        return _colorize_in_strips(G, rgb, stride, max_side, device)
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device).float() / 255.0
     lab = rgb_to_lab(x)
     L = lab[:, :1]
@@ -171,6 +180,50 @@ def colorize_array(G, rgb: np.ndarray, stride: int, max_side: int, device) -> np
         ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
     out = lab_to_rgb(torch.cat((L, ab), 1))
     return to_uint8(out)[0].permute(1, 2, 0).cpu().numpy()
+
+
+def _strip_rows(w: int) -> int:
+    return max(1, STRIP_PIXELS // max(1, w) // 4)
+
+
+def _bilinear_rows(src: torch.Tensor, h: int, w: int, y0: int, y1: int) -> torch.Tensor:
+    """Rows ``y0:y1`` of ``F.interpolate(src, (h, w), mode="bilinear", align_corners=False)``
+    without making the whole (h, w) result (the same source positions and weights)."""
+
+    def axis(n_out: int, n_in: int, start: int, stop: int):
+        pos = ((torch.arange(start, stop, device=src.device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5).clamp_min(0.0)
+        i0 = pos.floor().long().clamp(max=n_in - 1)
+        i1 = (i0 + 1).clamp(max=n_in - 1)
+        return i0, i1, pos - i0
+
+    r0, r1, ty = axis(h, src.shape[-2], y0, y1)
+    c0, c1, tx = axis(w, src.shape[-1], 0, w)
+    rows = src[..., r0, :] * (1 - ty)[:, None] + src[..., r1, :] * ty[:, None]
+    return rows[..., c0] * (1 - tx) + rows[..., c1] * tx
+
+
+def _colorize_in_strips(G, rgb: np.ndarray, stride: int, max_side: int, device) -> np.ndarray:
+    """:func:`colorize_array` for a large picture, strip by strip of rows (the network still sees
+    the whole picture, shrunk to ``max_side``)."""
+    h, w = rgb.shape[:2]
+    rows = _strip_rows(w)
+    L = torch.empty((1, 1, h, w), dtype=torch.float32, device=device)
+    for y in range(0, h, rows):
+        x = torch.from_numpy(rgb[y:y + rows]).permute(2, 0, 1)[None].to(device).float() / 255.0
+        L[..., y:y + rows, :] = rgb_to_lab(x)[:, :1]
+    L_in = L
+    if max_side and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        L_in = F.interpolate(L, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear", align_corners=False, antialias=True)
+    ab = run_generator(G, L_in / L_SCALE - 1.0, stride).float() * AB_SCALE
+    del L_in
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    for y in range(0, h, rows):
+        y1 = min(h, y + rows)
+        ab_rows = ab[..., y:y1, :] if ab.shape[-2:] == (h, w) else _bilinear_rows(ab, h, w, y, y1)
+        part = lab_to_rgb(torch.cat((L[..., y:y1, :], ab_rows), 1))
+        out[y:y1] = to_uint8(part)[0].permute(1, 2, 0).cpu().numpy()
+    return out
 
 
 @torch.no_grad()

@@ -105,14 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         if debug:
             raise
-        print("ganlab: error: out of memory; lower --batch-size or --size", file=sys.stderr)
+        print(f"ganlab: error: out of memory; {_memory_advice(argv)}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
         # torch reports a failed allocation as a RuntimeError (torch.OutOfMemoryError on CUDA).
         if debug or not (type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)):
             raise
-        print("ganlab: error: out of memory; lower --batch-size, --size, --ngf or --ndf", file=sys.stderr)
+        print(f"ganlab: error: out of memory; {_memory_advice(argv)}", file=sys.stderr)
         return 1
+
+
+# What to lower when a command runs out of memory, in that command's own flags.
+MEMORY_ADVICE = {
+    "colorize": "lower --max-side (the long side the network sees; 0 means no limit), or use --device cpu",
+    "export": "lower --max-side",
+    "eval": "lower --batch-size (or --n)",
+}
+
+
+def _memory_advice(argv: list[str]) -> str:
+    command = next((a for a in argv if a in COMMANDS), None)
+    return MEMORY_ADVICE.get(command, "lower --batch-size, --size, --ngf or --ndf")
 
 
 def _without_password(text: str, argv: list[str]) -> str:
