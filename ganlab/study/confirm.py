@@ -38,7 +38,7 @@ from ganlab.study.budget import DISCARDED, shown
 from ganlab.study.evidence import CONFIRM_SUFFIX, confirmation_of
 from ganlab.study.objective import OBJECTIVES
 from ganlab.study.recovery import recover_dead_trials
-from ganlab.study.runner import ARM_ATTR, StudyRunner
+from ganlab.study.runner import ARM_ATTR, StudyRunner, optimize_on
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact
@@ -198,7 +198,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
     TrainConfig.from_dict({**base, "out": str(out / cspec.name)}, f"study {spec.name}").validate()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console)
-    revived = recover_dead_trials(confirm, cspec)
+    revived = recover_dead_trials(confirm, cspec, out / cspec.name)
     if revived:
         console.print(f"run(s) {', '.join(map(str, revived))}: their worker died; queued again", highlight=False)
     waiting = confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -215,7 +215,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
         workers = Workers(lambda k, _: worker_argv(k), [None] * n_jobs, out / cspec.name) if n_jobs > 1 else None
 
         def stop_when_done(study, trial) -> None:
-            recover_dead_trials(study, cspec)
+            recover_dead_trials(study, cspec, out / cspec.name)
             if not trial.user_attrs.get(DISCARDED):
                 arm = trial.user_attrs.get(ARM_ATTR) or {}
                 console.print(f"{arm.get('label', '?')} seed {arm.get('seed', '?')}: {trial.state.name.lower()}"
@@ -225,7 +225,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
                 study.stop()
 
         try:
-            confirm.optimize(runner, n_trials=None, callbacks=[stop_when_done], catch=(GanlabError,), gc_after_trial=True)
+            optimize_on(confirm, runner, console, None, callbacks=[stop_when_done], catch=(GanlabError,), gc_after_trial=True)
         except BaseException:
             if workers is not None:
                 workers.signal(signal.SIGTERM)
@@ -234,7 +234,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
         if workers is not None:
             for problem in workers.wait():
                 console.print(f"[yellow]warning:[/] {problem}", highlight=False)
-            recover_dead_trials(confirm, cspec)
+            recover_dead_trials(confirm, cspec, out / cspec.name)
     runs = [t for t in shown(confirm.get_trials(deepcopy=False)) if isinstance(t.user_attrs.get(ARM_ATTR), dict)]
     states: dict[str, int] = {}
     for t in runs:
