@@ -169,14 +169,17 @@ class Pix2PixStep:
         self.D.requires_grad_(False)
         try:
             c_fake, x_fake = self.stack.g_inputs((cond, fake), ctx)  # what D judges for G's loss
-            d_fake = self.d_forward(c_fake, x_fake)
+            measuring = self.measuring()
+            # The adversarial-share measurement takes a second gradient through D (retain_graph),
+            # which a compiled graph with donated buffers refuses: at those iterations D runs eager.
+            d_fake = self.d_forward(c_fake, x_fake, eager=measuring)
             adv = losses.g_adv_term(self.gan_mode, d_fake)
             rec = losses.l1(fake, real)
             terms = {"adv": adv, "l1": self.lambda_l1 * rec}
             phase = Phase(cond=cond, real=real, fake=fake, d_real=None, d_fake=d_fake, d_forward=self.d_forward_eager)
             terms = self.stack.g_loss(terms, phase, ctx)
             total = sum(terms.values())
-            if self.measuring():
+            if measuring:
                 self._report_grad_share(terms, fake)
             total.backward()
         finally:
