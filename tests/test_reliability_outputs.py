@@ -195,3 +195,20 @@ def test_a_nan_file_named_explicitly_is_refused_in_one_line(nan_run, tmp_path, c
         assert code != 0 and "NaN or Inf" in line, err
         assert (newest.name in line) or ("best.pt" in line)
     assert not list(tmp_path.glob("o*/*.png")) and not list(tmp_path.glob("m*.pt"))
+
+
+# --- temporaries a kill left ---------------------------------------------------------------------
+def test_a_completed_resume_removes_the_temporaries_a_kill_left(tmp_path, capsys):
+    from conftest import write_images
+
+    data = write_images(tmp_path / "data", 4)
+    assert main(["train", "--data", str(data), *TINY, "--steps", "2", "--save-every", "2", "--eval-every", "2",
+                 "--out", str(tmp_path / "runs")]) == 0
+    run = only_run(tmp_path / "runs")
+    left = [run / "checkpoints" / ".best.pt.deadbeef.tmp", run / "checkpoints" / ".final.pt.0badf00d.tmp"]
+    for f in left:
+        f.write_bytes(b"half a file")
+    code = main(["train", "--resume", str(run), "--steps", "4", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert not any(f.exists() for f in left)
+    assert not list((run / "checkpoints").glob(".*.tmp")) and (run / "checkpoints" / "best.pt").is_file()

@@ -219,6 +219,19 @@ def write_checkpoint(run_dir: Path, payload: dict, step: int) -> Path:
     return path
 
 
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Remove the temporary files (``.best.pt.<hex>.tmp``, ``.final.pt.<hex>.tmp``,
+    ``.step-....tmp``) that a process killed while writing left in ``RUN/checkpoints``. Called by
+    a resume, which holds the run's lock, before it writes anything: no writer of them is alive."""
+    folder = Path(run_dir) / "checkpoints"
+    gone = []
+    for name in (f".{BEST_FILE}.*.tmp", f".{FINAL_FILE}.*.tmp", ".step-*.tmp"):
+        for stale in folder.glob(name):
+            stale.unlink(missing_ok=True)
+            gone.append(stale)
+    return gone
+
+
 def _first_nonfinite_weight(payload: dict) -> str | None:
     """The name of the first G or D tensor holding NaN or Inf, or None."""
     named = [(f"{net}.{name}", t) for net in ("G", "D", "G_ema") for name, t in (payload.get(net) or {}).items()

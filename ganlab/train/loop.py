@@ -33,7 +33,7 @@ from ganlab.runtime import runtime_for
 from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, truncate_stats
 from ganlab.train import distributed
 from ganlab.train.build import build_session, build_stack, total_steps
-from ganlab.train.checkpoint import (BestSoFar, checkpoint_files, in_background, is_slimmed, latest_checkpoint, restore,
+from ganlab.train.checkpoint import (BestSoFar, remove_stale_temporaries, checkpoint_files, in_background, is_slimmed, latest_checkpoint, restore,
                                      save_best, save_checkpoint, save_checkpoint_in_background, slimmed_refusal)
 from ganlab.train.console import banner, loss_info, progress_bar, summary
 from ganlab.train.distributed import Null
@@ -234,6 +234,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
                               f"give --steps N (more than {start - cfg.pretrain_steps}) to train it further")
         if dist.is_main:
             best = BestSoFar.resume(run_dir, cfg.best_metric, start, warn)
+            remove_stale_temporaries(run_dir)  # left by a process killed while writing; this one holds the lock
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
     elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
