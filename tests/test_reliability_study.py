@@ -177,3 +177,23 @@ def test_a_killed_workers_run_folder_is_marked_stopped(tmp_path):
     assert status["status"] == "stopped" and status["step"] == 4 and status["trained_step"] == 5 and status["total"] == 10
     assert "killed" in status["reason"]
     assert json.loads((made[1] / "status.json").read_text())["status"] == "running"  # outside the runs folder
+
+
+def test_sigint_while_a_confirmation_run_reads_its_data_loses_no_run(tmp_path, image_dir, run_cli, monkeypatch):
+    from ganlab.study.runner import StudyRunner
+
+    f = _study_file(tmp_path, image_dir, trials=1)
+    code, _, err = run_cli("study", "--study", f, _runs_flag(), tmp_path / "runs")
+    assert code == 0, err
+    with monkeypatch.context() as m:
+        sent = _interrupt_once(m, StudyRunner, "datasets")
+        code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs")
+    assert sent and code == 130 and "queued again" in err, err
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs")
+    assert code == 0, err
+    confirm = optuna.load_study(study_name="tiny-confirm", storage=f"sqlite:///{tmp_path / 'runs' / 'studies.db'}")
+    trials = confirm.trials
+    planned = {(t.user_attrs["arm"]["label"], t.user_attrs["arm"]["seed"]) for t in trials if "arm" in t.user_attrs}
+    done = {(t.user_attrs["arm"]["label"], t.user_attrs["arm"]["seed"]) for t in trials if t.state == TrialState.COMPLETE}
+    assert len(planned) >= 4 and done == planned  # every arm over both seeds: the interrupted run ran again
+    assert not [t for t in trials if t.state == TrialState.WAITING]
