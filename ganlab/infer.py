@@ -156,8 +156,9 @@ def run_generator(G, x: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 # Above this many pixels colorize works on strips of rows of the full-size picture: its memory is
-# then the input (3 bytes a pixel), the lightness (4) and the output (3) plus one strip's floats,
-# rather than some 60 bytes a pixel for the whole picture's float copies at once.
+# then the input (3 bytes a pixel), the lightness (4) and the output (3), one strip's floats and
+# the shrinking's buffers: measured 17-19 bytes a pixel beyond the input on a 30 MP picture (benchmarks/colorize_memory.py), where
+# the whole picture's float copies at once took 134 (the peak resident memory's growth).
 STRIP_PIXELS = 4_000_000
 
 
