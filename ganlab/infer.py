@@ -51,9 +51,13 @@ class Loaded:
 WHICH = ("latest", "best")
 
 
-def open_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu", *, which: str = "latest") -> Loaded:
+def open_generator(path: str | os.PathLike, checkpoint: str = "latest", device="cpu", *, which: str = "latest",
+                   allow_nonfinite: bool = False) -> Loaded:
     """:func:`load_generator` with what the commands print: the file, its step, the best
-    evaluation where it is a best.pt."""
+    evaluation where it is a best.pt. A run folder's newest checkpoint whose generator holds NaN
+    or Inf is passed over (one warning) for the newest good one; a file named explicitly, or
+    best.pt, is refused, unless ``allow_nonfinite`` (``ganlab eval``, which reports a diverged
+    generator's image metrics as unavailable, with the reason)."""
     if which not in WHICH:
         raise UsageError(f"--checkpoint {which}: choose latest or best (a run folder's newest or best generator)")
     p = Path(path).expanduser()
@@ -78,7 +82,7 @@ def open_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
     key = _weights_key(payload, checkpoint)
-    bad = nonfinite_tensor(payload.get(key))
+    bad = None if allow_nonfinite else nonfinite_tensor(payload.get(key))
     if bad is not None:  # an explicit file, or best.pt: the user named it, so it is refused, not replaced
         raise GanlabError(f"checkpoint {file} holds NaN or Inf weights ({key}.{bad}): its generator would give black "
                           "images; use an earlier checkpoint of the run (or the run folder: its newest good one)")

@@ -178,17 +178,33 @@ def test_colorize_passes_over_a_nan_newest_checkpoint(nan_run, tmp_path, capsys)
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).max() > 0  # not the all-black picture
 
 
-@pytest.mark.parametrize("command", ["colorize", "export", "eval"])
+def test_eval_passes_over_a_nan_newest_checkpoint_and_reports_a_named_one_as_unavailable(nan_run, tmp_path, capsys):
+    import json
+
+    _image(tmp_path / "in" / "a.png")
+    _image(tmp_path / "in" / "b.png", 1)
+    newest, older = checkpoint_files(nan_run)[:2]
+    with pytest.warns(UserWarning, match=f"{newest.name} holds NaN or Inf weights.*falling back"):
+        code, err = _cli(capsys, "eval", nan_run, "--data", tmp_path / "in", "--no-download", "--device", "cpu")
+    assert code == 0, err
+    result = json.loads((nan_run / "metrics.json").read_text())
+    assert Path(result["checkpoint_file"]).name == older.name and result["metrics"]["swd"]["available"]
+    # a file named explicitly is measured as it is: its image metrics unavailable, with the reason
+    code, err = _cli(capsys, "eval", nan_run, "--checkpoint", newest, "--data", tmp_path / "in", "--no-download", "--device", "cpu")
+    assert code == 0, err
+    swd = json.loads((nan_run / "metrics.json").read_text())["metrics"]["swd"]
+    assert swd["available"] is False and "NaN/Inf" in swd["reason"]
+
+
+@pytest.mark.parametrize("command", ["colorize", "export"])
 def test_a_nan_file_named_explicitly_is_refused_in_one_line(nan_run, tmp_path, capsys, command):
     _image(tmp_path / "in" / "a.png")
     newest = checkpoint_files(nan_run)[0]
     best = ["--checkpoint", "best"]
     if command == "colorize":
         cases = [[newest, tmp_path / "in", "--out", tmp_path / "o1"], [nan_run, tmp_path / "in", "--out", tmp_path / "o2", *best]]
-    elif command == "export":
-        cases = [[newest, "--out", tmp_path / "m1.pt"], [nan_run, "--out", tmp_path / "m2.pt", *best]]
     else:
-        cases = [[nan_run, "--checkpoint", newest, "--data", tmp_path / "in"], [nan_run, *best, "--data", tmp_path / "in"]]
+        cases = [[newest, "--out", tmp_path / "m1.pt"], [nan_run, "--out", tmp_path / "m2.pt", *best]]
     for args in cases:
         code, err = _cli(capsys, command, *args, *(["--device", "cpu"] if command != "export" else []))
         line = _one_line(err)
