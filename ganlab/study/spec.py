@@ -210,16 +210,36 @@ def check_search_bounds(where: str, objectives: list, train: Mapping[str, Any], 
         seen.add(o)
     base = dict(coerce_fields(TrainConfig, dict(train), f"{where} [train]"))
 
+    def ends(r: Range) -> tuple:
+        return r.choices if r.choices is not None else ((int(r.low), int(r.high)) if r.int else (r.low, r.high))
+
+    def contexts(key: str) -> list[dict]:
+        """The other searched settings at their ends (or choices): a value another draw makes
+        valid (n_layers 5 with a searched size of 256 as well as 32) is not refused."""
+        combos: list[dict] = [{}]
+        for other, r in search:
+            if other != key:
+                combos = [{**c, other: v} for c in combos for v in ends(r)]
+                if len(combos) > 64:
+                    return [{}]
+        return combos
+
     def refusal(key: str, value) -> str | None:
-        values = dict(base)
-        values.update(coerce_fields(TrainConfig, {key: value}, f"{where} [search]"))
-        try:
-            TrainConfig(**values).validate()
-        except UsageError as exc:
-            return str(exc) if str(exc).startswith(flag_name(key) + " ") else None
-        except (TypeError, ValueError):
-            return None
-        return None
+        first = None
+        for context in contexts(key):
+            values = dict(base)
+            for k, v in {**context, key: value}.items():
+                values.update(coerce_fields(TrainConfig, {k: v}, f"{where} [search]"))
+            try:
+                TrainConfig(**values).validate()
+                return None
+            except UsageError as exc:
+                if not str(exc).startswith(flag_name(key) + " "):
+                    return None  # another setting's problem, reported where it is set
+                first = first or str(exc)
+            except (TypeError, ValueError):
+                return None
+        return first
 
     for key, r in search:
         if r.choices is not None:
