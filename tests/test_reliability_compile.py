@@ -69,6 +69,10 @@ def test_the_measuring_iteration_needs_no_kept_graph_through_the_compiled_d():
 @pytest.mark.slow
 @pytest.mark.parametrize("tricks", [[], ["--trick", "r1", "--trick", "g-ema", "--trick", "instance-noise", "--trick", "image-pool"]])
 def test_train_compile_on_measures_the_adversarial_share(tmp_path, run_cli, tricks):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()  # compiled afresh in this test, not found in an earlier one's cache
+    counters.clear()
     data = write_images(tmp_path / "data", 4)
     code, _, err = run_cli("train", "--data", data, *TINY, "--steps", "2", "--log-every", "1", "--compile", "on",
                            *tricks, "--out", tmp_path / "runs")
@@ -76,6 +80,7 @@ def test_train_compile_on_measures_the_adversarial_share(tmp_path, run_cli, tric
     assert "compiled G and D" in err
     stats = (only_run(tmp_path / "runs") / "stats.jsonl").read_text()
     assert stats.count("G/adv_grad_share") == 2
+    assert counters["stats"]["unique_graphs"] >= 2  # G and D really went through the compiler (inductor, gcc)
 
 
 @pytest.mark.slow
