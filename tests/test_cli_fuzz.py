@@ -1,6 +1,7 @@
 """Every flag of every command, given a wrong value, is refused in one line: a wrong type, a
 negative number, an empty value, a file that does not exist and a folder where a file is
-expected. One line on stderr, a non-zero exit, never a traceback.
+expected, a URL with a password. One line on stderr, a non-zero exit, never a traceback, and the
+password never printed.
 
 The commands and their flags are read from the argparse parsers (``ganlab.cli.build_parser``),
 not from a list kept by hand, so a new flag is fuzzed the day it is added. Every case also
@@ -19,6 +20,8 @@ import pytest
 from ganlab.cli import build_parser, main
 
 MISSING = "/nonexistent-ganlab-fuzz/missing"
+SECRET = "S3cretFuzz"
+URL_WITH_PASSWORD = f"postgresql://ganlab:{SECRET}@127.0.0.1:1/x"  # nothing listens on port 1
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -84,7 +87,8 @@ def _bad_values(action: argparse.Action, tmp: Path) -> list[tuple[str, str]]:
     if tmp.is_dir():
         folder.mkdir(exist_ok=True)
     values = [("wrong type", "not-a-number" if action.type in (int, float) else "12x!?"),
-              ("negative", "-1"), ("empty", ""), ("missing file", MISSING), ("folder for a file", str(folder))]
+              ("negative", "-1"), ("empty", ""), ("missing file", MISSING), ("folder for a file", str(folder)),
+              ("URL with a password", URL_WITH_PASSWORD)]
     if action.choices is not None:
         values.append(("not a choice", "no-such-choice"))
     return values
@@ -149,6 +153,7 @@ def test_a_bad_value_is_one_line_and_a_non_zero_exit(command, target, what, tmp_
     out, err = capsys.readouterr()
     errors = [ln for ln in err.splitlines() if ln.startswith("ganlab") and "error" in ln]
     assert "Traceback" not in err + out, (argv, err)
+    assert SECRET not in err + out, (argv, err)  # a password given anywhere is never printed
     if what is None and target == "--dry-run":  # prints the resolved settings and does nothing: no data is read
         assert code == 0 and '"config"' in out, (argv, err)
         return
@@ -159,4 +164,4 @@ def test_a_bad_value_is_one_line_and_a_non_zero_exit(command, target, what, tmp_
 def test_every_command_is_fuzzed():
     names = {c[0] for c in _commands()}
     assert {"train", "colorize", "export", "eval", "study", "confirm", "report", "bench", "tricks", "checkpoint"} <= names
-    assert len(_cases()) > 300
+    assert len(_cases()) > 500

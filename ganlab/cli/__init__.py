@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -36,7 +37,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem and where to look."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+        self.exit(2, _without_password(f"{self.prog}: error: {message}; see {self.prog} --help", sys.argv[1:]) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,12 +129,18 @@ def _memory_advice(argv: list[str]) -> str:
     return MEMORY_ADVICE.get(command, "lower --batch-size, --size, --ngf or --ndf")
 
 
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*):[^@\s'\"]*@")
+
+
 def _without_password(text: str, argv: list[str]) -> str:
     """An error line with the password of any URL on the command line (``--storage
-    postgresql://user:PASSWORD@host/db``) replaced: a message quoting the URL must not leak it."""
+    postgresql://user:PASSWORD@host/db``) replaced: a message quoting the URL must not leak it.
+    A URL in the message itself loses its password too (``scheme://user@host``)."""
     if "@" not in text:
         return text
     from urllib.parse import unquote
+
+    text = _URL_PASSWORD.sub(r"\1@", text)
 
     for arg in argv:
         for url in ([arg.split("=", 1)[1]] if arg.startswith("--") and "=" in arg else [arg]):
