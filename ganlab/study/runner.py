@@ -123,12 +123,15 @@ class StudyRunner:
             values = self._trial(trial)
             self.returned = trial.number  # what optimize_on reads when Optuna then cannot tell it
             return values
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Ctrl-C before a run's own handler is in place (reading the data, building the
             # networks) or between its seeds: the trial is queued again, never left failed and
-            # lost; nothing of it was saved, so its retry starts afresh (a seed it finished is kept).
-            trial.set_user_attr("reason", "interrupted (SIGINT) before its run saved a checkpoint")
-            self._queue_again(trial, None)
+            # lost. Its retry continues the run folder where one has a checkpoint, else starts
+            # afresh (a seed it finished is kept).
+            run_dir = getattr(exc, "run_dir", None)  # set by a run the interrupt stopped
+            saved = run_dir is not None and any((Path(run_dir) / "checkpoints").glob("step-*.pt"))
+            trial.set_user_attr("reason", "interrupted (SIGINT)" + ("" if saved else " before its run saved a checkpoint"))
+            self._queue_again(trial, str(run_dir) if saved else None)
             raise Stopped(signal.SIGINT, None, None, saved=False, trial=trial.number) from None
 
     def _queue_again(self, trial, resume_from: str | None) -> None:
