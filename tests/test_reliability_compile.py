@@ -17,7 +17,8 @@ from ganlab.config import TrainConfig
 from ganlab.stats import StatsBus
 from ganlab.train.build import build_networks
 from ganlab.train.step import Pix2PixStep
-from ganlab.trick import StepContext, TrickStack
+from ganlab.trick import StepContext
+from ganlab.trick._stack import TrickStack
 
 from conftest import TINY, only_run, write_images
 
