@@ -9,12 +9,17 @@ on several machines (PostgreSQL) or with --n-jobs N to share them; a killed work
 again; the same command later continues, and a larger --seeds adds seeds to every arm.
 
 Then `ganlab report NAME` opens with what the evidence supports: each configuration's mean ± sd
-and 95% interval, each effect as the seed-paired difference with a bootstrap 95% interval, and a
-verdict per trick and objective: helps, hurts, or no detectable effect at this budget.
+and 95% interval, each effect as the median seed-paired difference with the sign test's interval,
+and a verdict per trick and objective (helps, hurts, no effect larger than D with --equivalence,
+or no detectable effect at this budget), all verdicts one family held to 5% (Holm). A sign test
+gives no verdict below 6 seeds, and a family of 13 needs 10: hence 10 seeds by default. --plan
+says, from the runs so far, the smallest effect the seeds detect and how many an effect needs.
 
 Examples:
   ganlab confirm label-tricks --data photos/
-  ganlab confirm label-tricks --top 2 --seeds 8 --storage postgresql://ganlab@db/ganlab
+  ganlab confirm label-tricks --top 2 --seeds 12 --storage postgresql://ganlab@db/ganlab
+  ganlab confirm label-tricks --primary --equivalence swd=2 --equivalence instability=0.1
+  ganlab confirm label-tricks --plan --effect swd=3
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="the study's name")
     p.add_argument("--top", type=int, default=None, metavar="N",
                    help="confirm the N best trials (default: the Pareto front, or the best 3 of one objective)")
-    p.add_argument("--seeds", type=int, default=None, metavar="S", help="fresh seeds per arm (default 5)")
+    p.add_argument("--seeds", type=int, default=None, metavar="S", help="fresh seeds per arm (default 10)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<runs>/studies.db)")
     p.add_argument("--runs", default="runs", metavar="DIR", help="the --out of the study (default runs): the "
                    "confirmation's run folders go there too")
@@ -41,10 +46,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")
     p.add_argument("--device", help="override the study's --device")
     p.add_argument("--n-jobs", type=int, default=1, metavar="N", help="runs at once, each in its own process")
+    p.add_argument("--primary", action="store_true", help="declare one primary comparison (the best configuration "
+                   "against the baseline on the first objective), decided alone at 5%% and reported as primary; "
+                   "declared before any run finishes")
+    p.add_argument("--equivalence", action="append", default=[], metavar="[OBJ=]D",
+                   help="the smallest effect that matters, in the objective's units (the first objective without "
+                   "OBJ=; repeat per objective): an interval inside (-D, +D) is the verdict 'no effect larger than "
+                   "D'; declared before any run finishes")
+    p.add_argument("--plan", action="store_true", help="train nothing: from the runs so far, the smallest effect the "
+                   "seeds detect with 80%% power and the seeds an effect needs (--effect)")
+    p.add_argument("--effect", action="append", default=[], metavar="[OBJ=]D",
+                   help="with --plan: the effect to size seeds for, in the objective's units (default 0.5, 1 and 2 "
+                   "times the paired spread)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganlab.study.confirm import DEFAULT_SEEDS, run_confirm
+    from ganlab.study.confirm import DEFAULT_SEEDS, run_confirm, run_plan
     from ganlab.study.storage import load_existing_study, redact
 
     console = Console(stderr=True, soft_wrap=True)
@@ -53,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} {value}: must be a whole number >= 1")
     if args.name.endswith("-confirm"):
         raise UsageError(f"{args.name} is a confirmation; give its study's name: ganlab confirm {args.name[:-len('-confirm')]}")
+    if args.effect and not args.plan:
+        raise UsageError("--effect sizes seeds for --plan; add --plan (or leave --effect out)")
     parent, storage, url = load_existing_study(args.name, args.storage, args.runs)
+    if args.plan:
+        return run_plan(parent, effects=args.effect, console=Console(soft_wrap=True))
     overrides = {k: v for k, v in (("data", args.data), ("val_data", args.val_data), ("device", args.device)) if v is not None}
     seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS
     storage_flag = f" --storage {redact(url)}" if args.storage else (f" --runs {args.runs}" if args.runs != "runs" else "")
@@ -64,8 +85,13 @@ def run(args: argparse.Namespace) -> int:
                             ("--device", args.device)):
             if value is not None:
                 argv += [flag, str(value)]
+        if args.primary:
+            argv.append("--primary")
+        for margin in args.equivalence:
+            argv += ["--equivalence", margin]
         return argv
 
     return run_confirm(parent, storage=storage, storage_url=url, out=Path(args.runs).expanduser(), top=args.top,
                        n_seeds=seeds, overrides=overrides, console=console, n_jobs=args.n_jobs,
-                       storage_flag=storage_flag, worker_argv=worker_argv)
+                       storage_flag=storage_flag, worker_argv=worker_argv, primary=args.primary,
+                       equivalence=args.equivalence)

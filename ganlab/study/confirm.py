@@ -35,7 +35,7 @@ from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError, UsageError
 from ganlab.losses import L1_ONLY
 from ganlab.study.budget import DISCARDED, shown
-from ganlab.study.evidence import CONFIRM_SUFFIX, confirmation_of
+from ganlab.study.evidence import ALPHA, CONFIRM_SUFFIX, confirmation_of, seeds_for_verdict
 from ganlab.study.objective import OBJECTIVES
 from ganlab.study.recovery import recover_dead_trials
 from ganlab.study.runner import ARM_ATTR, StudyRunner
@@ -44,9 +44,10 @@ from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact
 from ganlab.study.workers import Workers
 
-__all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "plan_arms", "run_confirm"]
+__all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "declare", "margins", "plan_arms",
+           "run_confirm", "run_plan"]
 
-DEFAULT_SEEDS = 5
+DEFAULT_SEEDS = 10  # a family of 13 verdicts at 5% needs 10 seeds before the sign test can give any (evidence.py)
 DEFAULT_TOP = 3  # a one-objective study: its best 3
 SEED_OFFSET = 1000  # confirmation seeds: the definition's seed + 1000 + i, apart from the search's
 
@@ -141,13 +142,22 @@ def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, An
     return out, notes
 
 
+def _family_size(plan: list[dict], objectives: Sequence[str], primary: bool) -> int:
+    """How many verdicts the report of this plan states: every compared arm on every objective (the
+    L1-only control's instability is not comparable), less the primary comparison."""
+    arms = [a for a in plan if a.get("kind") in ("chosen", "control", "ablation")]
+    m = sum(len(objectives) - (1 if a.get("kind") == "control" and "instability" in objectives else 0) for a in arms)
+    return max(1, m - (1 if primary else 0))
+
+
 def _planned(confirm) -> set[tuple[str, int]]:
     return {(t.user_attrs[ARM_ATTR]["label"], int(t.user_attrs[ARM_ATTR]["seed"]))
             for t in confirm.get_trials(deepcopy=False) if isinstance(t.user_attrs.get(ARM_ATTR), dict)}
 
 
 def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_config: dict,
-          console: Console) -> tuple[Any, list[dict], list[str]]:
+          console: Console, settings: dict | None = None, primary: bool = False,
+          equivalence: dict[str, float] | None = None) -> tuple[Any, list[dict], list[str]]:
     name = parent.study_name + CONFIRM_SUFFIX
     directions = [OBJECTIVES[o].direction for o in spec.objectives]
     confirm = optuna.create_study(study_name=name, storage=storage, directions=directions,
@@ -163,9 +173,11 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
         confirm.set_user_attr("parent", parent.study_name)
         confirm.set_user_attr("objectives", list(spec.objectives))
         confirm.set_user_attr("notes", notes)
+        confirm.set_user_attr("settings", settings or {})
     elif top is not None and confirm.user_attrs.get("top") != top:
         raise UsageError(f"{name} was planned with --top {confirm.user_attrs.get('top') or 'default'}; continue it "
                          f"without --top (or the same), or delete it from the storage to plan again")
+    declare(confirm, primary, equivalence or {})
     base_seed = int(base_config.get("seed", 0) or 0)
     seeds = [base_seed + SEED_OFFSET + i for i in range(n_seeds)]
     have = _planned(confirm)
@@ -176,6 +188,32 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     return confirm, plan, confirm.user_attrs.get("notes", notes)
 
 
+def declare(confirm, primary: bool, equivalence: dict[str, float]) -> None:
+    """Record the primary comparison and the equivalence margins with the confirmation, before its
+    results decide anything: once declared they stay (a margin chosen after the data is no margin)."""
+    name = confirm.study_name
+    if primary and not confirm.user_attrs.get("primary"):
+        if _finished_runs(confirm):
+            raise UsageError(f"{name} already has finished runs: a primary comparison is declared before any result "
+                             f"(plan a new confirmation to declare one)")
+        confirm.set_user_attr("primary", True)
+    have = dict(confirm.user_attrs.get("equivalence") or {})
+    for objective, margin in equivalence.items():
+        if objective in have and float(have[objective]) != float(margin):
+            raise UsageError(f"{name} was declared with --equivalence {objective}={have[objective]:g}; a margin "
+                             f"cannot change once declared (give the same or none)")
+        if objective not in have and _finished_runs(confirm):
+            raise UsageError(f"{name} already has finished runs: --equivalence {objective}={margin:g} must be declared "
+                             f"before any result (plan a new confirmation to declare one)")
+        have[objective] = float(margin)
+    if have != (confirm.user_attrs.get("equivalence") or {}):
+        confirm.set_user_attr("equivalence", have)
+
+
+def _finished_runs(confirm) -> bool:
+    return any(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in confirm.get_trials(deepcopy=False))
+
+
 def parent_spec(parent) -> StudySpec:
     definition = parent.user_attrs.get("definition")
     if not definition:
@@ -184,9 +222,49 @@ def parent_spec(parent) -> StudySpec:
     return dataclasses.replace(spec, name=parent.study_name)
 
 
+def margins(spec: StudySpec, given: Sequence[str]) -> dict[str, float]:
+    """``--equivalence [OBJECTIVE=]D`` values by objective (the first objective where none is named)."""
+    out: dict[str, float] = {}
+    for text in given:
+        name, _, value = text.rpartition("=")
+        name = name or spec.objectives[0]
+        if name not in spec.objectives:
+            raise UsageError(f"--equivalence {text}: {name} is not an objective of the study "
+                             f"({', '.join(spec.objectives)}); give OBJECTIVE=D")
+        try:
+            d = float(value)
+        except ValueError:
+            raise UsageError(f"--equivalence {text}: D must be a number in {name}'s units, e.g. {name}=2.5") from None
+        if not (d > 0 and d < float("inf")):
+            raise UsageError(f"--equivalence {text}: D must be a positive finite number in {name}'s units")
+        out[name] = d
+    return out
+
+
+def run_plan(parent, *, effects: Sequence[str], console: Console) -> int:
+    """``ganlab confirm NAME --plan``: from the runs so far, the smallest effect the seeds detect and
+    the seeds an effect needs; trains nothing."""
+    from ganlab.study.evidence import arm_runs, comparisons, plan_lines
+    from ganlab.study.objective import DIVERGED_INSTABILITY
+
+    spec = parent_spec(parent)
+    confirm = confirmation_of(parent)
+    if confirm is None or not confirm.user_attrs.get("plan"):
+        raise UsageError(f"study {parent.study_name} has no confirmation yet; run ganlab confirm {parent.study_name} "
+                         f"(a few seeds are enough to measure the spread), then --plan")
+    objectives = list(confirm.user_attrs.get("objectives") or spec.objectives)
+    directions = [d.name.lower() for d in confirm.directions]
+    rows = comparisons(arm_runs(confirm, objectives, DIVERGED_INSTABILITY), objectives, directions)
+    asked = margins(dataclasses.replace(spec, objectives=tuple(objectives)), effects)
+    console.print("\n".join(plan_lines(rows, objectives, primary=bool(confirm.user_attrs.get("primary")),
+                                       effects=asked)), highlight=False, markup=False)
+    return 0
+
+
 def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None, n_seeds: int, overrides: dict,
                 console: Console, n_jobs: int = 1, storage_flag: str = "",
-                worker_argv: Callable[[int], Sequence[str]] | None = None) -> int:
+                worker_argv: Callable[[int], Sequence[str]] | None = None, primary: bool = False,
+                equivalence: Sequence[str] = ()) -> int:
     """Plan (or continue) the confirmation of ``parent`` and run this worker's share of it."""
     spec = parent_spec(parent)
     stored = parent.user_attrs.get("overrides") or {}
@@ -195,9 +273,11 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
                                 trials=None)
     runner = StudyRunner(cspec, storage_url, out, overrides, None, console, fixed=True)
     base = runner.base_config()
-    TrainConfig.from_dict({**base, "out": str(out / cspec.name)}, f"study {spec.name}").validate()
+    cfg = TrainConfig.from_dict({**base, "out": str(out / cspec.name)}, f"study {spec.name}").validate()
+    settings = {k: getattr(cfg, k, None) for k in ("steps", "size", "ngf", "ndf", "batch_size")}
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console)
+    confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console, settings, primary,
+                                 margins(spec, equivalence))
     revived = recover_dead_trials(confirm, cspec)
     if revived:
         console.print(f"run(s) {', '.join(map(str, revived))}: their worker died; queued again", highlight=False)
@@ -209,6 +289,12 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
                   f"{cspec.name}; runs in {out / cspec.name}", highlight=False)
     for note in notes:
         console.print(f"note: {note}", highlight=False)
+    family = _family_size(plan, spec.objectives, bool(confirm.user_attrs.get("primary")))
+    need = seeds_for_verdict(ALPHA / family)
+    if n_seeds < need:
+        console.print(f"note: with {n_seeds} seeds no verdict is possible: {family} comparisons at {ALPHA:.0%} "
+                      f"family-wise (Holm) need at least {need} seeds, every one on the same side; --seeds {need} or "
+                      f"more (docs/statistics.md)", highlight=False)
     t0 = time.time()
     workers = None
     if waiting:
