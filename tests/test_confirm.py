@@ -61,6 +61,7 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs")
     assert code == 0, err
     assert "3 arms (trial-0, baseline, l1-only) x 2 seeds" in err
+    assert "with 2 seeds no verdict is possible" in err and "5 comparisons at 5% family-wise (Holm) need at least 8 seeds" in err
     confirm = optuna.load_study(study_name="tiny-confirm", storage=f"sqlite:///{tmp_path / 'runs' / 'studies.db'}")
     runs = [t for t in confirm.trials if t.state == TrialState.COMPLETE]
     assert len(runs) == 6
@@ -72,8 +73,9 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     text = (report / "report.md").read_text()
     evidence = text.split("# The search")[0]
     assert "## What the evidence supports" in evidence and "(confounded screening)" in text
-    assert HELPS not in evidence.replace(f"**{HELPS}** or", "") and f"**{HURTS}**" not in evidence.replace(f"**{HURTS}** when", "")
-    assert f"need {MIN_SEEDS}" in evidence  # two seeds: too few for any verdict
+    verdicts = [line for line in evidence.splitlines() if line.startswith("- **")]
+    assert verdicts and not any(f"**{HELPS}**" in v or f"**{HURTS}**" in v for v in verdicts)
+    assert "too few seeds" in evidence and "a verdict needs 8" in evidence, evidence  # two seeds: no verdict
     assert (report / "evidence.png").stat().st_size > 1000
 
     # the same command with more seeds continues it: the new seeds are added to every arm

@@ -35,6 +35,7 @@ seeds, all on one side. docs/statistics.md has the simulation (benchmarks/error_
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -99,6 +100,7 @@ def _within(p: float, level: float) -> bool:
     return p <= level * (1.0 + _TOL)
 
 
+@functools.lru_cache(maxsize=4096)
 def _bound_rank(n: int, a: float) -> int:
     """The largest k >= 1 with P(Binomial(n, 1/2) <= k - 1) <= a (the one-sided level a), or 0 when
     even the extreme order statistic is not enough (2^-n > a: too few seeds)."""
@@ -109,6 +111,7 @@ def _bound_rank(n: int, a: float) -> int:
     return int(ok[-1]) + 1 if ok.size else 0
 
 
+@functools.lru_cache(maxsize=65536)
 def _tail(count: int, n: int) -> float:
     """P(Binomial(n, 1/2) >= count): the one-sided p of ``count`` differences on one side."""
     return 1.0 if count <= 0 else float(st.binom.sf(count - 1, n, 0.5))
@@ -123,7 +126,7 @@ def seeds_for_verdict(level: float) -> int:
 def sign_test_power(effect: float, sd: float, n: int, level: float) -> float:
     """The chance that the two-sided sign test at ``level`` finds a median shift ``effect`` of normal
     differences with standard deviation ``sd`` over ``n`` paired seeds (on the effect's side)."""
-    k = _bound_rank(n, level / 2)
+    k = _bound_rank(int(n), float(level) / 2)
     if k == 0 or sd <= 0:
         return 0.0
     p_side = float(st.norm.cdf(abs(effect) / sd))
