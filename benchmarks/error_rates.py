@@ -161,7 +161,7 @@ def main() -> None:
     print()
     print("| 3 worst of 10 seeds diverge, no effect, alone at 5% | false helps | hurts |")
     print("|---|---|---|")
-    print(f"| diverged seeds dropped (before) | {dropped:.1%} | - |")
+    print(f"| diverged seeds dropped, as before (the sign test on the 7 pairs left) | {dropped:.1%} | - |")
     print(f"| each diverged seed its arm's worst outcome (ganlab) | {counted:.1%} | {hurts:.1%} |")
     print(f"\n{time.time() - t0:.0f} s")
 

@@ -58,7 +58,7 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
                    '[tricks]\nalways = ["label-flip"]\n[tricks.fixed.label-flip]\np = 0.0\n')
     code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
     assert code == 0, err
-    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs")
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs", "--equivalence", "swd=1000")
     assert code == 0, err
     assert "3 arms (trial-0, baseline, l1-only) x 2 seeds" in err
     assert "with 2 seeds no verdict is possible" in err and "5 comparisons at 5% family-wise (Holm) need at least 8 seeds" in err
@@ -91,6 +91,17 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     for line in identity:
         assert line.count(f"**{NO_EFFECT}**") == 2 and "identical results on every seed" in line, line
     assert "| trial-0 | label-flip:p=0 |" in evidence
+    assert "swd D = 1000" in evidence and "family of 5 (Holm, 5% family-wise)" in evidence
+
+    # a margin is declared before the results: changing it afterwards is refused in one line
+    code, _, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--equivalence", "swd=2")
+    assert code != 0 and "cannot change once declared" in err and "Traceback" not in err
+    code, _, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--primary")
+    assert code != 0 and "declared before any result" in err
+    # the planner reads the paired spread of the runs so far and trains nothing
+    code, out, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--plan", "--effect", "swd=5")
+    assert code == 0, err
+    assert "A family of 5 comparisons at 5% (Holm)" in out and "| swd | 5 |" in out and "| 5 (" in out, out
 
 
 def test_a_killed_confirmation_worker_loses_no_run(tmp_path, image_dir, run_cli):
