@@ -232,3 +232,58 @@ def test_the_report_of_a_half_finished_confirmation_counts_the_runs_to_go(tmp_pa
     line = next(line for line in md.splitlines() if line.startswith("- **trial-1"))
     assert line.count(NOT_RUN) == 2 and NO_EFFECT not in line
     assert "300 steps per run" in md and "64 px" in md and "ngf 32" in md and "sign test" in md and "Holm" in md
+
+
+# A sequential confirmation (--until-decided) --------------------------------------------------
+
+from ganlab.study.evidence import decide_sequential, look_levels, look_schedule  # noqa: E402
+
+
+def _two_arms(diffs, pending=()):
+    seeds = list(range(1000, 1000 + len(diffs)))
+    chosen = _arm("trial-1", "chosen", {s: 10.0 + d for s, d in zip(seeds, diffs)}, pending=pending)
+    base = _arm("baseline", "baseline", {s: 10.0 for s in seeds}, pending=pending)
+    return {"trial-1": chosen, "baseline": base}
+
+
+def test_the_looks_spend_the_error_rate_only_where_a_verdict_is_possible():
+    assert look_schedule(10, 20) == [10, 15, 20] and look_schedule(6, 7) == [6, 7]
+    levels = look_levels([10, 15, 20], 13)
+    assert levels == pytest.approx([0.0, 0.025, 0.025])  # 10 seeds cannot reach 0.025 / 13
+    for looks in ([6, 9, 12], [10, 15, 20, 25, 30], [5, 6]):
+        for m in (1, 2, 13):
+            lv = look_levels(looks, m)
+            assert sum(lv) <= ALPHA + 1e-12 and max(lv) > 0
+
+
+def test_looking_after_every_round_keeps_the_error_rate():
+    rng = np.random.default_rng(7)
+    looks, draws, false = [6, 9, 12], 1500, 0
+    for _ in range(draws):
+        rows, family, done = decide_sequential(_two_arms(rng.normal(size=12)), ["swd", "instability"],
+                                               ["minimize", "minimize"], looks)
+        assert done == looks and family.size == 2
+        false += any(e.verdict in (HELPS, HURTS) for _, _, by in rows for e in by.values())
+    assert false / draws <= _mc_bound(ALPHA, draws)
+
+
+def test_a_verdict_stands_from_the_look_that_gave_it_and_none_comes_before_the_first_look():
+    diffs = [-1.0 - 0.1 * i for i in range(9)] + [0.5, 0.6, 0.7]  # decided at 9 seeds; more would undo it
+    rows, _, done = decide_sequential(_two_arms(diffs), ["swd"], ["minimize"], [6, 9, 12])
+    e = rows[0][2]["swd"]
+    assert done == [6, 9, 12] and e.verdict == HELPS and "decided at 9 seeds" in e.why
+    rows, _, done = decide_sequential(_two_arms(diffs[:7], pending=range(1007, 1012)), ["swd"], ["minimize"],
+                                      [6, 9, 12])
+    e = rows[0][2]["swd"]
+    assert done == [6] and e.verdict == NO_EFFECT and "first look that can decide is at 9 seeds" in e.why
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--until-decided"], "--until-decided and --max-seeds go together"),
+    (["--max-seeds", "20"], "--until-decided and --max-seeds go together"),
+    (["--effect", "swd=2"], "--effect sizes seeds for --plan"),
+    (["--max-seeds", "0", "--until-decided"], "--max-seeds 0: must be a whole number >= 1"),
+])
+def test_the_sequential_and_planner_flags_refuse_bad_combinations_in_one_line(args, message, run_cli, tmp_path):
+    code, _, err = run_cli("confirm", "nothing-here", "--runs", tmp_path, *args)
+    assert code != 0 and message in err and "Traceback" not in err

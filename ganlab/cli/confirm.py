@@ -20,6 +20,7 @@ Examples:
   ganlab confirm label-tricks --top 2 --seeds 12 --storage postgresql://ganlab@db/ganlab
   ganlab confirm label-tricks --primary --equivalence swd=2 --equivalence instability=0.1
   ganlab confirm label-tricks --plan --effect swd=3
+  ganlab confirm label-tricks --equivalence swd=2 --until-decided --max-seeds 30
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the smallest effect that matters, in the objective's units (the first objective without "
                    "OBJ=; repeat per objective): an interval inside (-D, +D) is the verdict 'no effect larger than "
                    "D'; declared before any run finishes")
+    p.add_argument("--until-decided", action="store_true",
+                   help="add seeds in rounds (from --seeds, every max(2, S/2) more, up to --max-seeds) until every "
+                   "verdict is helps, hurts or within its --equivalence margin; the 5%% error rate is split over the "
+                   "looks fixed at the start (docs/statistics.md)")
+    p.add_argument("--max-seeds", type=int, default=None, metavar="N", help="with --until-decided: the most seeds per arm")
     p.add_argument("--plan", action="store_true", help="train nothing: from the runs so far, the smallest effect the "
                    "seeds detect with 80%% power and the seeds an effect needs (--effect)")
     p.add_argument("--effect", action="append", default=[], metavar="[OBJ=]D",
@@ -61,22 +67,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganlab.study.confirm import DEFAULT_SEEDS, run_confirm, run_plan
+    from ganlab.study.confirm import DEFAULT_SEEDS, run_confirm, run_plan, undecided
+    from ganlab.study.evidence import look_schedule
     from ganlab.study.storage import load_existing_study, redact
 
     console = Console(stderr=True, soft_wrap=True)
-    for flag, value in (("--top", args.top), ("--seeds", args.seeds), ("--n-jobs", args.n_jobs)):
+    for flag, value in (("--top", args.top), ("--seeds", args.seeds), ("--n-jobs", args.n_jobs),
+                        ("--max-seeds", args.max_seeds)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: must be a whole number >= 1")
     if args.name.endswith("-confirm"):
         raise UsageError(f"{args.name} is a confirmation; give its study's name: ganlab confirm {args.name[:-len('-confirm')]}")
     if args.effect and not args.plan:
         raise UsageError("--effect sizes seeds for --plan; add --plan (or leave --effect out)")
+    if (args.max_seeds is not None) != args.until_decided:
+        raise UsageError("--until-decided and --max-seeds go together: --until-decided --max-seeds N")
     parent, storage, url = load_existing_study(args.name, args.storage, args.runs)
     if args.plan:
         return run_plan(parent, effects=args.effect, console=Console(soft_wrap=True))
     overrides = {k: v for k, v in (("data", args.data), ("val_data", args.val_data), ("device", args.device)) if v is not None}
     seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS
+    if args.until_decided and args.max_seeds <= seeds:
+        raise UsageError(f"--max-seeds {args.max_seeds}: must be above --seeds ({seeds}) for --until-decided")
     storage_flag = f" --storage {redact(url)}" if args.storage else (f" --runs {args.runs}" if args.runs != "runs" else "")
 
     def worker_argv(k: int) -> list[str]:
@@ -91,7 +103,24 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--equivalence", margin]
         return argv
 
-    return run_confirm(parent, storage=storage, storage_url=url, out=Path(args.runs).expanduser(), top=args.top,
-                       n_seeds=seeds, overrides=overrides, console=console, n_jobs=args.n_jobs,
-                       storage_flag=storage_flag, worker_argv=worker_argv, primary=args.primary,
-                       equivalence=args.equivalence)
+    def confirm(n: int, looks: list[int]) -> int:
+        return run_confirm(parent, storage=storage, storage_url=url, out=Path(args.runs).expanduser(), top=args.top,
+                           n_seeds=n, overrides=overrides, console=console, n_jobs=args.n_jobs,
+                           storage_flag=storage_flag, worker_argv=worker_argv, primary=args.primary,
+                           equivalence=args.equivalence, looks=looks)
+
+    if not args.until_decided:
+        return confirm(seeds, [])
+    looks = look_schedule(seeds, args.max_seeds)
+    code = 0
+    for n in looks:
+        code = confirm(n, looks)
+        left = undecided(parent)
+        if not left:
+            console.print(f"every verdict decided at {n} seeds", highlight=False)
+            return code
+        console.print(f"{left} verdict(s) undecided at {n} seeds"
+                      + ("" if n == looks[-1] else "; adding seeds")
+                      + ("" if args.equivalence else " (without --equivalence a null effect is never decided)"),
+                      highlight=False)
+    return code

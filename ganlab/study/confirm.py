@@ -45,7 +45,7 @@ from ganlab.study.storage import redact
 from ganlab.study.workers import Workers
 
 __all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "declare", "margins", "plan_arms",
-           "run_confirm", "run_plan"]
+           "run_confirm", "run_plan", "undecided"]
 
 DEFAULT_SEEDS = 10  # a family of 13 verdicts at 5% needs 10 seeds before the sign test can give any (evidence.py)
 DEFAULT_TOP = 3  # a one-objective study: its best 3
@@ -157,7 +157,7 @@ def _planned(confirm) -> set[tuple[str, int]]:
 
 def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_config: dict,
           console: Console, settings: dict | None = None, primary: bool = False,
-          equivalence: dict[str, float] | None = None) -> tuple[Any, list[dict], list[str]]:
+          equivalence: dict[str, float] | None = None, looks: Sequence[int] = ()) -> tuple[Any, list[dict], list[str]]:
     name = parent.study_name + CONFIRM_SUFFIX
     directions = [OBJECTIVES[o].direction for o in spec.objectives]
     confirm = optuna.create_study(study_name=name, storage=storage, directions=directions,
@@ -177,7 +177,7 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     elif top is not None and confirm.user_attrs.get("top") != top:
         raise UsageError(f"{name} was planned with --top {confirm.user_attrs.get('top') or 'default'}; continue it "
                          f"without --top (or the same), or delete it from the storage to plan again")
-    declare(confirm, primary, equivalence or {})
+    declare(confirm, primary, equivalence or {}, looks)
     base_seed = int(base_config.get("seed", 0) or 0)
     seeds = [base_seed + SEED_OFFSET + i for i in range(n_seeds)]
     have = _planned(confirm)
@@ -188,10 +188,21 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     return confirm, plan, confirm.user_attrs.get("notes", notes)
 
 
-def declare(confirm, primary: bool, equivalence: dict[str, float]) -> None:
-    """Record the primary comparison and the equivalence margins with the confirmation, before its
-    results decide anything: once declared they stay (a margin chosen after the data is no margin)."""
+def declare(confirm, primary: bool, equivalence: dict[str, float], looks: Sequence[int] = ()) -> None:
+    """Record the primary comparison, the equivalence margins and a sequential confirmation's looks
+    with the confirmation, before its results decide anything: once declared they stay (a margin
+    chosen after the data is no margin, a schedule of looks chosen after a look is no schedule)."""
     name = confirm.study_name
+    if looks:
+        have_looks = [int(n) for n in confirm.user_attrs.get("looks") or []]
+        if have_looks and have_looks != list(looks):
+            raise UsageError(f"{name} is sequential with looks at {', '.join(map(str, have_looks))} seeds; continue it "
+                             f"with the same --seeds and --max-seeds")
+        if not have_looks:
+            if _finished_runs(confirm):
+                raise UsageError(f"{name} already has finished runs: --until-decided is declared before any result "
+                                 f"(plan a new confirmation to run one)")
+            confirm.set_user_attr("looks", list(looks))
     if primary and not confirm.user_attrs.get("primary"):
         if _finished_runs(confirm):
             raise UsageError(f"{name} already has finished runs: a primary comparison is declared before any result "
@@ -241,6 +252,25 @@ def margins(spec: StudySpec, given: Sequence[str]) -> dict[str, float]:
     return out
 
 
+def undecided(parent) -> int:
+    """How many verdicts of ``parent``'s sequential confirmation are still undecided (neither
+    helps, hurts nor an equivalence)."""
+    from ganlab.study.evidence import HELPS, HURTS, arm_runs, decide_sequential
+    from ganlab.study.objective import DIVERGED_INSTABILITY
+
+    confirm = confirmation_of(parent)
+    if confirm is None:
+        return 0
+    objectives = list(confirm.user_attrs.get("objectives") or [])
+    directions = [d.name.lower() for d in confirm.directions]
+    looks = [int(n) for n in confirm.user_attrs.get("looks") or []]
+    rows, _, _ = decide_sequential(arm_runs(confirm, objectives, DIVERGED_INSTABILITY), objectives, directions, looks,
+                                   primary=bool(confirm.user_attrs.get("primary")),
+                                   margins={k: float(v) for k, v in (confirm.user_attrs.get("equivalence") or {}).items()})
+    return sum(1 for _, _, by in rows for e in by.values() if e.role and not (
+        e.verdict in (HELPS, HURTS) or e.verdict.startswith("no effect larger")))
+
+
 def run_plan(parent, *, effects: Sequence[str], console: Console) -> int:
     """``ganlab confirm NAME --plan``: from the runs so far, the smallest effect the seeds detect and
     the seeds an effect needs; trains nothing."""
@@ -264,7 +294,7 @@ def run_plan(parent, *, effects: Sequence[str], console: Console) -> int:
 def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None, n_seeds: int, overrides: dict,
                 console: Console, n_jobs: int = 1, storage_flag: str = "",
                 worker_argv: Callable[[int], Sequence[str]] | None = None, primary: bool = False,
-                equivalence: Sequence[str] = ()) -> int:
+                equivalence: Sequence[str] = (), looks: Sequence[int] = ()) -> int:
     """Plan (or continue) the confirmation of ``parent`` and run this worker's share of it."""
     spec = parent_spec(parent)
     stored = parent.user_attrs.get("overrides") or {}
@@ -277,7 +307,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
     settings = {k: getattr(cfg, k, None) for k in ("steps", "size", "ngf", "ndf", "batch_size")}
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console, settings, primary,
-                                 margins(spec, equivalence))
+                                 margins(spec, equivalence), looks)
     revived = recover_dead_trials(confirm, cspec)
     if revived:
         console.print(f"run(s) {', '.join(map(str, revived))}: their worker died; queued again", highlight=False)

@@ -45,8 +45,8 @@ from scipy import stats as st
 
 __all__ = ["ALPHA", "ArmRuns", "CONFIRM_SUFFIX", "Effect", "Family", "HELPS", "HURTS", "MIN_SEEDS", "NOT_RUN",
            "NO_EFFECT", "POWER", "RESAMPLES", "Summary", "arm_runs", "comparisons", "confirmation_of",
-           "decide_family", "detectable_effect", "equivalent_text", "evidence_section", "holm_adjusted",
-           "holm_levels", "paired_effect", "plan_lines", "seeds_for_verdict", "seeds_needed", "sign_test_power",
+           "decide_family", "decide_sequential", "detectable_effect", "equivalent_text", "evidence_section", "holm_adjusted",
+           "holm_levels", "look_levels", "look_schedule", "paired_effect", "plan_lines", "seeds_for_verdict", "seeds_needed", "sign_test_power",
            "summarise", "t_test_seeds"]
 
 ALPHA = 0.05  # the family-wise error rate of a confirmation's verdicts (two-sided)
@@ -338,11 +338,12 @@ class Family:
     method: str = "Holm"
     primary: str | None = None  # "what: objective" of the primary comparison, when declared
     rejected: int = 0
+    looks: str = ""  # a sequential confirmation: how the error rate was spent over its looks
 
     def text(self) -> str:
         if self.size == 0:
             return "no comparison"
-        return f"family of {self.size} ({self.method}, {self.alpha:.0%} family-wise)"
+        return f"family of {self.size} ({self.method}, {self.alpha:.0%} family-wise{self.looks})"
 
 
 def decide_family(rows: list, objectives: list[str], directions: list[str], *, alpha: float = ALPHA,
@@ -510,6 +511,88 @@ def _plot(arms: dict[str, ArmRuns], objectives: list[str], path) -> bool:
     return True
 
 
+# A sequential confirmation (``ganlab confirm --until-decided``) ------------------------------------
+
+def look_schedule(first: int, most: int) -> list[int]:
+    """The seed counts at which a sequential confirmation looks: ``first``, then every
+    max(2, first / 2) more seeds, and ``most``."""
+    step = max(2, math.ceil(first / 2))
+    looks = list(range(first, most, step)) + [most]
+    return sorted(set(looks))
+
+
+def look_levels(looks: Sequence[int], m: int, alpha: float = ALPHA) -> list[float]:
+    """The family-wise error rate spent at each look: alpha split equally over the looks at which a
+    family of ``m`` can give a verdict at all with its share (Bonferroni over the looks: whatever
+    the data decide, the chance of any false verdict at any look is at most alpha). Fixed by the
+    schedule and the family's size alone, never by the data."""
+    active = list(range(len(looks)))
+    while True:
+        share = alpha / max(1, len(active))
+        keep = [j for j in active if seeds_for_verdict(share / max(1, m)) <= looks[j]]
+        if keep == active or not keep:
+            break
+        active = keep
+    if not keep:  # no look can reach a verdict: all on the last one (which says "too few seeds")
+        active = [len(looks) - 1]
+    share = alpha / len(active)
+    return [share if j in active else 0.0 for j in range(len(looks))]
+
+
+def _first_seeds(arms: dict[str, ArmRuns], n: int) -> dict[str, ArmRuns] | None:
+    """The arms restricted to the first ``n`` seeds of the confirmation, or None while any arm has
+    not finished all of them."""
+    seeds = sorted({s for r in arms.values() for s in r.seeds + r.pending})[:n]
+    if len(seeds) < n or any(not set(seeds) <= set(r.seeds) for r in arms.values()):
+        return None
+    keep = set(seeds)
+    return {label: ArmRuns(r.plan, {o: {s: v for s, v in vals.items() if s in keep} for o, vals in r.values.items()},
+                           [s for s in r.diverged if s in keep], r.seconds, [], r.run_dir)
+            for label, r in arms.items()}
+
+
+def decide_sequential(arms: dict[str, ArmRuns], objectives: list[str], directions: list[str], looks: Sequence[int], *,
+                      alpha: float = ALPHA, primary: bool = False,
+                      margins: dict[str, float] | None = None) -> tuple[list, Family, list[int]]:
+    """Decide a sequential confirmation: at each finished look the family (Holm) at that look's
+    share of ``alpha`` (:func:`look_levels`) on the first seeds; a helps, hurts or equivalence
+    verdict stands from the look that gave it; the rest are as the latest finished look left them.
+    Returns the rows, the family and the looks finished. Before the first look finishes, the runs
+    so far are decided at the first look's share (provisional)."""
+    rows_now = comparisons(arms, objectives, directions)
+    m = _family_size(rows_now, objectives, primary)
+    levels = look_levels(looks, m, alpha)
+    done = []
+    decided: dict[tuple[int, str], Effect] = {}
+    latest = None
+    for n, level in zip(looks, levels):
+        sub = _first_seeds(arms, n)
+        if sub is None:
+            break
+        done.append(n)
+        if level <= 0:
+            continue
+        latest, family = decide_family(comparisons(sub, objectives, directions), objectives, directions, alpha=level,
+                                       primary=primary, margins=margins)
+        for i, (_, _, by) in enumerate(latest):
+            for o, e in by.items():
+                if (i, o) not in decided and (e.verdict in (HELPS, HURTS) or e.verdict.startswith("no effect larger")):
+                    decided[(i, o)] = replace(e, why=(e.why + "; " if e.why else "") + f"decided at {n} seeds")
+    first = next(((n, lv) for n, lv in zip(looks, levels) if lv > 0), (looks[-1], alpha))
+    if latest is None:  # no look that spends error has finished: nothing is decided yet
+        latest, family = decide_family(rows_now, objectives, directions, alpha=first[1], primary=primary,
+                                       margins=margins)
+        wait = f"the first look that can decide is at {first[0]} seeds"
+        latest = [(what, ref, {o: (replace(e, verdict=NO_EFFECT, low=math.nan, high=math.nan, why=wait)
+                                   if e.role and e.verdict != NO_EFFECT and e.verdict != NOT_RUN else e)
+                               for o, e in by.items()}) for what, ref, by in latest]
+    out = [(what, ref, {o: decided.get((i, o), e) for o, e in by.items()}) for i, (what, ref, by) in enumerate(latest)]
+    spent = ", ".join(f"{n} ({lv:.2%})" for n, lv in zip(looks, levels) if lv > 0)
+    family = replace(family, size=m, alpha=alpha, looks=f", spent over looks at {spent} seeds",
+                     rejected=sum(e.verdict in (HELPS, HURTS) for _, _, by in out for e in by.values()))
+    return out, family, done
+
+
 # The planner -----------------------------------------------------------------------------------
 
 def _family_size(rows: list, objectives: list[str], primary: bool) -> int:
@@ -639,8 +722,12 @@ def evidence_section(confirm, objectives: list[str], directions: list[str], out,
         md.append(f"| {label} | {_tricks_text(r.plan)} | {settings} | " + " | ".join(cells) + f" | {seeds_cell} |")
     primary = bool(confirm.user_attrs.get("primary"))
     margins = {k: float(v) for k, v in (confirm.user_attrs.get("equivalence") or {}).items()}
-    rows, family = decide_family(comparisons(arms, objectives, directions), objectives, directions,
-                                 primary=primary, margins=margins)
+    looks = [int(n) for n in confirm.user_attrs.get("looks") or []]
+    if looks:
+        rows, family, _ = decide_sequential(arms, objectives, directions, looks, primary=primary, margins=margins)
+    else:
+        rows, family = decide_family(comparisons(arms, objectives, directions), objectives, directions,
+                                     primary=primary, margins=margins)
     if rows:
         md += ["", "### Verdicts", "", _rests_on(_settings(confirm, arms), seeds, family), "",
                f"An effect is the median of the seed-paired differences (the first minus the reference; a diverged "
