@@ -146,3 +146,25 @@ def test_a_killed_confirmation_worker_loses_no_run(tmp_path, image_dir, run_cli)
     done = {(t.user_attrs["arm"]["label"], t.user_attrs["arm"]["seed"]) for t in trials if t.state == TrialState.COMPLETE}
     assert done == {(a, s) for a in ("trial-0", "baseline", "l1-only") for s in (1000, 1001)}
     assert next(t for t in trials if t.number == target).state == TrialState.FAIL
+
+
+@pytest.mark.slow
+def test_until_decided_adds_seeds_in_rounds_and_the_report_names_its_looks(tmp_path, image_dir, run_cli):
+    f = study_file(tmp_path, image_dir, 'objectives = ["swd"]\nsampler = "random"\n[tricks]\nalways = ["label-flip"]\n'
+                   '[tricks.fixed.label-flip]\np = 0.0\n')
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 0, err
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--until-decided", "--max-seeds", "3",
+                           "--runs", tmp_path / "runs")
+    assert code == 0, err
+    assert "undecided at 2 seeds; adding seeds" in err and "undecided at 3 seeds" in err, err
+    confirm = optuna.load_study(study_name="tiny-confirm", storage=f"sqlite:///{tmp_path / 'runs' / 'studies.db'}")
+    assert confirm.user_attrs["looks"] == [2, 3]
+    assert len([t for t in confirm.trials if t.state == TrialState.COMPLETE]) == 9  # 3 arms x 3 seeds
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--until-decided", "--max-seeds", "5",
+                           "--runs", tmp_path / "runs")
+    assert code != 0 and "looks at 2, 3 seeds" in err
+    code, _, err = run_cli("report", "tiny", "--runs", tmp_path / "runs")
+    assert code == 0, err
+    evidence = (tmp_path / "runs" / "tiny" / "report" / "report.md").read_text().split("# The search")[0]
+    assert "spent over looks at 3 (5.00%) seeds" in evidence, evidence
