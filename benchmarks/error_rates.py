@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from ganlab.study.evidence import (ALPHA, HELPS, HURTS, ArmRuns, comparisons, decide_family, paired_effect,
-                                   seeds_for_verdict)
+from ganlab.study.evidence import (ALPHA, HELPS, HURTS, ArmRuns, comparisons, decide_family, decide_sequential,
+                                   look_levels, paired_effect, seeds_for_verdict)
 
 OBJECTIVES = ["swd", "instability"]
 DIRECTIONS = ["minimize", "minimize"]
@@ -125,6 +125,19 @@ def diverged_scenario(rng, draws: int, n: int = 10, worst: int = 3) -> tuple[flo
     return dropped / draws, counted / draws, hurts / draws
 
 
+def sequential(rng, draw, sd: float, looks: list[int], draws: int, effect: float) -> tuple[float, float]:
+    """``--until-decided`` with these looks: the share of null confirmations with any false verdict
+    at any look, and the power for ``effect`` sd on trial-1's swd (toward the better side)."""
+    false = hits = 0
+    for _ in range(draws):
+        rows, _, _ = decide_sequential(confirmation(rng, draw, looks[-1]), OBJECTIVES, DIRECTIONS, looks)
+        false += any(e.verdict in (HELPS, HURTS) for _, _, by in rows for e in by.values())
+        rows, _, _ = decide_sequential(confirmation(rng, draw, looks[-1], shift=-effect * sd), OBJECTIVES, DIRECTIONS,
+                                       looks)
+        hits += rows[0][2]["swd"].verdict == HELPS
+    return false / draws, hits / draws
+
+
 def location_tests(rng, n: int, draws: int) -> dict[str, tuple[float, float]]:
     """Why ganlab tests a median: per side, at 2.5% one-sided, how often a test says the location
     is below or above 0 when lognormal differences are centred on the location that test claims to
@@ -189,6 +202,15 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| diverged seeds dropped, as before (the sign test on the 7 pairs left) | {dropped:.1%} | - |")
     print(f"| each diverged seed its arm's worst outcome (ganlab) | {counted:.1%} | {hurts:.1%} |")
+    looks = [10, 15, 20]
+    shares = ", ".join(f"{lv:.2%}" for lv in look_levels(looks, m))
+    print()
+    print(f"| --until-decided, looks at {', '.join(map(str, looks))} seeds (5% spent as {shares}) | any false verdict "
+          f"| power at {args.effect:g} sd: helps (stops by 20 seeds) |")
+    print("|---|---|---|")
+    for name, (draw, sd) in DISTRIBUTIONS.items():
+        false, hits = sequential(rng, draw, sd, looks, max(1, args.draws // 2), args.effect)
+        print(f"| {name} | {false:.1%} | {hits:.1%} |", flush=True)
     print()
     print("| lognormal differences centred on the tested location, one-sided 2.5% a side | seeds | says below 0 | "
           "says above 0 |")
