@@ -26,7 +26,7 @@
 Why a sign test and not a t-test, a bootstrap or a permutation test of the mean: no test of a
 mean keeps its error rate at a handful of seeds when the differences are skewed (simulated with
 lognormal differences of mean 0, the t-test and the sign-flip permutation test of the mean say
-"helps" 15-16% of the time at 8 and 12 seeds where 2.5% is allowed; the bootstrap-t 8-10%). A median can
+"helps" 15-17% of the time at 8 and 12 seeds where 2.5% is allowed; the bootstrap-t 8-10%). A median can
 be tested exactly. The price is power: under normal differences the sign test needs about 1.6
 times the seeds of a t-test. At 5 seeds the smallest two-sided p a sign test can give is
 2/2^5 = 1/16, above 5%: **no verdict is possible at 5 seeds**; a family of 13 at 5% needs 10
