@@ -287,3 +287,19 @@ def test_a_verdict_stands_from_the_look_that_gave_it_and_none_comes_before_the_f
 def test_the_sequential_and_planner_flags_refuse_bad_combinations_in_one_line(args, message, run_cli, tmp_path):
     code, _, err = run_cli("confirm", "nothing-here", "--runs", tmp_path, *args)
     assert code != 0 and message in err and "Traceback" not in err
+
+
+def test_equivalence_margins_are_read_per_objective_and_bad_ones_refused():
+    from types import SimpleNamespace
+
+    from ganlab.errors import UsageError
+    from ganlab.study.confirm import margins
+
+    spec = SimpleNamespace(objectives=("swd", "instability"))
+    assert margins(spec, ["2.5", "instability=0.1"]) == {"swd": 2.5, "instability": 0.1}
+    for bad, words in (("fid=2", "not an objective"), ("swd=", "must be a number"), ("-1", "positive finite"),
+                       ("nan", "positive finite"), ("inf", "positive finite")):
+        with pytest.raises(UsageError, match=words):
+            margins(spec, [bad])
+    with pytest.raises(UsageError, match="^--effect swd=x"):
+        margins(spec, ["swd=x"], "--effect")

@@ -233,21 +233,22 @@ def parent_spec(parent) -> StudySpec:
     return dataclasses.replace(spec, name=parent.study_name)
 
 
-def margins(spec: StudySpec, given: Sequence[str]) -> dict[str, float]:
-    """``--equivalence [OBJECTIVE=]D`` values by objective (the first objective where none is named)."""
+def margins(spec: StudySpec, given: Sequence[str], flag: str = "--equivalence") -> dict[str, float]:
+    """``--equivalence [OBJECTIVE=]D`` (or ``--effect``) values by objective (the first objective
+    where none is named)."""
     out: dict[str, float] = {}
     for text in given:
         name, _, value = text.rpartition("=")
         name = name or spec.objectives[0]
         if name not in spec.objectives:
-            raise UsageError(f"--equivalence {text}: {name} is not an objective of the study "
+            raise UsageError(f"{flag} {text}: {name} is not an objective of the study "
                              f"({', '.join(spec.objectives)}); give OBJECTIVE=D")
         try:
             d = float(value)
         except ValueError:
-            raise UsageError(f"--equivalence {text}: D must be a number in {name}'s units, e.g. {name}=2.5") from None
+            raise UsageError(f"{flag} {text}: D must be a number in {name}'s units, e.g. {name}=2.5") from None
         if not (d > 0 and d < float("inf")):
-            raise UsageError(f"--equivalence {text}: D must be a positive finite number in {name}'s units")
+            raise UsageError(f"{flag} {text}: D must be a positive finite number in {name}'s units")
         out[name] = d
     return out
 
@@ -285,7 +286,7 @@ def run_plan(parent, *, effects: Sequence[str], console: Console) -> int:
     objectives = list(confirm.user_attrs.get("objectives") or spec.objectives)
     directions = [d.name.lower() for d in confirm.directions]
     rows = comparisons(arm_runs(confirm, objectives, DIVERGED_INSTABILITY), objectives, directions)
-    asked = margins(dataclasses.replace(spec, objectives=tuple(objectives)), effects)
+    asked = margins(dataclasses.replace(spec, objectives=tuple(objectives)), effects, "--effect")
     console.print("\n".join(plan_lines(rows, objectives, primary=bool(confirm.user_attrs.get("primary")),
                                        effects=asked)), highlight=False, markup=False)
     return 0
