@@ -303,3 +303,19 @@ def test_equivalence_margins_are_read_per_objective_and_bad_ones_refused():
             margins(spec, [bad])
     with pytest.raises(UsageError, match="^--effect swd=x"):
         margins(spec, ["swd=x"], "--effect")
+
+
+def test_the_error_rate_benchmark_runs_and_prints_its_tables():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "error_rates.py"
+    res = subprocess.run([sys.executable, str(script), "--draws", "4", "--seeds", "10"], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    for row in ("| normal | 10 |", "| lognormal | 10 |", "| t3 | 10 |", "Family: 13 verdicts, Holm at 5%",
+                "each diverged seed its arm's worst outcome", "--until-decided, looks at 10, 15, 20",
+                "| sign test (ganlab), median 0 | 12 |"):
+        assert row in res.stdout, res.stdout
