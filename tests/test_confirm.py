@@ -61,7 +61,7 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs", "--equivalence", "swd=1000")
     assert code == 0, err
     assert "3 arms (trial-0, baseline, l1-only) x 2 seeds" in err
-    assert "with 2 seeds no verdict is possible" in err and "5 comparisons at 5% family-wise (Holm) need at least 8 seeds" in err
+    assert "with 2 seeds no verdict is possible" in err and "3 comparisons at 5% family-wise (Holm) need at least 7 seeds" in err
     confirm = optuna.load_study(study_name="tiny-confirm", storage=f"sqlite:///{tmp_path / 'runs' / 'studies.db'}")
     runs = [t for t in confirm.trials if t.state == TrialState.COMPLETE]
     assert len(runs) == 6
@@ -75,7 +75,7 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     assert "## What the evidence supports" in evidence and "(confounded screening)" in text
     verdicts = [line for line in evidence.splitlines() if line.startswith("- **")]
     assert verdicts and not any(f"**{HELPS}**" in v or f"**{HURTS}**" in v for v in verdicts)
-    assert "too few seeds" in evidence and "a verdict needs 8" in evidence, evidence  # two seeds: no verdict
+    assert "too few seeds" in evidence and "a verdict needs 7" in evidence, evidence  # two seeds: no verdict
     assert (report / "evidence.png").stat().st_size > 1000
 
     # the same command with more seeds continues it: the new seeds are added to every arm
@@ -91,7 +91,7 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     for line in identity:
         assert line.count(f"**{NO_EFFECT}**") == 2 and "identical results on every seed" in line, line
     assert "| trial-0 | label-flip:p=0 |" in evidence
-    assert "swd D = 1000" in evidence and "family of 5 (Holm, 5% family-wise)" in evidence
+    assert "swd D = 1000" in evidence and "family of 3 (Holm, 5% family-wise)" in evidence
 
     # a margin is declared before the results: changing it afterwards is refused in one line
     code, _, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--equivalence", "swd=2")
@@ -101,7 +101,7 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     # the planner reads the paired spread of the runs so far and trains nothing
     code, out, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--plan", "--effect", "swd=5")
     assert code == 0, err
-    assert "A family of 5 comparisons at 5% (Holm)" in out and "| swd | 5 |" in out and "| 5 (" in out, out
+    assert "A family of 3 comparisons at 5% (Holm)" in out and "| swd | 5 |" in out and "| 5 (" in out, out
 
 
 def test_a_killed_confirmation_worker_loses_no_run(tmp_path, image_dir, run_cli):

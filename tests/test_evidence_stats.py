@@ -319,3 +319,17 @@ def test_the_error_rate_benchmark_runs_and_prints_its_tables():
                 "each diverged seed its arm's worst outcome", "--until-decided, looks at 10, 15, 20",
                 "| sign test (ganlab), median 0 | 12 |"):
         assert row in res.stdout, res.stdout
+
+
+def test_an_ablation_that_is_the_baseline_repeats_a_comparison_and_counts_once():
+    rng = np.random.default_rng(8)
+    seeds = range(1000, 1012)
+    chosen = _arm("trial-1", "chosen", {s: 10.0 + rng.normal() - 1.5 for s in seeds})
+    base = _arm("baseline", "baseline", {s: 10.0 + rng.normal() for s in seeds})
+    arms = {"trial-1": chosen, "baseline": base, "trial-1-without-label-flip": base}  # as arm_runs resolves an alias
+    rows = comparisons(arms, ["swd"], ["minimize"])
+    assert [r[0] for r in rows] == ["trial-1 (label-flip:p=0.1)", "label-flip (in trial-1)"]
+    decided, family = decide_family(rows, ["swd"], ["minimize"])
+    assert family.size == 1
+    a, b = decided[0][2]["swd"], decided[1][2]["swd"]
+    assert (a.verdict, a.low, a.high, a.level) == (b.verdict, b.low, b.high, b.level)

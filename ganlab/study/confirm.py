@@ -143,9 +143,11 @@ def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, An
 
 
 def _family_size(plan: list[dict], objectives: Sequence[str], primary: bool) -> int:
-    """How many verdicts the report of this plan states: every compared arm on every objective (the
-    L1-only control's instability is not comparable), less the primary comparison."""
-    arms = [a for a in plan if a.get("kind") in ("chosen", "control", "ablation")]
+    """How many hypotheses the report of this plan decides: every compared arm on every objective
+    (the L1-only control's instability is not comparable; an ablation whose stack without the trick
+    is the baseline repeats the configuration against the baseline), less the primary comparison."""
+    arms = [a for a in plan if a.get("kind") in ("chosen", "control")
+            or (a.get("kind") == "ablation" and a.get("alias_of") != "baseline")]  # that one repeats a chosen one
     m = sum(len(objectives) - (1 if a.get("kind") == "control" and "instability" in objectives else 0) for a in arms)
     return max(1, m - (1 if primary else 0))
 

@@ -194,6 +194,7 @@ class Effect:
     diverged: tuple = (0, 0)  # diverged seeds in (the arm, the reference)
     sd: float = math.nan  # sd of the finite differences, for the planner
     role: str = ""  # "primary", "family" or "" (not tested)
+    pair: tuple = ()  # (arm, reference) labels: the same pair twice is one hypothesis
 
     @property
     def mean(self) -> float:
@@ -346,6 +347,22 @@ class Family:
         return f"family of {self.size} ({self.method}, {self.alpha:.0%} family-wise{self.looks})"
 
 
+def _hypotheses(rows: list, objectives: list[str]) -> dict[tuple, list[tuple[int, str]]]:
+    """The distinct hypotheses of ``rows``: each effect on each objective (the control's
+    instability, not comparable, is none), the same pair of arms twice counted once: an ablation
+    whose stack without the trick is the baseline's configuration compares the same runs as the
+    configuration against the baseline, one hypothesis."""
+    groups: dict[tuple, list[tuple[int, str]]] = {}
+    for i, (_, _, by) in enumerate(rows):
+        for o in objectives:
+            e = by.get(o)
+            if e is None or e.verdict == NOT_COMPARABLE:
+                continue  # not run yet stays in: in the family with p = 1, as planned
+            key = ("pair", o, e.pair) if e.pair else ("own", i, o)
+            groups.setdefault(key, []).append((i, o))
+    return groups
+
+
 def decide_family(rows: list, objectives: list[str], directions: list[str], *, alpha: float = ALPHA,
                   primary: bool = False, margins: dict[str, float] | None = None) -> tuple[list, Family]:
     """Decide every effect of ``rows`` (``(what, against, {objective: Effect})``, the first row the
@@ -354,21 +371,23 @@ def decide_family(rows: list, objectives: list[str], directions: list[str], *, a
     and said so) and left out of the family. ``margins``: equivalence margins by objective."""
     margins = margins or {}
     dirs = dict(zip(objectives, directions))
-    keys = [(i, o) for i, (_, _, by) in enumerate(rows) for o in objectives
-            if o in by and by[o].verdict != NOT_COMPARABLE]  # not run yet: in the family (p = 1), as planned
-    prim = keys[0] if primary and keys and keys[0] == (0, objectives[0]) and rows[0][1] == "baseline" else None
-    members = [k for k in keys if k != prim]
-    levels = holm_levels([rows[i][2][o].p for i, o in members], alpha) if members else []
+    groups = list(_hypotheses(rows, objectives).values())
+    prim = None
+    if primary and groups and rows and rows[0][1] == "baseline":
+        prim = next((g for g in groups if (0, objectives[0]) in g), None)
+    members = [g for g in groups if g is not prim]
+    levels = holm_levels([rows[g[0][0]][2][g[0][1]].p for g in members], alpha) if members else []
     out = [(what, ref, dict(by)) for what, ref, by in rows]
     rejected = 0
-    for (i, o), lv in zip(members, levels):
-        e = _decide(out[i][2][o], lv, dirs[o], margins.get(o))
-        out[i][2][o] = replace(e, role="family")
+    for g, lv in zip(members, levels):
+        for i, o in g:
+            e = _decide(out[i][2][o], lv, dirs[o], margins.get(o))
+            out[i][2][o] = replace(e, role="family")
         rejected += e.verdict in (HELPS, HURTS)
-    if prim is not None:
-        i, o = prim
+    for i, o in prim or []:
         out[i][2][o] = replace(_decide(out[i][2][o], alpha, dirs[o], margins.get(o)), role="primary")
-    return out, Family(len(members), alpha, "Holm", f"{rows[prim[0]][0]}: {prim[1]}" if prim else None, rejected)
+    name = f"{rows[0][0]}: {objectives[0]}" if prim else None
+    return out, Family(len(members), alpha, "Holm", name, rejected)
 
 
 # The runs of a confirmation, by arm ----------------------------------------------------------
@@ -446,8 +465,8 @@ def _short(v) -> str:
 
 
 def _effect(x: ArmRuns, y: ArmRuns, objective: str, direction: str) -> Effect:
-    return paired_effect(x.values[objective], y.values[objective], direction,
-                         diverged_x=x.diverged, diverged_y=y.diverged)
+    e = paired_effect(x.values[objective], y.values[objective], direction, diverged_x=x.diverged, diverged_y=y.diverged)
+    return replace(e, pair=(x.plan.get("label"), y.plan.get("label")))
 
 
 def comparisons(arms: dict[str, ArmRuns], objectives: list[str], directions: list[str]) -> list:
@@ -596,7 +615,7 @@ def decide_sequential(arms: dict[str, ArmRuns], objectives: list[str], direction
 # The planner -----------------------------------------------------------------------------------
 
 def _family_size(rows: list, objectives: list[str], primary: bool) -> int:
-    m = sum(1 for _, _, by in rows for o in objectives if o in by and by[o].verdict != NOT_COMPARABLE)
+    m = len(_hypotheses(rows, objectives))
     return max(1, m - (1 if primary and rows else 0))
 
 
