@@ -8,6 +8,11 @@ runs are the trials of the sibling study NAME-confirm in the same storage: run t
 on several machines (PostgreSQL) or with --n-jobs N to share them; a killed worker's run is run
 again; the same command later continues, and a larger --seeds adds seeds to every arm.
 
+--n-jobs auto (the default) runs as many workers as give the most runs per hour: on a CPU one
+single-threaded worker per core (fewer when memory or the runs to go are short), on CUDA one per
+GPU. Each worker trains with its share of the cores, cores // N torch threads (--threads or
+OMP_NUM_THREADS to choose).
+
 Then `ganlab report NAME` opens with what the evidence supports: each configuration's mean ± sd
 and 95% interval, each effect as the median seed-paired difference with the sign test's interval,
 and a verdict per trick and objective (helps, hurts, no effect larger than D with --equivalence,
@@ -30,7 +35,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ganlab.cli.flags import add_setting_flags
 from ganlab.errors import UsageError
+from ganlab.threads import kept, parse_jobs, parse_threads
 
 DESCRIPTION = __doc__
 
@@ -46,7 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", help="override the study's training data (default: what the study used)")
     p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")
     p.add_argument("--device", help="override the study's --device")
-    p.add_argument("--n-jobs", type=int, default=1, metavar="N", help="runs at once, each in its own process")
+    p.add_argument("--n-jobs", default="auto", metavar="N|auto", help=(
+        "runs at once, each in its own process with cores // N torch threads (default auto: the most runs per hour "
+        "here; on a CPU one single-threaded worker per core, fewer when memory or the runs to go are short; on CUDA "
+        "one worker per GPU)"))
+    add_setting_flags(p, only=("threads",), groups={"run": p}, helps={"threads": (
+        "torch threads of each worker (default auto: its share of the cores this process may use, cores // N; "
+        "OMP_NUM_THREADS where set)")})
     p.add_argument("--primary", action="store_true", help="declare one primary comparison (the best configuration "
                    "against the baseline on the first objective), decided alone at 5%% and reported as primary; "
                    "declared before any run finishes")
@@ -72,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
     from ganlab.study.storage import load_existing_study, redact
 
     console = Console(stderr=True, soft_wrap=True)
-    for flag, value in (("--top", args.top), ("--seeds", args.seeds), ("--n-jobs", args.n_jobs),
-                        ("--max-seeds", args.max_seeds)):
+    for flag, value in (("--top", args.top), ("--seeds", args.seeds), ("--max-seeds", args.max_seeds)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: must be a whole number >= 1")
+    n_jobs = parse_jobs(args.n_jobs)
+    threads = parse_threads(args.threads)
     if args.name.endswith("-confirm"):
         raise UsageError(f"{args.name} is a confirmation; give its study's name: ganlab confirm {args.name[:-len('-confirm')]}")
     if args.effect and not args.plan:
@@ -105,22 +119,23 @@ def run(args: argparse.Namespace) -> int:
 
     def confirm(n: int, looks: list[int]) -> int:
         return run_confirm(parent, storage=storage, storage_url=url, out=Path(args.runs).expanduser(), top=args.top,
-                           n_seeds=n, overrides=overrides, console=console, n_jobs=args.n_jobs,
+                           n_seeds=n, overrides=overrides, console=console, n_jobs=n_jobs, threads=threads,
                            storage_flag=storage_flag, worker_argv=worker_argv, primary=args.primary,
                            equivalence=args.equivalence, looks=looks)
 
-    if not args.until_decided:
-        return confirm(seeds, [])
-    looks = look_schedule(seeds, args.max_seeds)
-    code = 0
-    for n in looks:
-        code = confirm(n, looks)
-        left = undecided(parent)
-        if not left:
-            console.print(f"every verdict decided at {n} seeds", highlight=False)
-            return code
-        console.print(f"{left} verdict(s) undecided at {n} seeds"
-                      + ("" if n == looks[-1] else "; adding seeds")
-                      + ("" if args.equivalence else " (without --equivalence a null effect is never decided)"),
-                      highlight=False)
-    return code
+    with kept():  # the workers' thread budget holds for this command only
+        if not args.until_decided:
+            return confirm(seeds, [])
+        looks = look_schedule(seeds, args.max_seeds)
+        code = 0
+        for n in looks:
+            code = confirm(n, looks)
+            left = undecided(parent)
+            if not left:
+                console.print(f"every verdict decided at {n} seeds", highlight=False)
+                return code
+            console.print(f"{left} verdict(s) undecided at {n} seeds"
+                          + ("" if n == looks[-1] else "; adding seeds")
+                          + ("" if args.equivalence else " (without --equivalence a null effect is never decided)"),
+                          highlight=False)
+        return code
