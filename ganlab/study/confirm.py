@@ -31,14 +31,15 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
+from ganlab.study.record import ARM, study_record, trial_record, write_study
 from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError, UsageError
 from ganlab.losses import L1_ONLY
-from ganlab.study.budget import DISCARDED, shown
+from ganlab.study.budget import shown
 from ganlab.study.evidence import ALPHA, CONFIRM_SUFFIX, confirmation_of, seeds_for_verdict
 from ganlab.study.objective import OBJECTIVES
 from ganlab.study.recovery import recover_dead_trials
-from ganlab.study.runner import ARM_ATTR, StudyRunner
+from ganlab.study.runner import StudyRunner
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact
@@ -153,8 +154,8 @@ def _family_size(plan: list[dict], objectives: Sequence[str], primary: bool) -> 
 
 
 def _planned(confirm) -> set[tuple[str, int]]:
-    return {(t.user_attrs[ARM_ATTR]["label"], int(t.user_attrs[ARM_ATTR]["seed"]))
-            for t in confirm.get_trials(deepcopy=False) if isinstance(t.user_attrs.get(ARM_ATTR), dict)}
+    return {(trial_record(t).arm["label"], int(trial_record(t).arm["seed"]))
+            for t in confirm.get_trials(deepcopy=False) if isinstance(trial_record(t).arm, dict)}
 
 
 def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_config: dict,
@@ -166,18 +167,14 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
                                   sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner(),
                                   load_if_exists=True)  # every planned run is trained to its end
     notes: list[str] = []
-    plan = confirm.user_attrs.get("plan")
+    plan = study_record(confirm).plan
     if plan is None:
         arms, notes = plan_arms(parent, spec, top, base_config)
         plan = [a.as_attr(seed=-1) for a in arms]
-        confirm.set_user_attr("plan", plan)
-        confirm.set_user_attr("top", top)
-        confirm.set_user_attr("parent", parent.study_name)
-        confirm.set_user_attr("objectives", list(spec.objectives))
-        confirm.set_user_attr("notes", notes)
-        confirm.set_user_attr("settings", settings or {})
-    elif top is not None and confirm.user_attrs.get("top") != top:
-        raise UsageError(f"{name} was planned with --top {confirm.user_attrs.get('top') or 'default'}; continue it "
+        write_study(confirm, plan=plan, top=top, parent=parent.study_name, objectives=list(spec.objectives), notes=notes,
+                    settings=settings or {})
+    elif top is not None and study_record(confirm).top != top:
+        raise UsageError(f"{name} was planned with --top {study_record(confirm).top or 'default'}; continue it "
                          f"without --top (or the same), or delete it from the storage to plan again")
     declare(confirm, primary, equivalence or {}, looks)
     base_seed = int(base_config.get("seed", 0) or 0)
@@ -186,8 +183,9 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     for seed in seeds:  # seed by seed: the first finished runs already pair
         for arm in plan:
             if not arm.get("alias_of") and (arm["label"], seed) not in have:
-                confirm.enqueue_trial({}, user_attrs={ARM_ATTR: {**arm, "seed": seed}})
-    return confirm, plan, confirm.user_attrs.get("notes", notes)
+                confirm.enqueue_trial({}, user_attrs={ARM: {**arm, "seed": seed}})
+    stored_notes = study_record(confirm).notes
+    return confirm, plan, stored_notes if stored_notes is not None else notes
 
 
 def declare(confirm, primary: bool, equivalence: dict[str, float], looks: Sequence[int] = ()) -> None:
@@ -196,7 +194,7 @@ def declare(confirm, primary: bool, equivalence: dict[str, float], looks: Sequen
     chosen after the data is no margin, a schedule of looks chosen after a look is no schedule)."""
     name = confirm.study_name
     if looks:
-        have_looks = [int(n) for n in confirm.user_attrs.get("looks") or []]
+        have_looks = [int(n) for n in study_record(confirm).looks or []]
         if have_looks and have_looks != list(looks):
             raise UsageError(f"{name} is sequential with looks at {', '.join(map(str, have_looks))} seeds; continue it "
                              f"with the same --seeds and --max-seeds")
@@ -204,13 +202,13 @@ def declare(confirm, primary: bool, equivalence: dict[str, float], looks: Sequen
             if _finished_runs(confirm):
                 raise UsageError(f"{name} already has finished runs: --until-decided is declared before any result "
                                  f"(plan a new confirmation to run one)")
-            confirm.set_user_attr("looks", list(looks))
-    if primary and not confirm.user_attrs.get("primary"):
+            write_study(confirm, looks=list(looks))
+    if primary and not study_record(confirm).primary:
         if _finished_runs(confirm):
             raise UsageError(f"{name} already has finished runs: a primary comparison is declared before any result "
                              f"(plan a new confirmation to declare one)")
-        confirm.set_user_attr("primary", True)
-    have = dict(confirm.user_attrs.get("equivalence") or {})
+        write_study(confirm, primary=True)
+    have = dict(study_record(confirm).equivalence or {})
     for objective, margin in equivalence.items():
         if objective in have and float(have[objective]) != float(margin):
             raise UsageError(f"{name} was declared with --equivalence {objective}={have[objective]:g}; a margin "
@@ -219,8 +217,8 @@ def declare(confirm, primary: bool, equivalence: dict[str, float], looks: Sequen
             raise UsageError(f"{name} already has finished runs: --equivalence {objective}={margin:g} must be declared "
                              f"before any result (plan a new confirmation to declare one)")
         have[objective] = float(margin)
-    if have != (confirm.user_attrs.get("equivalence") or {}):
-        confirm.set_user_attr("equivalence", have)
+    if have != (study_record(confirm).equivalence or {}):
+        write_study(confirm, equivalence=have)
 
 
 def _finished_runs(confirm) -> bool:
@@ -228,7 +226,7 @@ def _finished_runs(confirm) -> bool:
 
 
 def parent_spec(parent) -> StudySpec:
-    definition = parent.user_attrs.get("definition")
+    definition = study_record(parent).definition
     if not definition:
         raise UsageError(f"study {parent.study_name}: its definition is not in the storage; run it with ganlab study")
     spec = parse_study(definition, f"study {parent.study_name}", parent.study_name)
@@ -264,12 +262,13 @@ def undecided(parent) -> int:
     confirm = confirmation_of(parent)
     if confirm is None:
         return 0
-    objectives = list(confirm.user_attrs.get("objectives") or [])
+    record = study_record(confirm)
+    objectives = list(record.objectives or [])
     directions = [d.name.lower() for d in confirm.directions]
-    looks = [int(n) for n in confirm.user_attrs.get("looks") or []]
+    looks = [int(n) for n in record.looks or []]
     rows, _, _ = decide_sequential(arm_runs(confirm, objectives, DIVERGED_INSTABILITY), objectives, directions, looks,
-                                   primary=bool(confirm.user_attrs.get("primary")),
-                                   margins={k: float(v) for k, v in (confirm.user_attrs.get("equivalence") or {}).items()})
+                                   primary=bool(record.primary),
+                                   margins={k: float(v) for k, v in (record.equivalence or {}).items()})
     return sum(1 for _, _, by in rows for e in by.values() if e.role and not (
         e.verdict in (HELPS, HURTS) or e.verdict.startswith("no effect larger")))
 
@@ -282,14 +281,14 @@ def run_plan(parent, *, effects: Sequence[str], console: Console) -> int:
 
     spec = parent_spec(parent)
     confirm = confirmation_of(parent)
-    if confirm is None or not confirm.user_attrs.get("plan"):
+    if confirm is None or not study_record(confirm).plan:
         raise UsageError(f"study {parent.study_name} has no confirmation yet; run ganlab confirm {parent.study_name} "
                          f"(a few seeds are enough to measure the spread), then --plan")
-    objectives = list(confirm.user_attrs.get("objectives") or spec.objectives)
+    objectives = list(study_record(confirm).objectives or spec.objectives)
     directions = [d.name.lower() for d in confirm.directions]
     rows = comparisons(arm_runs(confirm, objectives, DIVERGED_INSTABILITY), objectives, directions)
     asked = margins(dataclasses.replace(spec, objectives=tuple(objectives)), effects, "--effect")
-    console.print("\n".join(plan_lines(rows, objectives, primary=bool(confirm.user_attrs.get("primary")),
+    console.print("\n".join(plan_lines(rows, objectives, primary=bool(study_record(confirm).primary),
                                        effects=asked)), highlight=False, markup=False)
     return 0
 
@@ -303,7 +302,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
     CPU threads (None: its share of the cores). ``primary``, ``equivalence`` and ``looks`` are
     declared with the confirmation before its first result (:func:`declare`)."""
     spec = parent_spec(parent)
-    stored = parent.user_attrs.get("overrides") or {}
+    stored = study_record(parent).overrides or {}
     overrides = {**stored, **overrides}
     cspec = dataclasses.replace(spec, name=parent.study_name + CONFIRM_SUFFIX, weights=(), seeds=1, pruner="none",
                                 trials=None)
@@ -325,7 +324,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
                   f"{cspec.name}; runs in {out / cspec.name}", highlight=False)
     for note in notes:
         console.print(f"note: {note}", highlight=False)
-    family = _family_size(plan, spec.objectives, bool(confirm.user_attrs.get("primary")))
+    family = _family_size(plan, spec.objectives, bool(study_record(confirm).primary))
     need = seeds_for_verdict(ALPHA / family)
     if n_seeds < need:
         console.print(f"note: with {n_seeds} seeds no verdict is possible: {family} comparisons at {ALPHA:.0%} "
@@ -345,8 +344,8 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
 
         def stop_when_done(study, trial) -> None:
             recover_dead_trials(study, cspec)
-            if not trial.user_attrs.get(DISCARDED):
-                arm = trial.user_attrs.get(ARM_ATTR) or {}
+            if not trial_record(trial).discarded:
+                arm = trial_record(trial).arm or {}
                 console.print(f"{arm.get('label', '?')} seed {arm.get('seed', '?')}: {trial.state.name.lower()}"
                               + (f" {', '.join(f'{n} {v:.4g}' for n, v in zip(spec.objectives, trial.values))}"
                                  if trial.values else ""), highlight=False, markup=False)
@@ -364,11 +363,11 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
             for problem in workers.wait():
                 console.print(f"[yellow]warning:[/] {problem}", highlight=False)
             recover_dead_trials(confirm, cspec)
-    runs = [t for t in shown(confirm.get_trials(deepcopy=False)) if isinstance(t.user_attrs.get(ARM_ATTR), dict)]
+    runs = [t for t in shown(confirm.get_trials(deepcopy=False)) if isinstance(trial_record(t).arm, dict)]
     states: dict[str, int] = {}
     for t in runs:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-    seconds = sum(float(t.user_attrs.get("seconds", 0.0)) for t in runs)
+    seconds = sum(float(trial_record(t).seconds or 0.0) for t in runs)
     console.print(f"{len(runs)} runs ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); this worker "
                   f"{time.time() - t0:.0f} s; {seconds:.0f} s of training in all", highlight=False)
     console.print(f"report: ganlab report {parent.study_name}{storage_flag}", highlight=False)

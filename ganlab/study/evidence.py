@@ -43,6 +43,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
+from ganlab.study.record import study_record, trial_record
+
 __all__ = ["ALPHA", "ArmRuns", "CONFIRM_SUFFIX", "Effect", "Family", "HELPS", "HURTS", "MIN_SEEDS", "NOT_RUN",
            "NO_EFFECT", "POWER", "RESAMPLES", "Summary", "arm_runs", "comparisons", "confirmation_of",
            "decide_family", "decide_sequential", "detectable_effect", "equivalent_text", "evidence_section", "holm_adjusted",
@@ -399,8 +401,10 @@ def confirmation_of(study):
     """The sibling confirmation study of ``study`` in the same storage, or None."""
     import optuna
 
+    from ganlab.study._optuna import storage_of
+
     try:
-        return optuna.load_study(study_name=study.study_name + CONFIRM_SUFFIX, storage=study._storage)
+        return optuna.load_study(study_name=study.study_name + CONFIRM_SUFFIX, storage=storage_of(study))
     except KeyError:
         return None
 
@@ -426,21 +430,21 @@ def arm_runs(confirm, objectives: list[str], diverged_instability: float) -> dic
     """The confirmation's runs grouped by arm (in plan order; aliases resolved)."""
     from optuna.trial import TrialState
 
-    plan = confirm.user_attrs.get("plan") or []
+    plan = study_record(confirm).plan or []
     arms = {a["label"]: ArmRuns(a, {o: {} for o in objectives}, []) for a in plan if not a.get("alias_of")}
     for t in confirm.get_trials(deepcopy=False):
-        arm = t.user_attrs.get("arm")
-        if not isinstance(arm, dict) or arm.get("label") not in arms or t.user_attrs.get("discarded"):
+        arm = trial_record(t).arm
+        if not isinstance(arm, dict) or arm.get("label") not in arms or trial_record(t).discarded:
             continue
         runs, seed = arms[arm["label"]], int(arm["seed"])
         if t.state == TrialState.COMPLETE and t.values and len(t.values) == len(objectives):
             for o, v in zip(objectives, t.values):
                 runs.values[o].setdefault(seed, float(v))
-            runs.seconds += float(t.user_attrs.get("seconds", 0.0))
-            runs.run_dir = runs.run_dir or t.user_attrs.get("run_dir")
-        elif t.state == TrialState.FAIL and "diverged_step" in t.user_attrs and seed not in runs.diverged:
+            runs.seconds += float(trial_record(t).seconds or 0.0)
+            runs.run_dir = runs.run_dir or trial_record(t).run_dir
+        elif t.state == TrialState.FAIL and trial_record(t).diverged_step is not None and seed not in runs.diverged:
             runs.diverged.append(seed)
-            runs.seconds += float(t.user_attrs.get("seconds", 0.0))
+            runs.seconds += float(trial_record(t).seconds or 0.0)
             if "instability" in runs.values:
                 runs.values["instability"].setdefault(seed, diverged_instability)
         elif t.state in (TrialState.WAITING, TrialState.RUNNING) and seed not in runs.pending:
@@ -656,7 +660,7 @@ def plan_lines(rows: list, objectives: list[str], *, primary: bool = False, effe
 # The report's section --------------------------------------------------------------------------
 
 def _settings(confirm, arms: dict[str, ArmRuns]) -> dict:
-    settings = dict(confirm.user_attrs.get("settings") or {})
+    settings = dict(study_record(confirm).settings or {})
     if settings:
         return settings
     import json
@@ -739,9 +743,9 @@ def evidence_section(confirm, objectives: list[str], directions: list[str], out,
         if r.pending:
             seeds_cell += f", {len(r.pending)} to go"
         md.append(f"| {label} | {_tricks_text(r.plan)} | {settings} | " + " | ".join(cells) + f" | {seeds_cell} |")
-    primary = bool(confirm.user_attrs.get("primary"))
-    margins = {k: float(v) for k, v in (confirm.user_attrs.get("equivalence") or {}).items()}
-    looks = [int(n) for n in confirm.user_attrs.get("looks") or []]
+    primary = bool(study_record(confirm).primary)
+    margins = {k: float(v) for k, v in (study_record(confirm).equivalence or {}).items()}
+    looks = [int(n) for n in study_record(confirm).looks or []]
     if looks:
         rows, family, _ = decide_sequential(arms, objectives, directions, looks, primary=primary, margins=margins)
     else:
