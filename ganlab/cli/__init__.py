@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from ganlab import __version__
+from ganlab.version import __version__
 from ganlab.errors import GanlabError, UsageError
 from ganlab.errors import Stopped
 

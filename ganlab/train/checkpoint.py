@@ -39,6 +39,7 @@ import torch
 from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError
 from ganlab.io import atomic_torch_save
+from ganlab.metrics.names import INLOOP_METRICS, inloop_value
 from ganlab.train.build import Session
 from ganlab.errors import Diverged
 
@@ -456,8 +457,6 @@ class BestSoFar:
         does), else None."""
         if self.metric == "none":
             return None
-        from ganlab.study.objective import INLOOP_METRICS, inloop_value  # the directions the studies use too
-
         value = inloop_value(self.metric, metrics)
         if value is None or not math.isfinite(value):
             return None

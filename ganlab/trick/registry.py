@@ -8,6 +8,7 @@ import warnings
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
+from ganlab.config import parse_trick_arg  # the command line's NAME:key=value strings, parsed with the configuration
 from ganlab.errors import UsageError
 
 if TYPE_CHECKING:  # torch loads with the tricks, not with the command line's parsing
@@ -64,21 +65,6 @@ def registry() -> dict[str, type[Trick]]:
         found[ep.name] = cls
     found.update(_extra)
     return dict(sorted(found.items()))
-
-
-def parse_trick_arg(text: str) -> tuple[str, dict[str, str]]:
-    """``"label-flip:p=0.05,two_sided=true"`` -> ``("label-flip", {"p": "0.05", ...})``."""
-    name, _, rest = text.partition(":")
-    name = name.strip()
-    if not name:
-        raise UsageError(f"--trick '{text}': give a trick name, e.g. --trick label-flip:p=0.05")
-    values: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--trick '{text}': write parameters as key=value, separated by commas")
-        values[key.strip()] = value.strip()
-    return name, values
 
 
 def build_trick(name: str, values: Mapping[str, Any]) -> Trick:
