@@ -33,8 +33,9 @@ fixed points, always in this order:
    closed and ``status.json`` holds the final status (``loop.status``: finished, stopped or
    diverged).
 
-What a hook may read is :class:`LoopState` (``loop``). A hook changes nothing in it but its own
-attributes; it stops the run by raising.
+What a hook may read is :class:`LoopState` (``loop``). A hook of one's own changes nothing in
+it (the built-in hooks keep ``saved``, ``best``, ``result`` and the writes in the background up
+to date); it stops the run by raising.
 """
 
 from __future__ import annotations
