@@ -71,6 +71,22 @@ def fit(*, config: str | os.PathLike | None = None, resume: str | os.PathLike | 
     return train(cfg, resume=resume, hooks=hooks, on_eval=on_eval, progress=progress)
 
 
+def _argv(positional: Sequence[Any], options: dict[str, Any]) -> list[str]:
+    argv = [str(p) for p in positional]
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 class _Refusal(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(f"{self.prog}: {message}")
@@ -78,16 +94,12 @@ class _Refusal(argparse.ArgumentParser):
 
 def _run_command(command: str, positional: Sequence[str], options: dict[str, Any]) -> None:
     """``ganlab COMMAND POSITIONAL --option value ...``, parsed by the command's own parser and
-    run by its own ``run``; None values are left out (the command's default)."""
+    run by its own ``run``. None and False leave a flag out (the command's default), True gives a
+    switch alone, a list repeats the flag once per item."""
     module = importlib.import_module(f"ganlab.cli.{command}")
     parser = _Refusal(prog=f"ganlab.{command}")
     module.add_arguments(parser)
-    argv = [str(p) for p in positional]
-    for key, value in options.items():
-        if value is None:
-            continue
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    code = module.run(parser.parse_args(argv))
+    code = module.run(parser.parse_args(_argv(positional, options)))
     if code:
         raise UsageError(f"ganlab {command} ended with exit code {code}")
 

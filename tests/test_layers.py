@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("trick interface", ("ganlab.trick",)),
     ("tricks", ("ganlab.tricks", "ganlab.studies")),
     ("data", ("ganlab.data",)),
-    ("runtime", ("ganlab.runtime",)),
+    ("runtime", ("ganlab.runtime", "ganlab.threads")),
     ("training", ("ganlab.train",)),
     ("tools", ("ganlab.evaluate", "ganlab.infer", "ganlab.export", "ganlab.bench", "ganlab.testing")),
     ("studies", ("ganlab.study",)),

@@ -89,3 +89,11 @@ def test_study_arguments_are_the_commands(tmp_path, monkeypatch):
         ganlab.run_study(colour="red")
     with pytest.raises(UsageError, match="no such study file"):
         ganlab.trials("nothing")
+
+
+def test_keywords_become_the_commands_flags():
+    from ganlab.api import _argv
+
+    assert _argv(["tiny"], {"seeds": 5, "val_data": Path("v"), "primary": True, "plan": False, "top": None,
+                            "equivalence": ["swd=0.1", "0.2"]}) == [
+        "tiny", "--seeds", "5", "--val-data", "v", "--primary", "--equivalence", "swd=0.1", "--equivalence", "0.2"]
