@@ -28,7 +28,8 @@ fixed points, always in this order:
 
 3. ``after_eval(loop, step, metrics)`` of every hook, in list order, right after each
    evaluation and its best checkpoint (rank 0 only). Raising here stops the run (a study's
-   pruner does); the step's checkpoint is then not written.
+   pruner does); the step's checkpoint is then not written (at the last step of a one-process
+   run the final checkpoint, already being written, is kept).
 4. ``after_train(loop)`` of every hook, in list order, once, however the run ended: the logs are
    closed and ``status.json`` holds the final status (``loop.status``: finished, stopped or
    diverged).
