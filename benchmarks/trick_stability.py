@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from ganlab.config import resolve
-    from ganlab.trick import parse_trick_arg, registry
+    from ganlab.trick._registry import parse_trick_arg, registry
     from ganlab.train import train
 
     torch.set_num_threads(args.threads)

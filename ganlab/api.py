@@ -116,7 +116,7 @@ def run_study(study: str | os.PathLike | None = None, *, trials: int | None = No
     from ganlab.study.spec import load_study_file
 
     spec = load_study_file(None if study is None else str(study))
-    _run_command("study", (), {"study": study, "trials": trials, "out": runs, "storage": storage, "name": name, **options})
+    _run_command("study", (), {"study": study, "trials": trials, "runs": runs, "storage": storage, "name": name, **options})
     return _trials(name or spec.name, storage=storage, runs=runs)
 
 

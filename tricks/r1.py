@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import Phase, StepContext, Trick, param
+from ganlab.trick import Capability, Phase, StepContext, Trick, above, param
 
 
 @dataclass(frozen=True)
 class R1Params:
     gamma: float = param(0.1, low=0.0, high=1000.0, search=(0.01, 0.3), log=True,
                          help="penalty weight: gamma/2 * E||grad_x D(x)||^2 per patch logit, as in the paper for one logit")
-    every: int = param(1, low=1, high=1000, search=(1, 16), help="lazy regularisation: penalise every k-th step, scaled by k")
+    every: int = param(1, low=1, high=1000, search=(1, 16), help="lazy regularisation: penalise every k-th step, scaled by k",
+                       active_if={"gamma": above(0)})
 
 
 def r1_penalty(d_forward, cond: torch.Tensor, real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -57,9 +58,8 @@ class R1(Trick):
     """R1 penalty: gamma/2 * E[||grad_x D_p(cond, x)||^2] at the real images, added to D's loss,
     the expectation over the samples *and over the logits D_p of D's patch map*: each patch
     logit is penalised as the paper penalises its one-logit D, so a gamma from the literature
-    means the same at every --size and for every --n-layers (the old form, the gradient of the
-    map's mean, shrank with the number of patches: 6x weaker at 32 px, 88x at 64 px, 740x at
-    128 px, for the default PatchGAN). It pulls D's gradient on the data towards zero, which
+    means the same at every --size and for every --n-layers (the gradient of the map's mean
+    would shrink with the number of patches). It pulls D's gradient on the data towards zero, which
     makes the training dynamics converge locally. One extra backward pass: the per-patch sum is
     estimated without bias with random signs (see :func:`r1_penalty`; exact for
     non-overlapping patches). With ``every=k`` (lazy regularisation) the penalty is computed
@@ -83,8 +83,8 @@ class R1(Trick):
     summary = "zero-centred gradient penalty on real data, gamma/2 E||grad D||^2 per patch logit, optionally lazy"
     paper = "Mescheder et al., Which Training Methods for GANs do actually Converge?, ICML 2018"
     order = 80
-    provides = frozenset({"gradient-penalty"})
-    conflicts = {"gradient-penalty": "both penalise the critic's input gradient (R1 on real data, WGAN-GP on interpolates); keep one"}
+    provides = frozenset({Capability.GRADIENT_PENALTY})
+    conflicts = {Capability.GRADIENT_PENALTY: "both penalise the critic's input gradient (R1 on real data, WGAN-GP on interpolates); keep one"}
     identity = {"gamma": 0.0}
 
     def penalty_passes(self, step: int) -> int:

@@ -60,8 +60,8 @@ class SpectralNorm(Trick):
     critic_norm of wgan-gp is overridden too). Without them D is a chain of 1-Lipschitz
     convolutions and LeakyReLUs, so its Lipschitz constant is at most the product of
     ceil(kernel/stride) over its convolutions (the overlap of their windows), whatever its
-    weights. ``d_norm=keep`` keeps the normalisation --norm asks for (what this trick did
-    before; for ablations and for resuming such checkpoints).
+    weights. ``d_norm=keep`` keeps the normalisation --norm asks for (for ablations, and for
+    checkpoints trained with it).
 
     Paper: Miyato et al., "Spectral Normalization for Generative Adversarial Networks",
     ICLR 2018.

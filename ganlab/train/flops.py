@@ -43,7 +43,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ganlab.trick import StepPlan, TrickStack
+from ganlab.trick._stack import TrickStack
+
+from ganlab.trick import StepPlan
 
 __all__ = ["NetFlops", "PassCounter", "Passes", "describe", "model_flops", "net_flops", "penalty_passes", "plan_passes",
            "session_step_flops", "step_flops"]

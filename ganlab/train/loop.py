@@ -28,6 +28,7 @@ from ganlab.metrics.inloop import inloop_feature_extractor
 from ganlab.metrics.stability import degenerate_from_run
 from ganlab.nets.resnet_unet import resnet18_weights_file
 from ganlab.runtime import runtime_for
+from ganlab.threads import apply_budget, budget_for_run, kept
 from ganlab.stats import JsonlSink, truncate_stats
 from ganlab.train import distributed
 from ganlab.train.build import build_session, build_stack, total_steps
@@ -86,7 +87,7 @@ def train(
     stop = StopSignals()
     held: list[RunLock] = []
     try:
-        with stop:
+        with stop, kept():  # the run's thread budget, then the caller's threads again
             return _train(cfg, stop, held, resume=resume, hooks=default_hooks([*user, *hooks]), datasets=datasets,
                           console=console, progress=progress)
     except KeyboardInterrupt as exc:  # a signal this thread could not catch: say where the run is
@@ -154,6 +155,7 @@ def _prepare(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, dataset
     if not dist.is_main:  # only rank 0 prints and writes
         console, progress = Console(quiet=True), False
     runtime = runtime_for(cfg.replace(device=dist.device_arg(cfg.device)))
+    threads = apply_budget(budget_for_run(cfg.threads))  # before any work: a worker's share of the cores
     close = check_fits(cfg, runtime, batch=len(dist.rows(cfg.batch_size)))  # one line, not an out-of-memory kill
     if close:
         warn(close)
@@ -191,7 +193,7 @@ def _prepare(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, dataset
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
     elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
-        atomic_write_json(run_dir / "env.json", environment(runtime))
+        atomic_write_json(run_dir / "env.json", environment(runtime, threads))
     dist.seed_workers(cfg.seed, start)
     if dist.is_main:
         atomic_write_json(run_dir / "tricks.json", session.stack.describe())
