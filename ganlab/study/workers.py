@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from ganlab.threads import (AUTO, PER_PROCESS_BYTES, WHY_ENV, Budget, apply_budget, env_threads, jobs_rule, usable_cores,
-                            worker_budget)
+from ganlab import threads as threads_module
+from ganlab.threads import AUTO, WHY_ENV, Budget, apply_budget, worker_budget
 
 if TYPE_CHECKING:
     from ganlab.config import TrainConfig
@@ -154,7 +154,7 @@ def worker_bytes(cfg: "TrainConfig") -> int | None:
         step = estimate(cfg, runtime_for(cfg).precision).total(cfg.batch_size)
     except Exception:  # an estimate only caps the workers; without it nothing is capped
         return None
-    return PER_PROCESS_BYTES + step + min(int(cfg.cache_gb * 2**30), _images_bytes(cfg))
+    return threads_module.PER_PROCESS_BYTES + step + min(int(cfg.cache_gb * 2**30), _images_bytes(cfg))
 
 
 def _images_bytes(cfg: "TrainConfig") -> int:
@@ -178,7 +178,7 @@ def _images_bytes(cfg: "TrainConfig") -> int:
 
 
 def auto_jobs(cfg: "TrainConfig", runs: int | None = None, threads: int | None = None) -> tuple[int, str]:
-    """``--n-jobs auto`` for runs of ``cfg`` on this machine (:func:`jobs_rule`)."""
+    """``--n-jobs auto`` for runs of ``cfg`` on this machine (:func:`ganlab.threads.jobs_rule`)."""
     from ganlab.runtime import resolve_device
 
     device = resolve_device(cfg.device)
@@ -195,5 +195,6 @@ def auto_jobs(cfg: "TrainConfig", runs: int | None = None, threads: int | None =
 
         where = available_bytes(torch.device("cpu"))
         free = where[0] if where else None
-    return jobs_rule(cuda_devices=cuda, cores=usable_cores(), runs=runs, worker_bytes=worker_bytes(cfg) if not cuda else None,
-                     free_bytes=free, threads=threads if threads is not None else env_threads())
+    return threads_module.jobs_rule(cuda_devices=cuda, cores=threads_module.usable_cores(), runs=runs,
+                                    worker_bytes=worker_bytes(cfg) if not cuda else None, free_bytes=free,
+                                    threads=threads if threads is not None else threads_module.env_threads())
