@@ -169,15 +169,17 @@ def evidence(name: str, *, runs: str | os.PathLike = "runs", storage: str | None
 
     ``table="effects"``: one row per effect and objective: ``effect`` (a configuration, the
     control, or a trick within the best configuration), ``against`` (its reference), ``objective``,
-    ``n`` (paired seeds), ``difference`` (the mean seed-paired difference), ``low``/``high`` (its
-    95% interval), ``verdict`` and ``why``.
+    ``n`` (paired seeds), ``difference`` (the median seed-paired difference), ``low``/``high`` (its
+    interval), ``verdict`` (decided as one family, as the report decides it) and ``why``.
     ``table="configurations"``: one row per configuration and objective: ``configuration``,
     ``kind``, ``tricks``, ``objective``, ``n``, ``mean``, ``sd``, ``low``/``high`` (the 95%
     interval of the mean), ``seeds`` and ``diverged``.
     """
     import pandas as pd
 
-    from ganlab.study.evidence import _effects, _tricks_text, arm_runs, confirmation_of, summarise
+    from ganlab.study.evidence import (_tricks_text, arm_runs, comparisons, confirmation_of, decide_family,
+                                       decide_sequential, summarise)
+    from ganlab.study.record import study_record
     from ganlab.study.objective import DIVERGED_INSTABILITY
     from ganlab.study.report import _objective_names
 
@@ -202,8 +204,21 @@ def evidence(name: str, *, runs: str | os.PathLike = "runs", storage: str | None
                              "seeds": len(r.seeds), "diverged": len(r.diverged)})
         columns = ["configuration", "kind", "tricks", "objective", "n", "mean", "sd", "low", "high", "seeds", "diverged"]
     else:
-        for what, against, by in _effects(arms, objectives, directions):
+        # decided as the report decides them: one family (Holm), the primary comparison and the
+        # equivalence margins the confirmation declared, its looks where it had several
+        record = study_record(confirmation)
+        primary = bool(record.primary)
+        margins = {k: float(v) for k, v in (record.equivalence or {}).items()}
+        looks = [int(n) for n in record.looks or []]
+        if looks:
+            decided, _, _ = decide_sequential(arms, objectives, directions, looks, primary=primary, margins=margins)
+        else:
+            decided, _ = decide_family(comparisons(arms, objectives, directions), objectives, directions,
+                                       primary=primary, margins=margins)
+        for what, against, by in decided:
             for o in objectives:
+                if o not in by:
+                    continue
                 e = by[o]
                 rows.append({"effect": what, "against": against, "objective": o, "n": e.n, "difference": e.mean,
                              "low": e.low, "high": e.high, "verdict": e.verdict, "why": e.why})
