@@ -73,7 +73,8 @@ class WganGp(Trick):
     provides = frozenset({"gradient-penalty"})
     replaces = frozenset({"adversarial-loss", "update-ratio"})
     removes = frozenset({"label-targets"})
-    conflicts = {"gradient-penalty": "both penalise the critic's input gradient (WGAN-GP on interpolates, R1 on real data); keep one"}
+    conflicts = {"gradient-penalty": "both penalise the critic's input gradient (WGAN-GP on interpolates, R1 on real data); keep one",
+                 "gan:rpgan": "WGAN-GP replaces the adversarial loss with the Wasserstein one, and rpgan is another loss; keep one"}
     identity = None
 
     def configure_nets(self, spec: NetSpec) -> NetSpec:
