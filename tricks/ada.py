@@ -39,7 +39,7 @@ class Ada(Trick):
     sign about --gan-mode's decision threshold, 0.5 for lsgan; under rpgan, where only
     differences of logits mean anything, sign(D(real) - D(fake)) of the paired logits). D
     memorising the small set drives r_t towards 1 and p up; a D that cannot tell real from fake
-    lets p fall. The adjustment is ADA's; with batch 1 and the defaults p can move by at most
+    lets p fall. The adjustment is ADA's; with batch 4 and the defaults p can move by at most
     0.008 per 1000 steps, so short runs need a smaller ``kimg``.
 
     The pipeline is ADA's 'bgc' reduced to what needs no resampling (which at 32-64 px blurs
