@@ -31,8 +31,8 @@ class R2(Trick):
     images (one backward pass, per-logit signs; see :func:`ganlab.tricks.r1.r1_penalty`), so
     the same gamma means the same for both. R3GAN's D loss is the relativistic pairing loss +
     gamma/2 (R1 + R2), both every step, with gamma cosine-decayed to a tenth
-    (``--gan-mode rpgan --trick r1:schedule=cosine --trick r2:schedule=cosine``); in R3GAN's
-    own words, R1 alone leaves D free to be non-smooth around the fakes, R2 closes that gap.
+    (``--gan-mode rpgan --trick r1:schedule=cosine --trick r2:schedule=cosine``); the R3GAN
+    paper argues that with R1 alone D can stay steep around the fakes, which R2 regularises.
     Works with every --gan-mode but WGAN-GP's critic (which has its own penalty on
     interpolates). Logged as ``D/r2``.
 
