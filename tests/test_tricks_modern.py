@@ -347,9 +347,11 @@ def test_bcr_is_the_squared_difference_under_one_transform_of_the_pair():
     assert got.item() == pytest.approx(0.5 * want.item(), rel=1e-6)
 
 
-def test_bcr_flops_count_its_two_passes():
+def test_bcr_flops_and_memory_count_its_two_passes():
     cfg = tiny_config(["bcr"], batch_size=2)
     _counted_equals_declared(cfg, plan_passes(1, 1, 0, d_per_d_update=2))
+    plain, with_bcr = estimate(tiny_config()), estimate(cfg)
+    assert with_bcr.fixed_bytes == plain.fixed_bytes and with_bcr.per_image_bytes > plain.per_image_bytes
 
 
 # --------------------------------------------------------------------------------------------
