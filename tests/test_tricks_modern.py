@@ -258,9 +258,15 @@ def test_diffaugment_translates_condition_and_image_together_and_colours_the_ima
     img = torch.cat((cond, cond), 1)
     c, x = diffaugment_pair(cond, img, "translation", torch.Generator().manual_seed(3))
     assert torch.equal(c, x[:, :1]) and torch.equal(c, x[:, 1:]) and not torch.equal(c, cond)
-    c, x = diffaugment_pair(cond, img, "color,cutout", torch.Generator().manual_seed(3))
-    assert torch.equal(c, cond) and not torch.equal(x, img)
-    assert (x == 0).flatten(1).float().mean(1).min() >= 1 / 16  # every sample lost a square (clipped at a corner: 4x4)
+    for chroma in (False, True):
+        c, x = diffaugment_pair(cond, img, "color,cutout", torch.Generator().manual_seed(3), chroma=chroma)
+        assert torch.equal(c, cond) and not torch.equal(x, img)
+        assert (x == 0).flatten(1).float().mean(1).min() >= 1 / 16  # every sample lost a square (clipped at a corner: 4x4)
+    # a/b: no cast -- the colour operations only scale the chroma, so a grey image stays grey
+    _, x = diffaugment_pair(cond, torch.zeros_like(img), "color", torch.Generator().manual_seed(3), chroma=True)
+    assert torch.equal(x, torch.zeros_like(img))
+    _, x = diffaugment_pair(cond, torch.zeros_like(img), "color", torch.Generator().manual_seed(3), chroma=False)
+    assert not torch.equal(x, torch.zeros_like(img))  # RGB: brightness moves it
 
 
 def test_diffaugment_is_in_g_update():
@@ -276,7 +282,7 @@ def test_diffaugment_is_in_g_update():
     def by_hand(augment: bool):
         torch.manual_seed(7)
         f = G0(cond)
-        c, shown = (diffaugment_pair(cond, f, "color,translation,cutout", torch.Generator().set_state(state))
+        c, shown = (diffaugment_pair(cond, f, "color,translation,cutout", torch.Generator().set_state(state), chroma=True)
                     if augment else (cond, f))
         D0.requires_grad_(False)
         adv = losses.g_adv_term("vanilla", D0(torch.cat((c, shown), 1)))

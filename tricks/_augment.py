@@ -66,19 +66,25 @@ DIFFAUGMENT_POLICIES = ("color,translation,cutout", "color,translation", "transl
                         "translation", "color", "cutout", "none")
 
 
-def diffaugment_pair(cond: torch.Tensor, img: torch.Tensor, policy: str, rng: torch.Generator, *,
+def diffaugment_pair(cond: torch.Tensor, img: torch.Tensor, policy: str, rng: torch.Generator, *, chroma: bool = False,
                      translation_ratio: float = 0.125, cutout_ratio: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """DiffAugment's operations in its order (color, translation, cutout), on a pair.
 
     color (image channels only): brightness + U(-0.5, 0.5); saturation: the deviation from the
     mean over channels x U(0, 2); contrast: the deviation from the image's mean x U(0.5, 1.5).
+    With ``chroma`` (the image channels are colourisation's a/b) the operations are what the RGB
+    ones do to a/b: brightness moves L alone (the condition), so it is left out; saturation and
+    contrast scale the chroma, by U(0, 2) and U(0.5, 1.5).
     translation (condition and image together): a shift of up to ``translation_ratio`` of the
     size in each direction, whole pixels, zeros where uncovered. cutout (image channels only):
     a square of ``cutout_ratio`` of the size, centred anywhere (clipped at the border), set to 0.
     """
     parts = set(policy.split(",")) - {"none"}
     n = img.shape[0]
-    if "color" in parts:
+    if "color" in parts and chroma:
+        img = img * (_uniform(n, img, rng) * 2).view(n, 1, 1, 1)
+        img = img * (_uniform(n, img, rng) + 0.5).view(n, 1, 1, 1)
+    elif "color" in parts:
         img = img + (_uniform(n, img, rng) - 0.5).view(n, 1, 1, 1)
         mean = img.mean(1, keepdim=True)
         img = (img - mean) * (_uniform(n, img, rng) * 2).view(n, 1, 1, 1) + mean
@@ -120,7 +126,9 @@ def ada_pair(cond: torch.Tensor, img: torch.Tensor, p: float, rng: torch.Generat
     translation by up to ``xint_max`` of the size (reflect padding). Colour (image channels
     only): brightness + N(0, 0.2^2), contrast x 2^N(0, 0.5^2), saturation x 2^N(0, 1) of the
     deviation from grey: for RGB the mean over channels (ADA's luma axis), for the a/b channels
-    of colourisation (``chroma``) the deviation from a = b = 0, i.e. the chroma itself.
+    of colourisation (``chroma``) the deviation from a = b = 0, i.e. the chroma itself; there
+    brightness, which moves L alone (the condition), is left out, and contrast (about mid-grey,
+    0) scales the chroma as it scales RGB's deviation from grey.
     """
     n, c = img.shape[0], cond.shape[1]
 
@@ -144,8 +152,9 @@ def ada_pair(cond: torch.Tensor, img: torch.Tensor, p: float, rng: torch.Generat
     both = translate(both, dx, dy, "reflect")
     cond, img = _split(both, c)
 
-    b = torch.where(chosen(), _normal(n, img, rng) * brightness_std, torch.zeros(n, device=img.device, dtype=img.dtype))
-    img = img + b.view(n, 1, 1, 1)
+    if not chroma:
+        b = torch.where(chosen(), _normal(n, img, rng) * brightness_std, torch.zeros(n, device=img.device, dtype=img.dtype))
+        img = img + b.view(n, 1, 1, 1)
     s = torch.where(chosen(), torch.exp2(_normal(n, img, rng) * contrast_std), torch.ones(n, device=img.device, dtype=img.dtype))
     img = img * s.view(n, 1, 1, 1)
     s = torch.where(chosen(), torch.exp2(_normal(n, img, rng) * saturation_std), torch.ones(n, device=img.device, dtype=img.dtype))

@@ -46,7 +46,8 @@ class Ada(Trick):
     more than it augments): geometric x-flip, rotation by multiples of 90 degrees and integer
     translation up to 1/8 of the size (reflect padding) on the condition and image together;
     brightness, contrast and saturation (ADA's strengths) on the image channels only, with
-    saturation about grey (RGB) or about a = b = 0 (colourisation's a/b channels). Dropped:
+    saturation about grey (RGB) or about a = b = 0 (colourisation's a/b channels, where
+    brightness, which moves L alone, the condition, is left out). Dropped:
     fractional translation, isotropic and anisotropic scaling, arbitrary rotation, luma flip,
     hue rotation, the filters and noise. All operations are differentiable, so G's gradient
     flows through the augmentation of its fakes.

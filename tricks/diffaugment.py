@@ -44,9 +44,13 @@ class DiffAugment(Trick):
     translation). Colour on the condition would show D a grey input that G was never given,
     and, being the same for the real and the fake pair of a batch position only by chance,
     would teach D nothing about G's outputs; the condition is G's input, not something G can
-    change, so the augmentation has nothing to correct there. The colour operations are
-    DiffAugment's as written, applied to whatever the image channels hold (for a/b they shift
-    and scale the chroma).
+    change, so the augmentation has nothing to correct there. For an RGB target the colour
+    operations are DiffAugment's as written. For colourisation's a/b channels they are what the
+    RGB operations do to a/b: brightness moves L alone (the condition) and is left out,
+    saturation and contrast scale the chroma by U(0, 2) and U(0.5, 1.5). (Applied to a/b as
+    written, brightness's U(-0.5, 0.5) is a colour cast of up to 55 a/b units on every image,
+    real and fake: on BSDS500 at 32 px, 150 steps, D then stayed at chance, accuracy 0.49/0.63,
+    while translation or cutout alone left it learning, 0.72/0.82.)
 
     The author reports small gains on pix2pix (issue #13: "the Color DiffAugment may work but
     the performance gains are very limited"); ganlab's confirmation stage is the place to
@@ -69,8 +73,8 @@ class DiffAugment(Trick):
         p = self.params
         if p.policy == "none":
             return pair
-        return diffaugment_pair(pair[0], pair[1], p.policy, ctx.rng, translation_ratio=p.translation_ratio,
-                                cutout_ratio=p.cutout_ratio)
+        return diffaugment_pair(pair[0], pair[1], p.policy, ctx.rng, chroma=ctx.cfg.out_channels == 2,
+                                translation_ratio=p.translation_ratio, cutout_ratio=p.cutout_ratio)
 
     def d_inputs(self, real_pair, fake_pair, ctx: StepContext):
         return self._augment(real_pair, ctx), self._augment(fake_pair, ctx)
