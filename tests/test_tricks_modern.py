@@ -35,7 +35,8 @@ from ganlab.testing import (
 )
 from ganlab.train.flops import PassCounter, model_flops, net_flops, plan_passes, session_step_flops, step_flops
 from ganlab.train.memory import estimate
-from ganlab.trick import Phase, build_trick
+from ganlab.nets import build_discriminator
+from ganlab.trick import NetSpec, Phase, build_trick
 from ganlab.tricks._augment import ada_pair, diffaugment_pair
 from ganlab.tricks.bcr import consistency_view, per_sample
 from ganlab.tricks.feature_matching import FeatureTap, feature_matching_loss
@@ -409,6 +410,10 @@ def test_multiscale_d_weighs_each_scale_equally_and_fits_small_inputs():
     finest = D.scales[0](x)
     assert out.shape[2:] == finest.shape[2:]
     assert torch.equal(out[:, :1], finest)
+    trick = build_trick("multiscale-d", {"num_d": 3})
+    spec = trick.configure_nets(NetSpec(size=16, n_layers=2, ndf=4))
+    with pytest.raises(UsageError, match="multiscale-d:num_d=3 at --size 16: discriminator 3 would see 4 px"):
+        trick.configure_modules(None, build_discriminator(spec))
 
 
 def test_multiscale_d_flops_and_memory_reach_bench_and_the_estimate():

@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganlab.errors import UsageError
 from ganlab.trick import NetSpec, Trick, param
 
 
 @dataclass(frozen=True)
 class MultiscaleDParams:
-    num_d: int = param(2, low=1, high=4, search=(2, 3), help="discriminators, each on an input half the size of the one before (pix2pixHD: 2-3)")
+    num_d: int = param(2, low=1, high=3, search=(2, 3), help="discriminators, each on an input half the size of the one before (pix2pixHD: 2-3)")
 
 
 def layers_that_fit(size: int, n_layers: int) -> int:
@@ -95,6 +96,10 @@ class MultiscaleD(Trick):
         size = self.spec.size
         for _ in range(1, self.params.num_d):
             size = (size + 1) // 2
+            if self.spec.discriminator == "patch" and size // 2 - 2 < 1:
+                raise UsageError(f"--trick multiscale-d:num_d={self.params.num_d} at --size {self.spec.size}: discriminator "
+                                 f"{len(scales) + 1} would see {size} px, too small for a PatchGAN (at least 6 px); "
+                                 "lower num_d or raise --size")
             spec = dataclasses.replace(self.spec, size=size, n_layers=layers_that_fit(size, self.spec.n_layers))
             extra = build_discriminator(spec)
             if not any(p.is_meta for p in extra.parameters()):
