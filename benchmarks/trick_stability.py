@@ -128,7 +128,7 @@ def paired_markdown(rows: list[dict]) -> str:
     for r in rows:
         by_label.setdefault(r["label"], {})[r["seed"]] = r["stats"]
     base = by_label.get("baseline", {})
-    keys = (("instability", "I"), ("val_color_hist", "a/b hist"), ("val_swd", "SWD x 1e3"))
+    keys = (("instability", "I"), ("val_color_hist", "a/b hist"), ("val_swd", "SWD (x 1e3)"))  # val/swd is x 1e3
     head = "| run | seeds | " + " | ".join(f"Δ {name} (verdict)" for _, name in keys) + " |\n"
     head += "|---|---|" + "---|" * len(keys) + "\n"
     body = ""
@@ -137,9 +137,8 @@ def paired_markdown(rows: list[dict]) -> str:
             continue
         cells = []
         for key, _ in keys:
-            scale = 1e3 if key == "val_swd" else 1.0
-            x = {s: st[key] * scale for s, st in by_seed.items()}
-            y = {s: st[key] * scale for s, st in base.items()}
+            x = {s: st[key] for s, st in by_seed.items()}
+            y = {s: st[key] for s, st in base.items()}
             e = paired_effect(x, y, "minimize")
             cells.append(f"{e.text()} ({e.verdict})")
         body += f"| {label} | {len(by_seed)} | " + " | ".join(cells) + " |\n"
