@@ -34,6 +34,7 @@ NORMS = ("batch", "instance", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
 ON_OFF = ("off", "on")
+AUTO_OR_NUMBER = ("threads",)  # settings whose value is auto or a whole number
 
 
 def setting(default: Any, group: str, help: str, *, choices: tuple | None = None, low: float | None = None,
@@ -126,6 +127,9 @@ class TrainConfig:
     device_data: str = setting("auto", "run", "crop, flip and convert batches on the GPU (auto: on for CUDA)", choices=SWITCHES)
     compile: str = setting("off", "run", "torch.compile the G and D forwards (default off; penalties stay eager)", choices=ON_OFF)
     cuda_graphs: str = setting("off", "run", "capture the plain step in one CUDA graph, for batch 1 (default off)", choices=ON_OFF)
+    threads: str = setting("auto", "run", "CPU threads of this run (default auto: every core this process may use, or "
+                           "OMP_NUM_THREADS where set; a worker of ganlab study/confirm --n-jobs N: its share, cores // N)",
+                           metavar="N|auto", resumable=True)
     out: str = setting("runs", "run", "where run folders go (default {default})", metavar="DIR")
     name: str | None = setting(None, "run", "run name (default: task and data folder)")
     save_every: int = setting(1000, "run", "checkpoint every N steps, and at the end (default {default})", low=0, resumable=True)
@@ -171,6 +175,9 @@ class TrainConfig:
             raise bad("load_size", f"must be at least --size {self.size} (or 0 to keep the original size)")
         if not 0 <= self.seed < 2**32:
             raise bad("seed", f"must be a whole number in [0, {2**32 - 1}]")
+        from ganlab.threads import parse_threads
+
+        parse_threads(self.threads)  # auto or a whole number >= 1
         if self.split_seed is not None and not 0 <= self.split_seed < 2**32:
             raise bad("split_seed", f"must be a whole number in [0, {2**32 - 1}]")
         if self.steps is not None and self.epochs is not None:
@@ -278,7 +285,8 @@ def _coerce_value(key: str, typ, value, where: str):
             raise UsageError(f"{where}: 'tricks' = {value!r} should be a list, e.g. tricks = [\"soft-labels\", \"label-flip:p=0.05\"]")
         return tuple(_coerce_trick(v, where) for v in (value or ()))
     try:
-        return coerce(value, typ)
+        # "auto or a number" settings: a TOML or JSON number is the number, written as text
+        return coerce(value, typ, text=key in AUTO_OR_NUMBER and isinstance(value, int) and not isinstance(value, bool))
     except BadValue:
         raise UsageError(f"{where}: '{key.replace('_', '-')}' = {value!r} should be {type_name(typ)}") from None
 

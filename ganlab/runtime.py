@@ -14,6 +14,8 @@ default on CUDA and the CPU), batches cropped, flipped and converted on the devi
 (``--device-data``, on by default on CUDA), ``torch.compile`` of the G and D forwards
 (``--compile``, off by default) and the whole plain step captured in one CUDA graph
 (``--cuda-graphs``, off by default; for the batch-1 recipe, where kernel launches dominate).
+The CPU threads of a run (``--threads``, a study or confirmation worker's share of the cores)
+are set by :mod:`ganlab.threads`.
 """
 
 from __future__ import annotations

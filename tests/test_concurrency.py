@@ -335,9 +335,11 @@ def test_two_trials_in_parallel_keep_their_own_statistics_and_equal_the_same_tri
         g_l1 = [r["step"] for r in _rows(run) if "G/L1" in r]
         assert g_l1 == list(range(steps)), (t.number, g_l1)  # each step once, in its own run only
         assert all("D/loss_real" in rows[s] and "D/loss_fake" in rows[s] for s in range(steps)), t.number
-        # the same trial alone, in this process, after the other: the very same numbers
+        # the same trial alone, in this process, after the other, on as many CPU threads as its
+        # worker had (float sums split over threads differently): the very same numbers
         cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()), "config.json")
-        alone = train(cfg.replace(out=str(tmp_path / "alone" / str(t.number))), progress=False)
+        threads = json.loads((run / "env.json").read_text())["cpu_threads"]
+        alone = train(cfg.replace(out=str(tmp_path / "alone" / str(t.number)), threads=str(threads)), progress=False)
         assert _training_rows(alone.run_dir) == rows, t.number
         assert t.values == [alone.metrics["val/L1"]], t.number
 

@@ -104,8 +104,9 @@ def test_a_killed_confirmation_worker_loses_no_run(tmp_path, image_dir, run_cli)
     storage = f"sqlite:///{tmp_path / 'runs' / 'studies.db'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = open(tmp_path / "victim.log", "w")
+    # one worker (--n-jobs 1): its running run is the one killed
     victim = subprocess.Popen([sys.executable, "-m", "ganlab", "confirm", "tiny", "--seeds", "2", "--runs",
-                               str(tmp_path / "runs")], stdout=log, stderr=subprocess.STDOUT, env=env,
+                               str(tmp_path / "runs"), "--n-jobs", "1"], stdout=log, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True)
     target, deadline = None, time.monotonic() + 300
     while target is None and time.monotonic() < deadline and victim.poll() is None:

@@ -8,6 +8,11 @@ runs are the trials of the sibling study NAME-confirm in the same storage: run t
 on several machines (PostgreSQL) or with --n-jobs N to share them; a killed worker's run is run
 again; the same command later continues, and a larger --seeds adds seeds to every arm.
 
+--n-jobs auto (the default) runs as many workers as give the most runs per hour: on a CPU one
+single-threaded worker per core (fewer when memory or the runs to go are short), on CUDA one per
+GPU. Each worker trains with its share of the cores, cores // N torch threads (--threads or
+OMP_NUM_THREADS to choose).
+
 Then `ganlab report NAME` opens with what the evidence supports: each configuration's mean ± sd
 and 95% interval, each effect as the seed-paired difference with a bootstrap 95% interval, and a
 verdict per trick and objective: helps, hurts, or no detectable effect at this budget.
@@ -24,7 +29,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ganlab.cli.flags import add_setting_flags
 from ganlab.errors import UsageError
+from ganlab.threads import kept, parse_jobs, parse_threads
 
 DESCRIPTION = __doc__
 
@@ -40,7 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", help="override the study's training data (default: what the study used)")
     p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")
     p.add_argument("--device", help="override the study's --device")
-    p.add_argument("--n-jobs", type=int, default=1, metavar="N", help="runs at once, each in its own process")
+    p.add_argument("--n-jobs", default="auto", metavar="N|auto", help=(
+        "runs at once, each in its own process with cores // N torch threads (default auto: the most runs per hour "
+        "here; on a CPU one single-threaded worker per core, fewer when memory or the runs to go are short; on CUDA "
+        "one worker per GPU)"))
+    add_setting_flags(p, only=("threads",), groups={"run": p}, helps={"threads": (
+        "torch threads of each worker (default auto: its share of the cores this process may use, cores // N; "
+        "OMP_NUM_THREADS where set)")})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     from ganlab.study.storage import load_existing_study, redact
 
     console = Console(stderr=True, soft_wrap=True)
-    for flag, value in (("--top", args.top), ("--seeds", args.seeds), ("--n-jobs", args.n_jobs)):
+    for flag, value in (("--top", args.top), ("--seeds", args.seeds)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: must be a whole number >= 1")
+    n_jobs = parse_jobs(args.n_jobs)
+    threads = parse_threads(args.threads)
     if args.name.endswith("-confirm"):
         raise UsageError(f"{args.name} is a confirmation; give its study's name: ganlab confirm {args.name[:-len('-confirm')]}")
     parent, storage, url = load_existing_study(args.name, args.storage, args.runs)
@@ -66,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 argv += [flag, str(value)]
         return argv
 
-    return run_confirm(parent, storage=storage, storage_url=url, out=Path(args.runs).expanduser(), top=args.top,
-                       n_seeds=seeds, overrides=overrides, console=console, n_jobs=args.n_jobs,
-                       storage_flag=storage_flag, worker_argv=worker_argv)
+    with kept():  # the workers' thread budget holds for this command only
+        return run_confirm(parent, storage=storage, storage_url=url, out=Path(args.runs).expanduser(), top=args.top,
+                           n_seeds=seeds, overrides=overrides, console=console, n_jobs=n_jobs, threads=threads,
+                           storage_flag=storage_flag, worker_argv=worker_argv)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ganlab.cli.flags import add_setting_flags
 from ganlab.config import check_run_name
 from ganlab.errors import UsageError
+from ganlab.threads import kept, parse_jobs, parse_threads
 
 DESCRIPTION = """\
 Search trick combinations and hyperparameters with Optuna.
@@ -44,7 +46,10 @@ any number of workers on many machines join the same study. A trial whose worker
 failed and run again once. A diverged trial (NaN) is recorded as failed with
 its step; an impossible trick stack is pruned at once with its reason, never trained.
 --n-jobs N runs N trials at once in N processes (not threads: a run's random generators are
-global to its process). SIGTERM or Ctrl-C saves the running trial's step, queues the trial
+global to its process), each with its share of the cores as torch threads (cores // N; --threads
+or OMP_NUM_THREADS to choose). On a CPU, --n-jobs auto (one single-threaded worker per core, fewer
+when memory or the trials to run are short) gives the most trials per hour; one worker per GPU on
+CUDA. SIGTERM or Ctrl-C saves the running trial's step, queues the trial
 again to continue from there, and stops the worker (exit 143 or 130).
 
 Examples:
@@ -69,10 +74,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "journal:///FILE.log (many workers, one machine) or postgresql://...")
     p.add_argument("--name", help="study name in the storage (default: the definition's name)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--n-jobs", type=int, default=1, metavar="N", help=(
+    p.add_argument("--n-jobs", default="1", metavar="N|auto", help=(
         "trials run at once, each in its own process: this one and N-1 more workers of the same study on the same "
         "storage (their logs in OUT/STUDY/worker-K.log); not threads, because a run's random generators (dropout, "
-        "the states a checkpoint restores) are global to its process; --trials is split between them"))
+        "the states a checkpoint restores) are global to its process; --trials is split between them. Each worker "
+        "gets cores // N torch threads. On a CPU choose auto (default 1): one worker per core gives the most trials "
+        "per hour; on CUDA auto is one worker per GPU"))
+    add_setting_flags(p, only=("threads",), groups={"run": p}, helps={"threads": (
+        "torch threads of each worker (default auto: its share of the cores this process may use, cores // N; "
+        "OMP_NUM_THREADS where set)")})
     p.add_argument("--seed", type=int, help="sampler seed (default: the definition's; none for shared storages)")
     p.add_argument("--out", default="runs", metavar="DIR", help="where trial run folders go (default runs)")
     p.add_argument("--device", help="override the study's --device")
@@ -94,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--trials {args.trials}: must be a whole number >= 1")
     if args.total_trials is not None and args.total_trials < 1:
         raise UsageError(f"--total-trials {args.total_trials}: must be a whole number >= 1")
-    if args.n_jobs < 1:
-        raise UsageError(f"--n-jobs {args.n_jobs}: must be a whole number >= 1")
+    n_jobs = parse_jobs(args.n_jobs)
+    threads = parse_threads(args.threads)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
     spec = load_study_file(args.study)
@@ -111,11 +121,12 @@ def run(args: argparse.Namespace) -> int:
     total = args.total_trials if args.total_trials is not None else spec.trials
     n_trials = args.trials if args.trials is not None else (None if args.timeout or total else 4)
     storage_flag = f" --storage {redact(storage_url)}" if args.storage else (f" --runs {args.out}" if args.out != "runs" else "")
-    return run_study(spec, storage_url=storage_url, out=out, overrides=overrides, seed=seed, n_trials=n_trials,
-                     timeout=args.timeout, n_jobs=args.n_jobs, inception_weights=args.inception_weights, console=console,
-                     storage_flag=storage_flag, fid_features=args.fid_features, fid_network=fid_network,
-                     total_trials=total,
-                     worker_argv=lambda k, trials: worker_argv(args, storage_url, seed, k, trials))
+    with kept():  # the workers' thread budget holds for this command only
+        return run_study(spec, storage_url=storage_url, out=out, overrides=overrides, seed=seed, n_trials=n_trials,
+                         timeout=args.timeout, n_jobs=n_jobs, threads=threads, inception_weights=args.inception_weights, console=console,
+                         storage_flag=storage_flag, fid_features=args.fid_features, fid_network=fid_network,
+                         total_trials=total,
+                         worker_argv=lambda k, trials: worker_argv(args, storage_url, seed, k, trials))
 
 
 def worker_argv(args: argparse.Namespace, storage_url: str, seed: int | None, k: int, trials: int | None) -> list[str]:

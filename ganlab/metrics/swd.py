@@ -83,16 +83,36 @@ def _descriptors(level: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, per_im
     return patches.permute(0, 3, 1, 2)
 
 
-def _sliced_w1(a: torch.Tensor, b: torch.Tensor, repeats: int, dirs: int, gen: torch.Generator) -> torch.Tensor:
-    total = a.new_zeros(())
-    for _ in range(repeats):
-        d = torch.randn(a.shape[1], dirs, generator=gen).to(a)
+def _sliced_w1(a: torch.Tensor | list[torch.Tensor], b: torch.Tensor, repeats: int, dirs: int,
+               gen: torch.Generator, keep: list | None = None) -> torch.Tensor:
+    """``a``: the real descriptors, or their sorted projections of an earlier call (``keep``
+    collects them)."""
+    total = b.new_zeros(())
+    for r in range(repeats):
+        d = torch.randn(b.shape[1], dirs, generator=gen).to(b)
         d = d / d.norm(dim=0, keepdim=True)
         # (dirs, count), contiguous along the sorted axis: much faster to sort than (count, dirs).
-        pa = torch.sort((d.T @ a.T).contiguous(), dim=1).values
+        pa = a[r] if isinstance(a, list) else torch.sort((d.T @ a.T).contiguous(), dim=1).values
+        if keep is not None:
+            keep.append(pa)
         pb = torch.sort((d.T @ b.T).contiguous(), dim=1).values
         total = total + (pa - pb).abs().mean()
     return total / repeats
+
+
+# The real set's side of the last call (its pyramid descriptors' statistics and sorted
+# projections), by the real images' content and every setting that shapes it: the in-loop
+# evaluation compares each new generator with the same validation images and seed, so the real
+# half of the work is done once per run. Kept only while it is small.
+_REAL: dict = {}
+_REAL_MAX_BYTES = 128 * 2**20
+
+
+def _real_key(real: torch.Tensor, *settings) -> tuple:
+    import hashlib
+
+    digest = hashlib.blake2b(real.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+    return (digest, tuple(real.shape), str(real.dtype), str(real.device), *settings)
 
 
 def sliced_wasserstein(
@@ -137,29 +157,44 @@ def sliced_wasserstein(
     positions = [
         _positions(n, h >> lvl, w >> lvl, patches_per_image, patch_size, gen) for lvl in range(levels)
     ]
+    key = _real_key(sets[0], seed, n, patches_per_image, patch_size, dir_repeats, dirs_per_repeat, levels)
+    cached = _REAL.get(key)  # per level: (mean_r, std_r, sorted projections of each repeat)
     desc_r: list[list[torch.Tensor]] = [[] for _ in range(levels)]
     desc_f: list[list[torch.Tensor]] = [[] for _ in range(levels)]
     for i in range(0, n, chunk):
-        pyr_r = laplacian_pyramid(sets[0][i : i + chunk].float(), levels)
+        pyr_r = laplacian_pyramid(sets[0][i : i + chunk].float(), levels) if cached is None else None
         pyr_f = laplacian_pyramid(sets[1][i : i + chunk].float(), levels)
-        sl = slice(i * patches_per_image, (i + pyr_r[0].shape[0]) * patches_per_image)
-        for lvl, (lr, lf) in enumerate(zip(pyr_r, pyr_f)):
+        sl = slice(i * patches_per_image, (i + pyr_f[0].shape[0]) * patches_per_image)
+        for lvl, lf in enumerate(pyr_f):
             ys, xs = positions[lvl][0][sl], positions[lvl][1][sl]
-            desc_r[lvl].append(_descriptors(lr, ys, xs, patches_per_image, patch_size))
+            if pyr_r is not None:
+                desc_r[lvl].append(_descriptors(pyr_r[lvl], ys, xs, patches_per_image, patch_size))
             desc_f[lvl].append(_descriptors(lf, ys, xs, patches_per_image, patch_size))
-    dists = []
+    dists, kept = [], []
     for lvl in range(levels):
-        dr, df = torch.cat(desc_r[lvl]), torch.cat(desc_f[lvl])
-        desc_r[lvl] = desc_f[lvl] = []
-        mean_r = dr.mean(dim=(0, 2, 3), keepdim=True)
-        std_r = dr.std(dim=(0, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-8)
+        df = torch.cat(desc_f[lvl])
+        desc_f[lvl] = []
+        if cached is None:
+            dr = torch.cat(desc_r[lvl])
+            desc_r[lvl] = []
+            mean_r = dr.mean(dim=(0, 2, 3), keepdim=True)
+            std_r = dr.std(dim=(0, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-8)
+            real_side: torch.Tensor | list[torch.Tensor] = ((dr - mean_r) / std_r).flatten(1)
+        else:
+            mean_r, std_r, real_side = cached[lvl]
         if normalize == "real":
             mean_f, std_f = mean_r, std_r
         else:
             mean_f = df.mean(dim=(0, 2, 3), keepdim=True)
             std_f = df.std(dim=(0, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-8)
-        dr = ((dr - mean_r) / std_r).flatten(1)
         df = ((df - mean_f) / std_f).flatten(1)
-        dists.append(float(_sliced_w1(dr, df, dir_repeats, dirs_per_repeat, gen)) * 1e3)
+        sorted_r: list[torch.Tensor] = []
+        dists.append(float(_sliced_w1(real_side, df, dir_repeats, dirs_per_repeat, gen, sorted_r)) * 1e3)
+        kept.append((mean_r, std_r, sorted_r))
+    if cached is None:
+        size = sum(t.numel() * t.element_size() for _, _, ts in kept for t in ts)
+        _REAL.clear()  # one real set at a time
+        if size <= _REAL_MAX_BYTES:
+            _REAL[key] = kept
     mean = sum(dists) / len(dists)
     return (mean, dists) if per_level else mean

@@ -42,7 +42,7 @@ from ganlab.study.runner import ARM_ATTR, StudyRunner
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact
-from ganlab.study.workers import Workers
+from ganlab.study.workers import Workers, plan_workers
 
 __all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "plan_arms", "run_confirm"]
 
@@ -185,9 +185,11 @@ def parent_spec(parent) -> StudySpec:
 
 
 def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None, n_seeds: int, overrides: dict,
-                console: Console, n_jobs: int = 1, storage_flag: str = "",
-                worker_argv: Callable[[int], Sequence[str]] | None = None) -> int:
-    """Plan (or continue) the confirmation of ``parent`` and run this worker's share of it."""
+                console: Console, n_jobs: int | str = 1, storage_flag: str = "",
+                worker_argv: Callable[[int], Sequence[str]] | None = None, threads: int | None = None) -> int:
+    """Plan (or continue) the confirmation of ``parent`` and run this worker's share of it, in
+    ``n_jobs`` processes (``"auto"``: :func:`ganlab.study.workers.plan_workers`), each with ``threads``
+    CPU threads (None: its share of the cores)."""
     spec = parent_spec(parent)
     stored = parent.user_attrs.get("overrides") or {}
     overrides = {**stored, **overrides}
@@ -195,7 +197,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
                                 trials=None)
     runner = StudyRunner(cspec, storage_url, out, overrides, None, console, fixed=True)
     base = runner.base_config()
-    TrainConfig.from_dict({**base, "out": str(out / cspec.name)}, f"study {spec.name}").validate()
+    base_cfg = TrainConfig.from_dict({**base, "out": str(out / cspec.name)}, f"study {spec.name}").validate()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console)
     revived = recover_dead_trials(confirm, cspec)
@@ -212,7 +214,14 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
     t0 = time.time()
     workers = None
     if waiting:
-        workers = Workers(lambda k, _: worker_argv(k), [None] * n_jobs, out / cspec.name) if n_jobs > 1 else None
+        # the workers and their share of the cores, set in this process before its first run
+        plan = plan_workers(n_jobs, threads, base_cfg, len(waiting))
+        if plan.n_jobs > 1 and worker_argv is None:
+            raise UsageError("n_jobs > 1 runs in worker processes; give worker_argv (the ganlab confirm command line)")
+        if plan.devices[0] is not None:  # one GPU per worker: this process takes the first
+            runner.overrides = {**runner.overrides, "device": plan.devices[0]}
+        console.print(plan.describe(), highlight=False, markup=False)
+        workers = Workers(lambda k, _: worker_argv(k), [None] * plan.n_jobs, out / cspec.name, plan) if plan.n_jobs > 1 else None
 
         def stop_when_done(study, trial) -> None:
             recover_dead_trials(study, cspec)

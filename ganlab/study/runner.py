@@ -43,7 +43,7 @@ from ganlab.study.spec import StudySpec
 from ganlab.study.storage import (agree_on_pruning, best_trials, dashboard_command, dashboard_hint, make_pruner, make_sampler,
                                   open_storage, redact)
 from ganlab.study.table import fmt, trial_cells, trials_table
-from ganlab.study.workers import Workers, shares
+from ganlab.study.workers import Workers, plan_workers, shares
 from ganlab.train import Diverged, train
 from ganlab.errors import Stopped
 from ganlab.train.checkpoint import checkpoint_bytes, slim_run
@@ -373,13 +373,14 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
               n_trials: int | None, timeout: float | None, n_jobs: int, inception_weights: str | None,
               console: Console, storage_flag: str, fid_features: str | None = None,
               fid_network: FidNetwork | None = None, total_trials: int | None = None,
-              worker_argv: Callable[[int, int | None], Sequence[str]] | None = None) -> int:
+              worker_argv: Callable[[int, int | None], Sequence[str]] | None = None, threads: int | None = None) -> int:
     """Open (or continue) ``spec`` in its storage, run this worker's trials with the live table,
     and print the summary, the best trials and the follow-up commands.
 
     ``n_jobs > 1`` runs the trials in that many processes (:mod:`ganlab.study.workers`):
-    ``worker_argv(k, trials)`` is the ``ganlab`` command line of extra worker ``k``."""
-    if n_jobs > 1 and worker_argv is None:
+    ``worker_argv(k, trials)`` is the ``ganlab`` command line of extra worker ``k``. ``n_jobs`` may
+    be ``"auto"``; each worker trains with ``threads`` CPU threads (None: its share of the cores)."""
+    if n_jobs != 1 and worker_argv is None:
         raise UsageError("n_jobs > 1 runs trials in worker processes; give worker_argv (the ganlab study command line)")
     # Refuse a bad [train] table before any trial: resolve the base configuration once.
     total_trials = total_trials if total_trials is not None else spec.trials
@@ -387,7 +388,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
                          total_trials=total_trials)
     if fid_network is None and "fid" in spec.objectives:
         fid_network = check_inception(spec, inception_weights, fid_features)
-    TrainConfig.from_dict({**runner.base_config(), "out": str(out / spec.name)}, f"study {spec.name}").validate()
+    base_cfg = TrainConfig.from_dict({**runner.base_config(), "out": str(out / spec.name)}, f"study {spec.name}").validate()
     storage = open_storage(storage_url, spec)
     # Failed and pruned trials are shown in the table with their reason; Optuna's own log lines
     # (with tracebacks) would only repeat them.
@@ -420,10 +421,16 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
         console.print(f"study {spec.name}: its budget of {total_trials} trials is spent ({counted(study)} trials); "
                       f"nothing to do (raise [study].trials or --total-trials to add trials)", highlight=False)
         return _summary(study, runner, spec, console, out, storage_flag, time.time())
+    # The workers and their share of the cores (threads), set in this process before any trial
+    runs = n_trials if n_trials is not None else (max(1, total_trials - counted(study)) if total_trials else None)
+    plan = plan_workers(n_jobs, threads, base_cfg, runs)
+    n_jobs = plan.n_jobs
+    if plan.devices[0] is not None:  # one GPU per worker: this process takes the first
+        runner.overrides = {**runner.overrides, "device": plan.devices[0]}
     trial_shares = shares(n_trials, n_jobs)
     # Every trial trains alone in its process (the torch generator behind dropout, and the
     # generators a checkpoint restores, are global to a process): N jobs are N processes.
-    workers = Workers(worker_argv, trial_shares, out / spec.name) if n_jobs > 1 else None
+    workers = Workers(worker_argv, trial_shares, out / spec.name, plan) if n_jobs > 1 else None
     n_trials = trial_shares[0]
     console.print(f"[bold]ganlab study[/] {spec.name}: {', '.join(spec.objectives)}"
                   f"{' (weighted)' if spec.weights else ''}, sampler {spec.sampler if not spec.scalarised or spec.sampler != 'nsga2' else 'tpe'}, "
@@ -432,7 +439,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
                   f"{spec.steps} steps per trial; storage {redact(storage_url)} "
                   f"({n_before} trials so far{f', {total_trials} in all' if total_trials else ''}); "
                   f"{f'{spec.seeds} seeds per trial; ' if spec.seeds > 1 else ''}runs in {out / spec.name}"
-                  f"{f'; {n_jobs} worker processes' if workers else ''}", highlight=False)
+                  f"; {plan.describe()}", highlight=False)
     disk = disk_line(runner, spec, n_trials, total_trials, n_jobs)
     if disk:
         console.print(disk, highlight=False)

@@ -8,17 +8,82 @@ generators, so no trial would be reproducible. This process therefore starts N -
 of the same study on the same storage (``ganlab study ... --n-jobs 1``), runs its own share of the
 trials, and waits for them; every trial trains alone in its process, exactly as it would one
 after the other. Each extra worker writes its log to ``<out>/<study>/worker-K.log``.
+
+Each worker trains with its share of the cores (:mod:`ganlab.threads`): ``cores // N`` torch
+threads unless ``--threads`` or ``OMP_NUM_THREADS`` says otherwise, set in this process before its
+first run and passed to the others as ``--threads``; without it, N processes would each start a
+thread per core and spin against each other. ``--n-jobs auto`` (:func:`plan_workers`) picks N. On
+several GPUs the workers take one GPU each (``--device cuda:K``).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-__all__ = ["Workers", "shares"]
+from ganlab.threads import AUTO, WHY_ENV, Budget, apply_budget, auto_jobs, worker_budget
+
+if TYPE_CHECKING:
+    from ganlab.config import TrainConfig
+
+__all__ = ["Plan", "Workers", "plan_workers", "shares"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a study or confirmation command runs its runs: ``n_jobs`` processes, each with
+    ``budget`` threads, worker K on ``devices[K]`` (None: the run's own ``--device``)."""
+
+    n_jobs: int
+    budget: Budget
+    devices: tuple[str | None, ...]
+    why: str = ""  # how --n-jobs auto chose, in words
+
+    def describe(self) -> str:
+        jobs = f"{self.n_jobs} worker process{'es' if self.n_jobs != 1 else ''}" + (f" ({self.why})" if self.why else "")
+        gpus = sorted({d for d in self.devices if d})
+        return f"{jobs}, {self.budget.describe()} each" + (f", on {', '.join(gpus)}" if len(gpus) > 1 else "")
+
+    def argv(self, k: int) -> list[str]:
+        """What worker ``k``'s command line adds: its threads (unless it inherits OMP_NUM_THREADS)
+        and its GPU."""
+        extra = [] if self.budget.why == "OMP_NUM_THREADS" else ["--threads", str(self.budget.threads)]
+        device = self.devices[k] if k < len(self.devices) else None
+        return extra + (["--device", device] if device else [])
+
+
+def plan_workers(n_jobs: int | str, threads: int | None, cfg: "TrainConfig", runs: int | None = None,
+                 *, apply: bool = True) -> Plan:
+    """Resolve ``--n-jobs`` (a number or ``auto``: :func:`ganlab.threads.auto_jobs`) and
+    ``--threads`` for runs of ``cfg``, and (``apply``) give this process, worker 0, its budget."""
+    why = ""
+    if n_jobs == AUTO:
+        n_jobs, why = auto_jobs(cfg, runs, threads)
+        why = f"--n-jobs auto: {why}"
+    budget = worker_budget(int(n_jobs), threads)
+    devices: tuple[str | None, ...] = (None,) * int(n_jobs)
+    if int(n_jobs) > 1:
+        devices = _spread_over_gpus(cfg.device, int(n_jobs))
+    if apply:
+        budget = apply_budget(budget, process=True)
+    return Plan(int(n_jobs), budget, devices, why)
+
+
+def _spread_over_gpus(device: str, n_jobs: int) -> tuple[str | None, ...]:
+    """Worker K on GPU K (mod the GPUs visible) when the runs are on CUDA and no GPU is named."""
+    if device not in ("auto", "cuda"):
+        return (None,) * n_jobs
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return (None,) * n_jobs
+    return tuple(f"cuda:{k % count}" for k in range(n_jobs))
 
 
 def shares(n_trials: int | None, n_jobs: int) -> list[int | None]:
@@ -32,7 +97,7 @@ class Workers:
     """The extra worker processes of one ``ganlab study --n-jobs N`` command."""
 
     def __init__(self, argv: Callable[[int, int | None], Sequence[str]], trial_shares: Sequence[int | None],
-                 log_dir: Path):
+                 log_dir: Path, plan: Plan | None = None):
         self.procs: list[tuple[subprocess.Popen, Path]] = []
         log_dir.mkdir(parents=True, exist_ok=True)
         for i, share in enumerate(trial_shares):
@@ -40,8 +105,13 @@ class Workers:
                 continue
             log = log_dir / f"worker-{i}.log"
             with open(log, "w") as fh:
-                proc = subprocess.Popen([sys.executable, "-m", "ganlab", *argv(i, share)], stdout=fh,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                extra = plan.argv(i) if plan is not None else []
+                env = None
+                if plan is not None and plan.budget.why != "OMP_NUM_THREADS":
+                    # the libraries that read it at start-up (OpenMP, MKL) size their pools to the share too
+                    env = {**os.environ, "OMP_NUM_THREADS": str(plan.budget.threads), WHY_ENV: plan.budget.why}
+                proc = subprocess.Popen([sys.executable, "-m", "ganlab", *argv(i, share), *extra], stdout=fh,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
             self.procs.append((proc, log))
 
     @property

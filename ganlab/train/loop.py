@@ -30,6 +30,7 @@ from ganlab.metrics.inloop import inloop_feature_extractor
 from ganlab.metrics.stability import StabilityWindow, degenerate_from_run
 from ganlab.nets.resnet_unet import resnet18_weights_file
 from ganlab.runtime import runtime_for
+from ganlab.threads import apply_budget, budget_for_run, kept
 from ganlab.stats import JsonlSink, StatsBus, TensorBoardSink, truncate_stats
 from ganlab.train import distributed
 from ganlab.train.build import build_session, build_stack, total_steps
@@ -151,7 +152,7 @@ def train(
     stop = StopSignals()
     held: list[RunLock] = []
     try:
-        with stop:
+        with stop, kept():  # the run's thread budget, then the caller's threads again
             return _train(cfg, stop, held, resume=resume, on_eval=on_eval, on_start=on_start, datasets=datasets,
                           console=console, progress=progress)
     except KeyboardInterrupt as exc:  # a signal this thread could not catch: say where the run is
@@ -199,6 +200,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
     if not dist.is_main:  # only rank 0 prints and writes
         console, progress = Console(quiet=True), False
     runtime = runtime_for(cfg.replace(device=dist.device_arg(cfg.device)))
+    threads = apply_budget(budget_for_run(cfg.threads))  # before any work: a worker's share of the cores
     close = check_fits(cfg, runtime, batch=len(dist.rows(cfg.batch_size)))  # one line, not an out-of-memory kill
     if close:
         warn(close)
@@ -237,7 +239,7 @@ def _train(cfg: TrainConfig, stop: StopSignals, held: list, *, resume, on_eval, 
         console.print(f"resuming {run_dir} from step {start} ({path.name})", highlight=False, markup=False)
     elif dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
-        atomic_write_json(run_dir / "env.json", environment(runtime))
+        atomic_write_json(run_dir / "env.json", environment(runtime, threads))
     dist.seed_workers(cfg.seed, start)
     if dist.is_main:
         atomic_write_json(run_dir / "tricks.json", session.stack.describe())

@@ -2,7 +2,7 @@
 
     config.json      the configuration as layered (auto values stay auto; env.json says what ran)
     tricks.json      the trick stack in its fold order, with parameters
-    env.json         versions and device
+    env.json         versions, device, precision and the CPU threads the run used
     status.json      running | finished | stopped | diverged, the newest checkpoint's step, and
                      "best": the best evaluation's checkpoint, metric, value and step
     .lock            flock'd by the process training the run (pid and host inside)
@@ -31,6 +31,7 @@ from ganlab.errors import UsageError
 from ganlab.io import atomic_write_json
 from ganlab import runtime as runtime_module
 from ganlab.runtime import Runtime
+from ganlab.threads import Budget
 
 __all__ = ["check_writable", "environment", "is_run_dir", "new_run_dir", "write_status"]
 
@@ -60,7 +61,9 @@ def new_run_dir(out: str, name: str) -> Path:
             continue
 
 
-def environment(runtime: Runtime) -> dict[str, Any]:
+def environment(runtime: Runtime, threads: Budget | None = None) -> dict[str, Any]:
+    """Versions, device, precision and the CPU threads the run used (``cpu_threads``; with a
+    thread budget also ``interop_threads`` and ``threads_why``)."""
     env = {
         "ganlab": __version__,
         "python": sys.version.split()[0],
@@ -74,6 +77,9 @@ def environment(runtime: Runtime) -> dict[str, Any]:
         "channels_last_why": runtime.channels_last_why,
         "cpu_threads": torch.get_num_threads(),
     }
+    if threads is not None:
+        env["interop_threads"] = torch.get_num_interop_threads()
+        env["threads_why"] = threads.why
     if runtime.device.type == "cpu":
         caps = runtime_module.cpu_capabilities()  # looked up here: the one source of the choice above
         env["cpu"] = caps.get("cpu_name", platform.processor())
