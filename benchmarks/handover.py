@@ -45,7 +45,8 @@ import torch
 from ganlab import losses
 from ganlab.config import TrainConfig, TrickSpec
 from ganlab.data import build_datasets
-from ganlab.trick import Trick, TrickStack, register
+from ganlab.trick._stack import TrickStack
+from ganlab.trick import Trick, register
 from ganlab.runtime import runtime_for
 from ganlab.stats import StatsBus, report
 from ganlab.train.build import build_session as build_model

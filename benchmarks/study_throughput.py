@@ -119,7 +119,7 @@ def make_parent(args, root: Path, data: str, val: str) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     spec = root / f"{NAME}.toml"
     spec.write_text(study_text(args, data, val))
-    ganlab(["study", "--study", str(spec), "--trials", "1", "--out", str(parent), "--n-jobs", "1"], root / "parent.log")
+    ganlab(["study", "--study", str(spec), "--trials", "1", "--runs", str(parent), "--n-jobs", "1"], root / "parent.log")
     return parent
 
 

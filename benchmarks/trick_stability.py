@@ -154,7 +154,7 @@ def _config(spec: str) -> tuple[str, list[str], str | None]:
             mode = part.split("=", 1)[1]
         else:
             tricks.append(part)
-    from ganlab.trick import parse_trick_arg
+    from ganlab.trick._registry import parse_trick_arg
 
     label = spec if ("+" in spec or ":" in spec or mode) else parse_trick_arg(spec)[0]
     return label, tricks, mode
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from ganlab.config import resolve
-    from ganlab.trick import registry
+    from ganlab.trick._registry import registry
     from ganlab.train import train
 
     torch.set_num_threads(args.threads)

@@ -29,9 +29,9 @@ from ganlab.train.build import build_networks, build_session, build_stack
 from ganlab.train.distributed import Dist
 from ganlab.train.flops import PassCounter, describe, model_flops, plan_passes, step_flops
 from ganlab.train.memory import check_fits, peak_rss_bytes
-from ganlab.trick import TrickStack
+from ganlab.trick._stack import TrickStack
 
-__all__ = ["PEAKS", "SETTINGS", "bench", "cpu_peak_flops", "default_variants", "device_peak_flops", "gpu_peak_flops",
+__all__ = ["PEAKS", "SETTINGS", "BenchOptions", "bench", "cpu_peak_flops", "default_variants", "device_peak_flops", "gpu_peak_flops",
            "parse_variant", "plain_step"]
 
 SETTINGS = ("channels-last", "cudnn-benchmark", "fused-adam", "device-data", "compile", "cuda-graphs")
@@ -382,14 +382,26 @@ def base_config(settings: dict[str, Any]) -> C.TrainConfig:
     return C.TrainConfig.from_dict({**settings, "backbone_weights": "none", "steps": 1}, "flags").validate()
 
 
-def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
-    """Build, warm up and time every variant of ``args.variants`` on ``settings`` (TrainConfig
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``ganlab bench`` is asked besides the model settings (its flags; the command line
+    builds one)."""
+
+    steps: int = 20  # timed steps per variant and round
+    warmup: int = 5  # untimed steps per variant first
+    rounds: int = 3  # interleaved timing rounds
+    variants: str | None = None  # comma-separated variant names (None: the device's default set)
+    peak_tflops: float | None = None  # the device's peak for MFU (None: the table of known devices)
+
+
+def bench(options: BenchOptions, console, settings: dict[str, Any]) -> dict[str, Any]:
+    """Build, warm up and time every variant of ``options.variants`` on ``settings`` (TrainConfig
     fields); print the table and return every figure."""
-    for flag, value, low in (("steps", args.steps, 1), ("warmup", args.warmup, 0), ("rounds", args.rounds, 1)):
+    for flag, value, low in (("steps", options.steps, 1), ("warmup", options.warmup, 0), ("rounds", options.rounds, 1)):
         if value < low:
             raise UsageError(f"--{flag} {value}: must be a whole number >= {low}")
-    if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
-        raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a positive number")
+    if options.peak_tflops is not None and not (math.isfinite(options.peak_tflops) and options.peak_tflops > 0):
+        raise UsageError(f"--peak-tflops {options.peak_tflops}: must be a positive number")
     cfg = base_config(settings)
     if cfg.gan_mode == "none":
         raise UsageError("--gan-mode none: ganlab bench times the adversarial step, and the L1-only control has no D; "
@@ -397,12 +409,12 @@ def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
     stack = build_stack(cfg)  # an unknown trick or an impossible stack is refused here
     device = runtime_for(cfg).device
     cuda = device.type == "cuda"
-    names = [v.strip() for v in args.variants.split(",")] if args.variants else default_variants(cuda, cfg.batch_size, bool(cfg.tricks))
+    names = [v.strip() for v in options.variants.split(",")] if options.variants else default_variants(cuda, cfg.batch_size, bool(cfg.tricks))
     variants = [parse_variant(n) for n in names if n]
     if not variants:
         raise UsageError("--variants: give at least one variant, e.g. --variants trainer")
     if len({v.name for v in variants}) != len(variants):
-        raise UsageError(f"--variants {args.variants}: a variant is named twice")
+        raise UsageError(f"--variants {options.variants}: a variant is named twice")
     for v in variants:
         if v.plain and cfg.tricks:
             raise UsageError(f"--variants plain cannot run --trick {cfg.tricks[0].name}: the plain loop is the plain pix2pix step")
@@ -443,7 +455,7 @@ def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
         data = make_data()
         r = _plain_runner(v, cfg, data) if v.plain else _trainer_runner(v, cfg, data, cfg.log_every, lambda m: console.print(f"[yellow]warning:[/] {m}"))
         # A CUDA graph is captured on the 4th step: warm-up covers it.
-        r.warmup_steps = max(args.warmup, 4) if v.cuda_graphs else args.warmup
+        r.warmup_steps = max(options.warmup, 4) if v.cuda_graphs else options.warmup
         _use(r)
         for _ in range(r.warmup_steps):
             r.run()
@@ -459,10 +471,10 @@ def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
             r.warmup_peak_bytes = torch.cuda.max_memory_allocated(device) - before
         runners.append(r)
 
-    for rnd in range(args.rounds):
+    for rnd in range(options.rounds):
         order = runners[rnd % len(runners):] + runners[: rnd % len(runners)]
         for r in order:
-            _time_round(r, args.steps)
+            _time_round(r, options.steps)
 
     rows = []
     for r in runners:
@@ -473,7 +485,7 @@ def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
         flops = step_flops(fl[0], fl[1], passes, r.batch_size)["total"] / r.timed_steps
         median_ms = statistics.median(r.times_ms)
         seconds = median_ms / 1e3
-        peak_v, source_v = device_peak_flops(device, r.precision, args.peak_tflops)
+        peak_v, source_v = device_peak_flops(device, r.precision, options.peak_tflops)
         rows.append({
             "variant": r.variant.name,
             "precision": r.precision,
@@ -506,7 +518,7 @@ def bench(args, console, settings: dict[str, Any]) -> dict[str, Any]:
     breakdown = step_flops(*(plain_fl if ours is None else (g_fl, d_fl)), one_step, 1)
     result = {
         "device": torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)",
-        "size": cfg.size, "batch_size": cfg.batch_size, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "size": cfg.size, "batch_size": cfg.batch_size, "steps": options.steps, "warmup": options.warmup, "rounds": options.rounds,
         "tricks": [str(t) for t in cfg.tricks], "peak_sources": sorted({row["peak_source"] for row in rows}),
         "reference": reference["variant"],
         "flops_per_image_breakdown": {k: v for k, v in breakdown.items() if k != "per_image"},

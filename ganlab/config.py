@@ -21,15 +21,14 @@ from ganlab.coerce import BadValue, coerce, type_name
 from ganlab.errors import UsageError
 from ganlab.modes import GAN_MODES, L1_ONLY
 from ganlab.devices import DEVICE_HELP, check_device_name
-from ganlab.trick.registry import parse_trick_arg
+from ganlab.registry import DISCRIMINATORS, GENERATORS
+from ganlab.trick._registry import parse_trick_arg
 
 __all__ = ["SAMPLE_PRESET", "TrainConfig", "TrickSpec", "check_run_name", "default_run_name", "flag_name", "load_toml",
            "resolve", "setting"]
 
 TASKS = ("colorize", "paired")
 DIRECTIONS = ("AtoB", "BtoA")
-GENERATORS = ("unet", "resnet18-unet")
-DISCRIMINATORS = ("patch", "pixel")
 NORMS = ("batch", "instance", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
@@ -97,10 +96,12 @@ class TrainConfig:
     epochs: int | None = setting(None, "length", "passes over the training set (default 200 when neither is given)", resumable=True)
     pretrain_steps: int = setting(0, "length", "L1-only generator steps before the adversarial stage (default {default})", low=0)
     # Networks
-    generator: str = setting("unet", "networks", "default {default}", choices=GENERATORS)
+    # The network names are the registries' (entry points and in-process registrations), read when used.
+    generator: str = setting(GENERATORS.default, "networks", "default {default}", choices=GENERATORS.choices)
     backbone_weights: str = setting("imagenet", "networks", "ResNet-18 encoder weights for --generator resnet18-unet (default {default})",
                                     metavar="imagenet|PATH|none")
-    discriminator: str = setting("patch", "networks", "patch (70x70 PatchGAN at 3 layers) or pixel (1x1)", choices=DISCRIMINATORS)
+    discriminator: str = setting(DISCRIMINATORS.default, "networks", "patch (70x70 PatchGAN at 3 layers) or pixel (1x1)",
+                                 choices=DISCRIMINATORS.choices)
     n_layers: int = setting(3, "networks", "PatchGAN depth (default {default})", low=1)
     ngf: int = setting(64, "networks", "generator width (default {default}; sample set 32)", low=1)
     ndf: int = setting(64, "networks", "discriminator width (default {default}; sample set 32)", low=1)

@@ -9,7 +9,6 @@ computed here is listed as unavailable with the reason, never as 0.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import time
@@ -38,7 +37,7 @@ from ganlab.metrics.swd import sliced_wasserstein
 from ganlab.runtime import resolve_device
 from ganlab.train.rundir import is_run_dir
 
-__all__ = ["SWD_MAX_IMAGES", "evaluate_run", "fid_entry_for_run", "fid_for_run", "json_safe", "print_table"]
+__all__ = ["SWD_MAX_IMAGES", "EvalOptions", "evaluate_run", "fid_entry_for_run", "fid_for_run", "json_safe", "print_table"]
 
 SWD_MAX_IMAGES = 1024
 
@@ -119,33 +118,50 @@ class _Accumulator:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_args(args) -> tuple[Path, Path, str, str]:
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """What ``ganlab eval`` is asked (its flags; the command line builds one, a caller may too)."""
+
+    run_dir: str  # a run folder, or a checkpoint file inside one
+    data: str | None = None  # validation images (None: the run's validation split)
+    checkpoint: str = "latest"  # latest | best | ema | a checkpoint file
+    n: int | None = None  # the first N validation images (None: all)
+    inception_weights: str | None = None
+    fid_features: str | None = None  # a TorchScript feature network in place of Inception
+    no_download: bool = False
+    device: str = "auto"
+    batch_size: int = 32
+    seed: int | None = None  # of SWD patches and KID subsets (None: the run's seed)
+    no_cache: bool = False  # recompute the real-image features
+
+
+def _check_args(options: EvalOptions) -> tuple[Path, Path, str, str]:
     """(run folder, what to load: the run folder or a file, latest|best|ema|PATH, label).
 
     A checkpoint file given as RUN_DIR is read as ``RUN --checkpoint FILE`` of the run it
     belongs to (RUN/checkpoints/FILE or RUN/FILE), so that metrics.json and the stability
     score are those of that run."""
-    run = Path(args.run_dir).expanduser()
+    run = Path(options.run_dir).expanduser()
     if not run.exists():
-        raise UsageError(f"{args.run_dir}: no such run folder; give a folder written by 'ganlab train'")
-    if args.n is not None and args.n < 2:
-        raise UsageError(f"--n {args.n}: need at least 2 images (FID and KID need many more; ideally thousands)")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
-    if args.data is not None and not Path(args.data).expanduser().exists():
-        raise UsageError(f"--data {args.data}: no such folder; give a folder of validation images")
-    which = args.checkpoint
+        raise UsageError(f"{options.run_dir}: no such run folder; give a folder written by 'ganlab train'")
+    if options.n is not None and options.n < 2:
+        raise UsageError(f"--n {options.n}: need at least 2 images (FID and KID need many more; ideally thousands)")
+    if options.batch_size < 1:
+        raise UsageError(f"--batch-size {options.batch_size}: must be at least 1")
+    if options.data is not None and not Path(options.data).expanduser().exists():
+        raise UsageError(f"--data {options.data}: no such folder; give a folder of validation images")
+    which = options.checkpoint
     if run.is_file():
         if which == "best":
-            raise UsageError(f"{args.run_dir}: --checkpoint best picks a run folder's best.pt; give the run folder as "
+            raise UsageError(f"{options.run_dir}: --checkpoint best picks a run folder's best.pt; give the run folder as "
                              "RUN_DIR (or this file alone, with --checkpoint latest)")
         if which not in ("latest", "ema"):
-            raise UsageError(f"{args.run_dir}: RUN_DIR is a file and --checkpoint {which} names another; "
+            raise UsageError(f"{options.run_dir}: RUN_DIR is a file and --checkpoint {which} names another; "
                              "give the run folder as RUN_DIR and one file as --checkpoint PATH")
         parent = run.resolve().parent
         owner = parent.parent if parent.name == "checkpoints" else parent
         if not is_run_dir(owner):
-            raise UsageError(f"{args.run_dir}: this file is not inside a run folder; give the run folder and the "
+            raise UsageError(f"{options.run_dir}: this file is not inside a run folder; give the run folder and the "
                              "file: ganlab eval RUN_DIR --checkpoint PATH")
         # "latest" of a file is its G; "ema" its moving average of G
         return owner, run, which, run.name + (" (ema)" if which == "ema" else "")
@@ -153,13 +169,12 @@ def _check_args(args) -> tuple[Path, Path, str, str]:
     return run, run, which, label
 
 
-def evaluate_run(args, console=None) -> dict[str, Any]:
-    """Compute every available metric for ``args`` (the parsed ``ganlab eval`` flags, or any
-    object with the same attributes)."""
+def evaluate_run(options: EvalOptions, console=None) -> dict[str, Any]:
+    """Compute every available metric the options ask for."""
     console = console or Console(stderr=True)
     note = lambda msg: console.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
-    run, source, which, label = _check_args(args)
-    device = resolve_device(args.device)
+    run, source, which, label = _check_args(options)
+    device = resolve_device(options.device)
     # The generator first: a run without one fails here, before any note or download.
     # best: the generator that was evaluated when best.pt was chosen (its moving average where kept)
     loaded = open_generator(str(source), "auto" if which == "best" else which, device=device,
@@ -168,34 +183,34 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
 
     # Then the feature network and the weights, before any other work: one line each for what is
     # missing. A --fid-features network replaces Inception: its weights are not looked for.
-    fid_features = getattr(args, "fid_features", None)
+    fid_features = options.fid_features
     extractor, weights, fid_reason = None, None, None
     if fid_features is not None:
-        extractor = load_torchscript_features(fid_features, device=device, batch_size=args.batch_size, probe_size=cfg.size)
+        extractor = load_torchscript_features(fid_features, device=device, batch_size=options.batch_size, probe_size=cfg.size)
     else:
-        weights, fid_reason = inception.inception_status(args.inception_weights, download=not args.no_download)
+        weights, fid_reason = inception.inception_status(options.inception_weights, download=not options.no_download)
         if fid_reason:
             note(fid_reason)
     lpips_model, lpips_reason = None, None
     try:
-        lpips_model = load_lpips(device=device, download=not args.no_download)
+        lpips_model = load_lpips(device=device, download=not options.no_download)
     except WeightsUnavailable as exc:
         lpips_reason = str(exc)
         note(lpips_reason)
 
-    if args.data is not None:
-        cfg = dataclasses.replace(cfg, data=args.data, val_data=args.data, data_a=None, data_b=None, val_data_a=None,
+    if options.data is not None:
+        cfg = dataclasses.replace(cfg, data=options.data, val_data=options.data, data_a=None, data_b=None, val_data_a=None,
                                   val_data_b=None)
-    seed = cfg.seed if args.seed is None else args.seed
+    seed = cfg.seed if options.seed is None else options.seed
     _, val = build_datasets(cfg, warn=note)
-    n = len(val) if args.n is None else min(args.n, len(val))
-    if args.n is not None and args.n > len(val):
-        note(f"--n {args.n}: the validation set has only {len(val)} images; using all of them")
+    n = len(val) if options.n is None else min(options.n, len(val))
+    if options.n is not None and options.n > len(val):
+        note(f"--n {options.n}: the validation set has only {len(val)} images; using all of them")
     if n < 2:
         raise UsageError(f"the validation set has {n} image; give at least 2 with --data VAL_DIR")
 
     if weights is not None:
-        extractor = inception.load_inception(weights, device=device, download=False, batch_size=args.batch_size)
+        extractor = inception.load_inception(weights, device=device, download=False, batch_size=options.batch_size)
     settings = {
         "task": cfg.task,
         "direction": cfg.direction,
@@ -211,7 +226,7 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     real_cached = None
     if extractor is not None:
         key = stats_key(files_digest(val.images.files[:n]), settings)
-        if not args.no_cache:
+        if not options.no_cache:
             real_cached = cache.load(key)
 
     # every refusal is behind us: say which generator is measured
@@ -221,7 +236,7 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
     broken = None
     t0 = time.perf_counter()
     with torch.inference_mode():
-        for cond, target in val.fixed_batches(args.batch_size, device, n):
+        for cond, target in val.fixed_batches(options.batch_size, device, n):
             out = G(cond).float()
             l1 = (out - target).abs().mean(dim=(1, 2, 3))
             real = to_uint8(to_rgb(cfg.task, cond, target))
@@ -250,7 +265,7 @@ def evaluate_run(args, console=None) -> dict[str, Any]:
         ff = np.concatenate(fake_feats)
         if real_cached is not None:
             fr, stats = real_cached
-        elif args.no_cache:
+        elif options.no_cache:
             fr, stats = np.concatenate(real_feats), None
         else:
             computed = np.concatenate(real_feats)
@@ -410,10 +425,9 @@ def fid_entry_for_run(run_dir: str | Path, *, inception_weights: str | None = No
     """The FID entry (value, N, implementation) of a run's final generator on its validation set,
     as ``ganlab eval`` computes it, with Inception or the TorchScript network ``fid_features``;
     raises GanlabError with the reason where it cannot be had."""
-    args = argparse.Namespace(run_dir=str(run_dir), data=None, checkpoint="latest", n=None, inception_weights=inception_weights,
-                              fid_features=fid_features, no_download=True, device=device, batch_size=32, seed=None,
-                              no_cache=False)
-    result = evaluate_run(args, console=Console(quiet=True))
+    options = EvalOptions(run_dir=str(run_dir), inception_weights=inception_weights, fid_features=fid_features,
+                       no_download=True, device=device)
+    result = evaluate_run(options, console=Console(quiet=True))
     fid = result["metrics"]["fid"]
     if not fid.get("available"):
         raise GanlabError(f"objective fid: {fid.get('reason', 'not available')}")

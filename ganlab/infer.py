@@ -17,9 +17,10 @@ from torch import nn
 from ganlab.color import AB_SCALE, L_SCALE, lab_to_rgb, rgb_to_lab, to_uint8
 from ganlab.config import TrainConfig
 from ganlab.data.images import find_images
-from ganlab.errors import UsageError
+from ganlab.errors import GanlabError, UsageError
 from ganlab.train.build import build_networks
 from ganlab.train.checkpoint import best_checkpoint, checkpoint_files, latest_checkpoint, read_checkpoint
+from ganlab.train.checkpoint.read import checkpoint_config, load_weights
 from ganlab.train.rundir import is_run_dir
 
 __all__ = ["Loaded", "WHICH", "colorize_array", "direction_of", "input_images", "load_generator", "open_generator", "output_names", "pad_to", "run_generator",
@@ -75,12 +76,17 @@ def open_generator(path: str | os.PathLike, checkpoint: str = "latest", device="
             file, payload = latest_checkpoint(p, warn, advice="there is no generator to use")
     else:
         raise UsageError(f"{path}: no such run folder or checkpoint file")
-    cfg = TrainConfig.from_dict(payload["config"])
-    _, G, _ = build_networks(cfg, with_d=False, backbone=False)  # the checkpoint holds the weights
+    cfg = checkpoint_config(file, payload)
+    try:
+        _, G, _ = build_networks(cfg, with_d=False, backbone=False)  # the checkpoint holds the weights
+    except (ValueError, RuntimeError, TypeError, KeyError, ZeroDivisionError) as exc:
+        raise GanlabError(f"checkpoint {file}: its configuration describes no network ganlab can build "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); use a checkpoint "
+                          "written by ganlab train") from None
     key = "G_ema" if checkpoint in ("ema", "auto") and "G_ema" in payload else "G"
     if checkpoint == "ema" and key != "G_ema":
         raise UsageError(f"{path}: this run kept no moving average of G (train with --trick g-ema); use its latest weights (eval: --checkpoint latest, colorize: --weights latest)")
-    G.load_state_dict(payload[key])
+    load_weights(G, payload[key], file, key)
     step = payload.get("step")
     best = payload.get("best") if isinstance(payload.get("best"), dict) else None
     return Loaded(cfg, G.to(device).eval(), Path(file), int(step) if isinstance(step, int) else None, key, best)

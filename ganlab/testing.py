@@ -19,7 +19,14 @@ handful of channels, CPU, fp32), feeds it synthetic batches and runs the real
     ``torch.save``/``torch.load(..., weights_only=True)`` and ``load_state_dict()`` into a fresh
     model, which then continues exactly as the original (what resuming relies on);
 ``check_determinism``
-    two runs with the same seed agree bit for bit, and every weight and logged value is finite.
+    two runs with the same seed agree bit for bit, and every weight and logged value is finite;
+``check_conditions``
+    a parameter declared with ``active_if`` changes nothing where its conditions fail (skipped
+    when the trick has no such parameter).
+
+The shape check also holds every hook to what a trick may change (``ganlab.trick.base``): no
+hook changes its arguments in place, the networks' parameters and buffers (added, removed,
+reshaped), or the optimisers and their settings.
 
 Use them from a plugin's tests, by name or by class (an unregistered class is registered for
 the duration of the check)::
@@ -31,6 +38,18 @@ the duration of the check)::
         params = {"strength": 0.5}    # the setting to exercise (default: the trick's defaults)
 
 or call :func:`check_trick` directly. Everything runs on the CPU in a few seconds.
+
+A generator or discriminator registered under ``ganlab.generators`` / ``ganlab.discriminators``
+(see :data:`ganlab.registry.GENERATORS` for what a builder must return) has its own kit:
+``check_net_shapes`` (shapes, value range, gradients, ``spec.d_wrap``), ``check_net_meta``
+(builds on the meta device), ``check_net_state_round_trip`` and ``check_net_trains`` (a few
+iterations of the real step), or all of them through :func:`check_network`::
+
+    from ganlab.testing import NetConformanceTests
+
+    class TestMyGenerator(NetConformanceTests):
+        kind = "generator"
+        net = "my-generator"          # or the builder itself
 """
 
 from __future__ import annotations
@@ -44,23 +63,17 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 
 from ganlab.config import TrainConfig, TrickSpec
+from ganlab.errors import UsageError
 from ganlab.losses import GAN_MODES
 from ganlab.runtime import runtime_for
 from ganlab.stats import StatsBus
 from ganlab.train.build import Session, build_session
 from ganlab.train.checkpoint import PLAIN_STATE_ADVICE, not_plain_data
-from ganlab.trick import (
-    ENTRY_POINT_GROUP,
-    NetSpec,
-    OptimSpec,
-    StepContext,
-    StepPlan,
-    Trick,
-    TrickStack,
-    parse_trick_arg,
-    registered,
-    registry,
-)
+from ganlab.nets import NetSpec
+from ganlab.trick import OptimSpec, StepContext, StepPlan, Trick, registered
+from ganlab.trick._registry import ENTRY_POINT_GROUP, parse_trick_arg, registry
+from ganlab.trick._stack import TrickStack
+from ganlab.trick.params import Above, ParamInfo, param_infos
 
 __all__ = [
     "ConformanceError",
@@ -74,8 +87,16 @@ __all__ = [
     "check_shapes",
     "check_state_round_trip",
     "check_determinism",
+    "check_conditions",
     "check_trick",
     "TrickConformanceTests",
+    "check_net_shapes",
+    "check_net_meta",
+    "check_net_state_round_trip",
+    "check_net_trains",
+    "check_network",
+    "tiny_net_spec",
+    "NetConformanceTests",
 ]
 
 # The tiny model every check builds (keys of ganlab.config.TrainConfig).
@@ -294,15 +315,39 @@ def check_identity(trick, *, config: Mapping[str, Any] | None = None, iterations
     return True
 
 
-class _HookChecker:
-    """Wraps a stack's hooks (on the instance) to check what each returns, inside a real step."""
+def _structure(session: Session) -> tuple:
+    """What no per-step hook may change: the networks' parameters and buffers (names, shapes,
+    dtypes, devices; not their values) and the optimisers' parameters and settings."""
 
-    def __init__(self, stack: TrickStack, name: str):
-        self.stack, self.name = stack, name
+    def net(module):
+        if module is None:
+            return None
+        return (tuple((n, tuple(p.shape), p.dtype, p.device) for n, p in module.named_parameters()),
+                tuple((n, tuple(b.shape), b.dtype) for n, b in module.named_buffers()))
+
+    def optim(opt):
+        if opt is None:
+            return None
+        return tuple((tuple(id(p) for p in g["params"]),
+                      tuple(sorted((k, repr(v)) for k, v in g.items() if k != "params"))) for g in opt.param_groups)
+
+    return net(session.G), net(session.D), optim(session.opt_g), optim(session.opt_d)
+
+
+class _HookChecker:
+    """Wraps a stack's hooks (on the instance) to check what each returns, inside a real step,
+    and that no hook changes what a trick may not (see ``ganlab.trick.base``): its arguments in
+    place, the networks' structure, the optimisers and their settings."""
+
+    FILTERS = ("plan", "d_inputs", "d_targets", "d_loss", "g_inputs", "g_loss")
+    OBSERVERS = ("after_d_update", "after_g_update", "eval_generator")
+
+    def __init__(self, session: Session, name: str):
+        self.session, self.stack, self.name = session, session.stack, name
         self.calls: dict[str, int] = {}
-        for hook in ("plan", "d_inputs", "d_targets", "d_loss", "g_inputs", "g_loss"):
-            original = getattr(stack, hook)
-            setattr(stack, hook, self._wrap(hook, original))
+        for hook in self.FILTERS + self.OBSERVERS:
+            original = getattr(self.stack, hook)
+            setattr(self.stack, hook, self._wrap(hook, original))
 
     def fail(self, hook: str, msg: str) -> None:
         raise ConformanceError(f"trick '{self.name}': {hook}() {msg}")
@@ -310,12 +355,22 @@ class _HookChecker:
     def _wrap(self, hook: str, original):
         def wrapped(*args):
             self.calls[hook] = self.calls.get(hook, 0) + 1
-            tensors_before = [t.clone() for t in _tensors(args[:-1])]
+            structure = _structure(self.session)
+            tensors_before = [t.clone() for t in _tensors(args[:-1])] if hook in self.FILTERS else []
             out = original(*args)
             for before, after in zip(tensors_before, _tensors(args[:-1])):
                 if not torch.equal(before, after):
                     self.fail(hook, "changed one of its arguments in place; return a new value instead")
-            getattr(self, f"_check_{hook}")(args, out)
+            after = _structure(self.session)
+            if after[:2] != structure[:2]:
+                self.fail(hook, "changed the networks' parameters or buffers (added, removed or reshaped); "
+                                "change structure only in configure_nets or configure_modules")
+            if after[2:] != structure[2:]:
+                self.fail(hook, "changed the optimisers or their settings (learning rate, betas); "
+                                "set them in configure_optim")
+            check = getattr(self, f"_check_{hook}", None)
+            if check is not None:
+                check(args, out)
             return out
 
         return wrapped
@@ -407,7 +462,7 @@ def check_shapes(trick, params: Mapping[str, Any] | None = None, *, config: Mapp
             raise ConformanceError(f"trick '{name}': configure_loss() returned {mode!r}; use one of {', '.join(GAN_MODES)}")
         cfg = tiny_config(((name, values),), **dict(config or {}))
         model = build_tiny(cfg)
-        checker = _HookChecker(model.stack, name)
+        checker = _HookChecker(model, name)
         data = SyntheticPairs(cfg)
         run_iterations(model, data, 0, iterations)
         used = set(cls.hooks_used())
@@ -484,6 +539,74 @@ def check_determinism(trick, params: Mapping[str, Any] | None = None, *, config:
                     raise ConformanceError(f"trick '{cls.name}': {net}.{k} is not finite after {iterations} iterations")
 
 
+def _failing_value(info: ParamInfo, condition: Any) -> tuple[bool, Any]:
+    """A valid value of the controlling parameter ``info`` at which ``condition`` fails, as
+    (found, value)."""
+    if isinstance(condition, Above):
+        t = condition.threshold
+        if (info.low is None or info.low <= t) and (info.high is None or t <= info.high):
+            return True, info.type(t)
+        return False, None
+    if info.type is bool:
+        candidates: tuple = (False, True)
+    elif info.choices is not None:
+        candidates = tuple(info.choices)
+    else:
+        return False, None
+    inside = (lambda v: v in condition) if isinstance(condition, (tuple, list, set, frozenset)) else (lambda v: v == condition)
+    for v in candidates:
+        if not inside(v):
+            return True, v
+    return False, None
+
+
+def _tried_values(info: ParamInfo) -> tuple:
+    """Values of a parameter to try: its searched range's ends or choices, else its bounds."""
+    space = info.search_space()
+    if space is not None:
+        return tuple(space[1]) if space[0] == "categorical" else (space[1], space[2])
+    if info.choices is not None:
+        return tuple(info.choices)
+    if info.type is bool:
+        return (False, True)
+    if info.low is not None and info.high is not None:
+        return (info.type(info.low), info.type(info.high))
+    return (info.default,)
+
+
+def check_conditions(trick, *, config: Mapping[str, Any] | None = None, iterations: int = ITERATIONS) -> bool:
+    """A parameter declared with ``active_if`` changes nothing where its conditions fail: with
+    the controlling parameter at a value that fails its condition, runs at the ends of the
+    parameter's range leave bit-identical weights, optimiser states and statistics. Returns False
+    (and checks nothing) when the trick declares no conditional parameter."""
+    config = dict(config or {})
+    with _registered(trick) as cls:
+        infos = {i.key: i for i in param_infos(cls.Params)}
+        conditional = [i for i in infos.values() if i.active_if]
+        for info in conditional:
+            for ref, condition in info.active_if:
+                found, off = _failing_value(infos[ref], condition)
+                if not found:
+                    continue
+                what = f"trick '{cls.name}': parameter '{info.key}' (active only when {info.describe_condition()})"
+                runs = []
+                for value in _tried_values(info):
+                    values = {ref: off, info.key: value}
+                    try:
+                        cls.parse_params(values)
+                    except UsageError:
+                        continue  # a combination the trick refuses (a cross-field check)
+                    cfg = tiny_config(((cls.name, values),), **config)
+                    model = build_tiny(cfg)
+                    rows = run_iterations(model, SyntheticPairs(cfg), 0, iterations)
+                    runs.append((value, _model_state(model), rows))
+                for value, state, rows in runs[1:]:
+                    at = f"{what} at {ref}={off}: {info.key}={runs[0][0]} vs {value}"
+                    _assert_same(runs[0][1], state, "state", at + " changed the run")
+                    _assert_same(runs[0][2], rows, "stats", at + " changed the run")
+    return bool(conditional)
+
+
 CHECKS = {
     "identity": check_identity,
     "shapes": check_shapes,
@@ -493,7 +616,8 @@ CHECKS = {
 
 
 def check_trick(trick, params: Mapping[str, Any] | None = None, *, config: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Run every check; returns ``{check: "passed" | "skipped"}``, raises ConformanceError on a failure."""
+    """Run every check; returns ``{check: "passed" | "skipped"}`` (and ``"conditions": "passed"``
+    for a trick with conditional parameters), raises ConformanceError on a failure."""
     out = {}
     for name, check in CHECKS.items():
         if name == "identity":
@@ -501,6 +625,8 @@ def check_trick(trick, params: Mapping[str, Any] | None = None, *, config: Mappi
         else:
             check(trick, params, config=config)
             out[name] = "passed"
+    if check_conditions(trick, config=config):
+        out["conditions"] = "passed"
     return out
 
 
@@ -530,3 +656,228 @@ class TrickConformanceTests:
 
     def test_deterministic_under_a_fixed_seed(self):
         check_determinism(self.trick, self.params, config=self.config)
+
+    def test_conditional_parameters_act_only_where_declared(self):
+        import pytest
+
+        if not check_conditions(self.trick, config=self.config):
+            pytest.skip("the trick declares no conditional parameter (active_if)")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks: the same kind of kit for a generator or discriminator builder
+# ---------------------------------------------------------------------------------------------
+
+NET_KINDS = ("generator", "discriminator")
+
+
+def _net_registry(kind: str):
+    from ganlab.registry import DISCRIMINATORS, GENERATORS
+
+    if kind not in NET_KINDS:
+        raise ConformanceError(f"kind {kind!r}: give 'generator' or 'discriminator'")
+    return GENERATORS if kind == "generator" else DISCRIMINATORS
+
+
+@contextlib.contextmanager
+def _net_registered(kind: str, net) -> Iterator[tuple[str, Callable]]:
+    """(name, builder) of ``net``: a registered name, or a builder registered for the duration
+    under a name of its own. One CPU thread, restored afterwards."""
+    registry_ = _net_registry(kind)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if isinstance(net, str):
+            if net not in registry_:
+                raise ConformanceError(f"no {kind} named '{net}' is registered (entry-point group {registry_.group})")
+            yield net, registry_.get(net)
+            return
+        if not callable(net):
+            raise ConformanceError(f"{net!r}: give a registered {kind}'s name or a builder (NetSpec -> nn.Module)")
+        name = f"conformance-{kind}"
+        with registry_.registered({name: net}):
+            yield name, net
+    finally:
+        torch.set_num_threads(threads)
+
+
+def tiny_net_spec(kind: str, name: str, **changes) -> NetSpec:
+    """The tiny model's :class:`NetSpec` with ``name`` as its generator or discriminator."""
+    import dataclasses
+
+    base = NetSpec(size=TINY["size"], ngf=TINY["ngf"], ndf=TINY["ndf"], n_layers=TINY["n_layers"], backbone_weights="none")
+    return dataclasses.replace(base, **{kind: name}, **changes)
+
+
+def _built_net(kind: str, builder: Callable, spec: NetSpec, what: str) -> torch.nn.Module:
+    try:
+        net = builder(spec)
+    except Exception as exc:
+        raise ConformanceError(f"{what}: the builder failed on {spec}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(net, torch.nn.Module):
+        raise ConformanceError(f"{what}: the builder returned {type(net).__name__}, not a torch.nn.Module")
+    return net
+
+
+def check_net_shapes(kind: str, net) -> None:
+    """Output shapes and values for colourisation (1 -> 2 channels) and paired (3 -> 3) specs.
+
+    A generator maps (B, in, H, W) to (B, out, H, W) in [-1, 1], at the spec's size and at a
+    larger multiple of its ``stride``, with a gradient to its parameters. A discriminator maps
+    (B, in + out, H, W) to finite float scores of shape (B, ...), differentiable with respect to
+    its input (gradient penalties need it), and passes its convolutions through ``spec.d_wrap``.
+    """
+    with _net_registered(kind, net) as (name, builder):
+        what = f"{kind} '{name}'"
+        for c_in, c_out in ((1, 2), (3, 3)):
+            wrapped: list[torch.nn.Module] = []
+
+            def count(module: torch.nn.Module) -> torch.nn.Module:
+                wrapped.append(module)
+                return module
+
+            spec = tiny_net_spec(kind, name, in_channels=c_in, out_channels=c_out, d_wrap=(count,))
+            torch.manual_seed(0)
+            module = _built_net(kind, builder, spec, what).train()
+            size = spec.size
+            gen = torch.Generator().manual_seed(0)
+            if kind == "generator":
+                stride = getattr(module, "stride", 1)
+                if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+                    raise ConformanceError(f"{what}: its 'stride' attribute is {stride!r}; give the whole number the input's "
+                                           "height and width must be a multiple of (or no such attribute)")
+                big = max(size, stride) + (stride if stride > 1 else size)
+                for h, w in ((size, size), (big, size)):
+                    x = torch.rand((2, c_in, h, w), generator=gen) * 2 - 1
+                    y = module(x)
+                    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2, c_out, h, w) or y.dtype != torch.float32:
+                        raise ConformanceError(f"{what}: maps {tuple(x.shape)} to {tuple(getattr(y, 'shape', ()))}"
+                                               f" ({getattr(y, 'dtype', type(y).__name__)}), not {(2, c_out, h, w)} float32")
+                    if not torch.isfinite(y).all() or y.abs().max() > 1:
+                        raise ConformanceError(f"{what}: outputs must be finite and in [-1, 1] (the data's range; end with tanh)")
+                if y.requires_grad:
+                    y.square().mean().backward()
+                if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()):
+                    raise ConformanceError(f"{what}: no gradient reaches its parameters")
+            else:
+                x = (torch.rand((2, c_in + c_out, size, size), generator=gen) * 2 - 1).requires_grad_(True)
+                y = module(x)
+                if not isinstance(y, torch.Tensor) or y.dim() < 1 or y.shape[0] != 2 or not y.is_floating_point():
+                    raise ConformanceError(f"{what}: maps {tuple(x.shape)} to {tuple(getattr(y, 'shape', ()))}; "
+                                           "give float scores of shape (B, ...)")
+                if not torch.isfinite(y).all():
+                    raise ConformanceError(f"{what}: its scores are not finite")
+                (grad,) = torch.autograd.grad(y.sum(), x)
+                if grad is None or not torch.isfinite(grad).all() or grad.abs().sum() == 0:
+                    raise ConformanceError(f"{what}: its scores have no gradient with respect to its input")
+                if not wrapped:
+                    raise ConformanceError(f"{what}: applies none of spec.d_wrap to its layers (spectral-norm would "
+                                           "not reach it); pass each convolution through every callable in spec.d_wrap")
+
+
+def check_net_meta(kind: str, net) -> None:
+    """The builder works under ``torch.device("meta")`` (the memory estimate builds shapes only)
+    and leaves every parameter there."""
+    with _net_registered(kind, net) as (name, builder):
+        what = f"{kind} '{name}'"
+        with torch.device("meta"):
+            module = _built_net(kind, builder, tiny_net_spec(kind, name), what)
+        off = [n for n, p in module.named_parameters() if not p.is_meta]
+        if off:
+            raise ConformanceError(f"{what}: parameters {off[:3]} were not built on the meta device; create them "
+                                   "without an explicit device")
+
+
+def check_net_state_round_trip(kind: str, net) -> None:
+    """The same seed builds the same weights; a ``state_dict`` goes through
+    ``torch.save``/``torch.load(weights_only=True)`` into a network built from another seed,
+    which then computes exactly what the original does."""
+    with _net_registered(kind, net) as (name, builder):
+        what = f"{kind} '{name}' state round trip"
+        spec = tiny_net_spec(kind, name)
+        nets = []
+        for seed in (0, 0, 1):
+            torch.manual_seed(seed)
+            nets.append(_built_net(kind, builder, spec, what).eval())
+        _assert_same(nets[0].state_dict(), nets[1].state_dict(), "state_dict() under one seed", what)
+        buf = io.BytesIO()
+        torch.save(nets[0].state_dict(), buf)
+        buf.seek(0)
+        try:
+            state = torch.load(buf, weights_only=True)
+        except pickle.UnpicklingError:
+            raise ConformanceError(f"{what}: the state_dict does not load with weights_only=True") from None
+        try:
+            nets[2].load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConformanceError(f"{what}: load_state_dict failed: {exc}") from None
+        c = spec.in_channels if kind == "generator" else spec.in_channels + spec.out_channels
+        x = torch.rand((2, c, spec.size, spec.size), generator=torch.Generator().manual_seed(0)) * 2 - 1
+        with torch.no_grad():
+            _assert_same(nets[0](x), nets[2](x), "output after loading", what)
+
+
+def check_net_trains(kind: str, net, *, config: Mapping[str, Any] | None = None, iterations: int = ITERATIONS) -> None:
+    """The network trains in ganlab's own step, built the way ``ganlab train`` builds it: a few
+    iterations change its weights and keep every weight and logged value finite."""
+    with _net_registered(kind, net) as (name, _):
+        what = f"{kind} '{name}' in training"
+        cfg = tiny_config((), **{**dict(config or {}), kind: name})
+        model = build_tiny(cfg)
+        module = model.G if kind == "generator" else model.D
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        rows = run_iterations(model, SyntheticPairs(cfg), 0, iterations)
+        for step, row in rows:
+            for k, v in row.items():
+                if not math.isfinite(v):
+                    raise ConformanceError(f"{what}: {k} = {v} at step {step}")
+        after = module.state_dict()
+        if all(torch.equal(before[k], after[k]) for k in before):
+            raise ConformanceError(f"{what}: {iterations} iterations left its weights unchanged")
+        for k, v in after.items():
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                raise ConformanceError(f"{what}: {k} is not finite after {iterations} iterations")
+
+
+NET_CHECKS = {
+    "shapes": check_net_shapes,
+    "meta": check_net_meta,
+    "state_round_trip": check_net_state_round_trip,
+    "trains": check_net_trains,
+}
+
+
+def check_network(kind: str, net, *, config: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Run every network check on a generator or discriminator (a registered name or a builder);
+    returns ``{check: "passed"}``, raises ConformanceError on a failure."""
+    out = {}
+    for name, check in NET_CHECKS.items():
+        if name == "trains":
+            check(kind, net, config=config)
+        else:
+            check(kind, net)
+        out[name] = "passed"
+    return out
+
+
+class NetConformanceTests:
+    """Subclass in a test module, set ``kind`` (``"generator"`` or ``"discriminator"``) and
+    ``net`` (a registered name or a builder), and pytest runs the network checks. ``config``
+    overrides keys of the tiny model's TrainConfig for the training check."""
+
+    kind: str = "generator"
+    net: Any = ""
+    config: Mapping[str, Any] = {}
+
+    def test_output_shapes_and_values(self):
+        check_net_shapes(self.kind, self.net)
+
+    def test_builds_on_the_meta_device(self):
+        check_net_meta(self.kind, self.net)
+
+    def test_state_round_trip(self):
+        check_net_state_round_trip(self.kind, self.net)
+
+    def test_trains_in_the_pix2pix_step(self):
+        check_net_trains(self.kind, self.net, config=self.config)

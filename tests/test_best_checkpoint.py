@@ -198,16 +198,19 @@ def test_slim_run_refuses_a_run_that_is_not_finished(ema_copy):
 
 @pytest.mark.parametrize("extra", [[], ["--trick", "g-ema"], ["--gan-mode", "none"]], ids=["plain", "g-ema", "l1-only"])
 def test_checkpoint_bytes_matches_real_files(tmp_path, image_dir, run_cli, extra):
+    """The disk-size model (ganlab.train.disk) within 1% of the files a tiny run writes (measured:
+    0-0.2% under; what it leaves out is the first storage's alignment padding and a few pickle bytes
+    per tensor)."""
     from ganlab.config import TrainConfig
 
     code, _, err = run_cli("train", "--data", image_dir, *TINY, "--steps", "2", *extra, "--out", tmp_path / "r")
     assert code == 0, err
     run = only_run(tmp_path / "r")
     full, weights = checkpoint_bytes(TrainConfig.from_dict(json.loads((run / "config.json").read_text())))
-    assert full == pytest.approx((run / "checkpoints" / "step-0000002.pt").stat().st_size, rel=0.02)
-    assert weights == pytest.approx((run / "checkpoints" / BEST_FILE).stat().st_size, rel=0.02)
+    assert full == pytest.approx((run / "checkpoints" / "step-0000002.pt").stat().st_size, rel=0.01)
+    assert weights == pytest.approx((run / "checkpoints" / BEST_FILE).stat().st_size, rel=0.01)
     slim_run(run)
-    assert weights == pytest.approx((run / "checkpoints" / FINAL_FILE).stat().st_size, rel=0.02)
+    assert weights == pytest.approx((run / "checkpoints" / FINAL_FILE).stat().st_size, rel=0.01)
 
 
 def test_checkpoint_bytes_of_the_defaults_allocates_nothing():

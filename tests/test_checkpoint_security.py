@@ -207,7 +207,8 @@ def test_an_upgraded_run_resumes_bit_for_bit(tmp_path, image_dir, run_cli):
 
 
 def test_the_rng_states_round_trip_through_plain_data():
-    from ganlab.train.checkpoint import _numpy_state, _plain_numpy_state, _plain_python_state, _python_state
+    from ganlab.train.checkpoint.rng import numpy_state as _numpy_state, plain_numpy_state as _plain_numpy_state
+    from ganlab.train.checkpoint.rng import plain_python_state as _plain_python_state, python_state as _python_state
 
     np.random.seed(3)
     np.random.normal()  # a cached Gaussian
@@ -244,3 +245,54 @@ def test_the_conformance_kit_refuses_a_state_that_is_not_plain_data():
     msg = str(info.value)
     assert "test-keeps-an-object" in msg and "['helper']" in msg and "not plain data" in msg
     assert "weights_only=True" in msg and "store the object's tensors and numbers" in msg
+
+
+class RunsTextThroughTorch:
+    """Unpickling this calls ``torch.fx.graph_module._forward_from_src``, a torch function that
+    runs the Python text it is given (here: create ``target``)."""
+
+    def __init__(self, target: Path):
+        self.target = str(target)
+
+    def __reduce__(self):
+        from torch.fx.graph_module import _forward_from_src
+
+        src = f"open({self.target!r}, 'w').close()\ndef forward(self):\n    return None\n"
+        return (_forward_from_src, (src, {}))
+
+
+@pytest.mark.parametrize("archive", ["zip", "legacy"])
+def test_upgrade_refuses_a_torch_callable_that_is_not_on_the_allow_list(run, tmp_path, run_cli, archive):
+    """A file tagged ganlab-checkpoint/1 whose pickle calls a torch function that is not one of
+    the tensor rebuilders a v1 checkpoint holds: refused before anything is unpickled."""
+    target = tmp_path / "pwned"
+    crafted = run / "checkpoints" / LAST
+    payload = torch.load(crafted, weights_only=True)
+    payload.update(format="ganlab-checkpoint/1", extra=RunsTextThroughTorch(target))
+    torch.save(payload, crafted, _use_new_zipfile_serialization=archive == "zip")
+    before = crafted.read_bytes()
+    code, _, err = run_cli("checkpoint", "upgrade", crafted, "--i-trust-this-file")
+    assert code != 0
+    line = _one_line(err)
+    assert str(crafted) in line and "not converted" in line and "torch.fx.graph_module._forward_from_src" in line
+    assert not target.exists()
+    assert crafted.read_bytes() == before and not crafted.with_name(LAST + ".v1.bak").exists()
+    with pytest.raises(GanlabError, match="could run code") as info:  # and a reader names it too
+        read_checkpoint(crafted)
+    assert "_forward_from_src" in str(info.value) and "previous format" not in str(info.value)
+    assert not target.exists()
+
+
+def test_the_allow_list_holds_what_a_previous_format_file_names(run):
+    """The scan of a real v1 file (tensors, an OrderedDict state dict, numpy's RNG array) names
+    only allow-listed globals, and the current format names no numpy ones."""
+    from ganlab.train.checkpoint.scan import CHECKPOINT_GLOBALS, PREVIOUS_FORMAT_GLOBALS, pickle_globals
+
+    path = run / "checkpoints" / LAST
+    current = pickle_globals(path)
+    assert current.complete and not current.tagged and current.globals <= CHECKPOINT_GLOBALS
+    assert "torch._utils._rebuild_tensor_v2" in current.globals
+    _to_previous_format(path)
+    old = pickle_globals(path)
+    assert old.complete and old.tagged and old.globals <= PREVIOUS_FORMAT_GLOBALS
+    assert old.globals - CHECKPOINT_GLOBALS  # numpy's array of the MT19937 state

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from ganlab.trick import Trick, param, registry
+from ganlab.trick._registry import registry
+
+from ganlab.trick import Trick, param
 from ganlab.testing import (
     ConformanceError,
     TrickConformanceTests,

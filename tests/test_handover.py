@@ -10,7 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlab.trick import StepPlan, Trick, TrickStack, build_trick
+from ganlab.trick._registry import build_trick
+
+from ganlab.trick._stack import TrickStack
+
+from ganlab.trick import StepPlan, Trick
 from ganlab.stats import StatsBus
 from ganlab.testing import SyntheticPairs, TrickConformanceTests, bare_context, build_tiny, check_determinism, tiny_config
 from ganlab.tricks.adv_ramp import ramp_weight

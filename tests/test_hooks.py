@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from ganlab import trick as hooks
 from ganlab.errors import UsageError
-from ganlab.trick import StepPlan, Trick, TrickStack, build_trick, param, param_infos, parse_trick_arg, register, registered, registry
+from ganlab.trick._registry import ENTRY_POINT_GROUP, build_trick, parse_trick_arg, registry
+from ganlab.trick._stack import TrickStack
+from ganlab.trick.params import param_infos
+from ganlab.trick import StepPlan, Trick, param, register, registered
 from ganlab.testing import bare_context
 
 from conftest import TINY, only_run
@@ -94,7 +96,7 @@ def test_search_can_exclude_a_parameter():
 def test_built_in_tricks_come_from_the_entry_point_group():
     from importlib.metadata import entry_points
 
-    declared = {ep.name for ep in entry_points(group=hooks.ENTRY_POINT_GROUP)}
+    declared = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
     assert BUILT_IN <= declared
     known = registry()
     assert BUILT_IN <= set(known)

@@ -19,7 +19,8 @@ from hypothesis.extra.numpy import arrays
 from ganlab.color import lab_to_rgb, rgb_to_lab, rgb_to_scaled_lab, scaled_lab_to_rgb, to_uint8
 from ganlab.config import GAN_MODES, TrainConfig, TrickSpec
 from ganlab.errors import UsageError
-from ganlab.trick import ENTRY_POINT_GROUP, param_infos, registry
+from ganlab.trick._registry import ENTRY_POINT_GROUP, registry
+from ganlab.trick.params import param_infos
 
 # ---------------------------------------------------------------------------------------------
 # Lab

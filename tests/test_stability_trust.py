@@ -180,7 +180,8 @@ def test_spikes_inside_a_step_with_several_updates_are_not_averaged_away(tmp_pat
 
 
 def _step(measure: bool):
-    from ganlab.trick import NetSpec, StepContext, TrickStack
+    from ganlab.trick._stack import TrickStack
+    from ganlab.trick import NetSpec, StepContext
     from ganlab.nets import build_discriminator, build_generator
     from ganlab.train.step import Pix2PixStep
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlab.trick import NetSpec, StepContext, TrickStack
+from ganlab.trick._stack import TrickStack
+
+from ganlab.trick import NetSpec, StepContext
 from ganlab.nets import build_discriminator, build_generator
 from ganlab.stats import StatsBus
 from ganlab.train.step import Pix2PixStep

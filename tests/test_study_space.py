@@ -19,7 +19,9 @@ from ganlab.study import builtin_studies, load_study_file, parse_study
 from ganlab.study.runner import StudyRunner
 from ganlab.study.space import sample_trial
 from ganlab.train.build import differing, effective_settings
-from ganlab.trick import NetSpec, Trick, param, param_infos, registered, registry
+from ganlab.trick._registry import registry
+from ganlab.trick.params import param_infos
+from ganlab.trick import NetSpec, Trick, param, registered
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

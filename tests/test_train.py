@@ -143,7 +143,7 @@ def test_missing_backbone_weights_stop_the_run_before_its_folder_exists(tmp_path
 def test_status_says_how_far_a_run_got_and_a_finished_run_is_not_resumed(tmp_path, image_dir, run_cli):
     out = tmp_path / "runs"
     seen = []
-    from ganlab.train import checkpoint
+    from ganlab.train.checkpoint import write as checkpoint
 
     real = checkpoint.write_checkpoint  # every checkpoint file, the last one's (written in the background) too
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab import trick as hooks
-from ganlab.trick import Phase, Trick, build_trick, register, registered
+from ganlab.trick._stack import TrickStack
+from ganlab.trick._registry import build_trick
+from ganlab.trick import Phase, Trick, register, registered
 from ganlab.testing import SyntheticPairs, bare_context, build_tiny, run_iterations, tiny_config
 
 from conftest import TINY, only_run, straight_and_resumed
@@ -77,7 +78,7 @@ def test_label_flip_probability_per_sample():
 
 
 def test_label_flip_swaps_smoothed_targets_after_smoothing():
-    stack = hooks.TrickStack([build_trick("label-flip", {"p": "0.5"}), build_trick("soft-labels", {"two_sided": "true"})])
+    stack = TrickStack([build_trick("label-flip", {"p": "0.5"}), build_trick("soft-labels", {"two_sided": "true"})])
     ctx = bare_context()
     t_real, t_fake = stack.d_targets(torch.ones(4000, 1), torch.zeros(4000, 1), ctx)
     # Flipped real samples carry fake (soft) targets in [0, 0.1]; the rest real ones in [0.9, 1].

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ganlab.trick import registry
+from ganlab.trick._registry import registry
 
 
 def test_the_table_lists_every_trick_with_hooks_parameters_and_conflicts(run_cli):

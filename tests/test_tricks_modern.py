@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -36,13 +37,14 @@ from ganlab.testing import (
 from ganlab.train.flops import PassCounter, model_flops, net_flops, plan_passes, session_step_flops, step_flops
 from ganlab.train.memory import estimate
 from ganlab.nets import build_discriminator
-from ganlab.trick import NetSpec, Phase, build_trick
+from ganlab.trick import NetSpec, Phase
+from ganlab.trick._registry import build_trick
 from ganlab.tricks._augment import ada_pair, diffaugment_pair
 from ganlab.tricks.bcr import consistency_view, per_sample
 from ganlab.tricks.feature_matching import FeatureTap, feature_matching_loss
 from ganlab.tricks.lecam import lecam_term
 from ganlab.tricks.multiscale_d import MultiscaleDiscriminator, layers_that_fit
-from ganlab.tricks.r1 import gamma_at
+from ganlab.tricks._penalty import gamma_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one CPU thread is fastest and reproducible
 
@@ -377,8 +379,7 @@ def test_feature_matching_is_zero_for_identical_pairs(tricks):
     fm = next(t for t in model.stack.tricks if t.name == "feature-matching")
     assert fm.g_loss({}, phase, model.ctx)["fm"].item() == 0.0
     other = (real + 0.3).requires_grad_(True)
-    phase.fake = other
-    loss = fm.g_loss({}, phase, model.ctx)["fm"]
+    loss = fm.g_loss({}, dataclasses.replace(phase, fake=other), model.ctx)["fm"]
     assert loss.item() > 0
     (g,) = torch.autograd.grad(loss, other)  # the gradient reaches G's output
     assert g.abs().sum() > 0
@@ -412,7 +413,7 @@ def test_multiscale_d_weighs_each_scale_equally_and_fits_small_inputs():
     assert torch.equal(out[:, :1], finest)
     trick = build_trick("multiscale-d", {"num_d": 3})
     spec = trick.configure_nets(NetSpec(size=16, n_layers=2, ndf=4))
-    with pytest.raises(UsageError, match="multiscale-d:num_d=3 at --size 16: discriminator 3 would see 4 px"):
+    with pytest.raises(ValueError, match="multiscale-d:num_d=3 at --size 16: discriminator 3 would see 4 px"):
         trick.configure_modules(None, build_discriminator(spec))
 
 

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ganlab import losses
-from ganlab.trick import NetSpec, Phase, Trick, build_trick, param
+from ganlab.trick._registry import build_trick
+from ganlab.trick import NetSpec, Phase, Trick, param
 from ganlab.nets import build_discriminator
 from ganlab.stats import report
 from ganlab.testing import ConformanceError, SyntheticPairs, bare_context, build_tiny, check_identity, check_shapes, tiny_config

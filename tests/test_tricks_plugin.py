@@ -109,7 +109,7 @@ def test_a_plugin_is_listed_documented_and_checked(plugin_dir, monkeypatch, run_
 
 
 def test_a_plugin_passes_the_shipped_conformance_checks(plugin_dir, monkeypatch):
-    from ganlab.trick import registry
+    from ganlab.trick._registry import registry
     from ganlab.testing import check_trick
 
     monkeypatch.syspath_prepend(str(plugin_dir))
@@ -124,7 +124,7 @@ def test_a_broken_plugin_does_not_take_ganlab_down(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ganlab-broken\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[ganlab.tricks]\nbroken = ganlab_missing_module:Nothing\n")
     monkeypatch.syspath_prepend(str(root))
-    from ganlab.trick import registry
+    from ganlab.trick._registry import registry
 
     with pytest.warns(UserWarning, match="trick plugin 'broken'.*failed to load"):
         known = registry()

@@ -1,21 +1,31 @@
 """A copy-me template for a new ganlab trick.
 
-1. Copy this file to ``tricks/<your_trick>.py`` (installed as ``ganlab.tricks``) (or into your own package) and rename the
-   classes. Keep one trick per file.
+This file is ``tricks/_template.py`` in the repository, installed as ``ganlab.tricks._template``.
+
+1. Copy it to ``tricks/<your_trick>.py`` (or into your own package) and rename the classes.
+   Keep one trick per file. Import only from :mod:`ganlab.trick` (the author API),
+   :mod:`ganlab.stats` and, for new network blocks, :mod:`ganlab.nets`.
 2. Declare the parameters in a frozen dataclass with :func:`ganlab.trick.param`: the default,
    the valid range (``low``/``high`` or ``choices``) and the range a study searches
-   (``search``, ``log``). ``ganlab tricks``, ``--trick name:key=value`` and ``ganlab study``
+   (``search``, ``log``). A parameter that acts only under another's value says so with
+   ``active_if`` (``active_if={"two_sided": True}``, ``{"k": above(1)}``): a study then draws
+   it only where it acts. ``ganlab tricks``, ``--trick name:key=value`` and ``ganlab study``
    all read this one declaration; there is no second list.
-3. Override only the hooks you need (see the table in :mod:`ganlab.trick`). Filter hooks
-   *return* the value they transform; never change the arguments in place.
-4. Declare what the trick provides, replaces, removes, requires and conflicts with, so an
-   impossible stack is refused before training with one sentence.
-5. Draw every random number from ``ctx.rng`` (``torch.rand(..., generator=ctx.rng,
-   device=...)``), never from the global RNG, so runs are reproducible and the baseline's
-   random stream is untouched.
+3. Override only the hooks you need (each hook's docstring in :class:`ganlab.trick.Trick` says
+   when it runs, what it receives and what it may return). Filter hooks *return* the value they
+   transform; never change the arguments in place. ``ctx`` (:class:`ganlab.trick.StepContext`)
+   is read-only: ``ctx.step``, ``ctx.adv_step`` (the iteration in the adversarial stage),
+   ``ctx.cfg``, ``ctx.rng``, ``ctx.G``... What a trick may change, and where, is listed in
+   :mod:`ganlab.trick.base`.
+4. Declare what the trick provides, replaces, removes, requires and conflicts with, by the
+   names in :class:`ganlab.trick.Capability`, so an impossible stack is refused before training
+   with one sentence.
+5. Draw every random number from ``ctx.rng`` (``uniform_like(t, low, high, ctx.rng)``,
+   ``torch.rand(..., generator=ctx.rng, device=...)``), never from the global RNG, so runs are
+   reproducible and the baseline's random stream is untouched.
 6. Keep state that must survive a resume (counters, buffers, averages) in ``state_dict()`` /
    ``load_state_dict()``.
-7. Report statistics with ``ganlab.stats.report(name, tensor)``: cheap, no ``.item()``.
+7. Report statistics with ``ganlab.stats.report("tricks/<name>", tensor)``: cheap, no ``.item()``.
 8. Say at which parameters the trick changes nothing (``identity``), or ``None``. A trick that
    makes extra passes through D (a gradient penalty) says how many in ``penalty_passes(step)``;
    one that keeps copies of G's weights (a moving average) in ``g_copies()``: ``ganlab bench``
@@ -34,8 +44,9 @@
        class TestMyTrick(TrickConformanceTests):
            trick = "my-trick"
 
-This template is a working trick (``example-scale``: it scales D's targets), but it is not
-registered, so it never appears in ``ganlab tricks``.
+This template is a working trick (``example-scale``: it scales D's real targets), but it is not
+registered, so it never appears in ``ganlab tricks``; ganlab's tests run the conformance checks
+on it.
 """
 
 from __future__ import annotations
@@ -44,15 +55,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import StepContext, Trick, param
 from ganlab.stats import report
+from ganlab.trick import Capability, StepContext, Trick, above, param, uniform_like
 
 
 @dataclass(frozen=True)
 class ExampleParams:
-    # param(default, low=, high=, choices=, search=, log=, help=)
+    # param(default, low=, high=, choices=, search=, log=, help=, active_if=)
     scale: float = param(0.9, low=0.0, high=1.0, search=(0.8, 1.0), help="factor for the real targets")
     jitter: float = param(0.0, low=0.0, high=0.2, help="U[-jitter, jitter] noise added to the real targets")
+    jitter_start: int = param(0, low=0, high=100_000, search=(0, 1000), active_if={"jitter": above(0)},
+                              help="adversarial iteration from which the jitter is added")
 
     def __post_init__(self):  # cross-field checks: raise ValueError with a readable message
         if self.jitter > self.scale:
@@ -73,10 +86,10 @@ class ExampleScale(Trick):
     paper = "Author et al., Title, Venue Year"
     order = 60  # position in the fold: smaller runs first; ties by name
     provides: frozenset[str] = frozenset()  # capabilities this trick adds
-    replaces: frozenset[str] = frozenset({"target-values"})  # provided exclusively: two can't stack
-    removes: frozenset[str] = frozenset()  # e.g. a Wasserstein critic removes "label-targets"
-    requires = frozenset({"label-targets"})  # vanilla / lsgan provide it
-    requires_reason = {"label-targets": "it scales D's real targets, and a Wasserstein or hinge loss has no targets"}
+    replaces = frozenset({Capability.TARGET_VALUES})  # provided exclusively: two such tricks can't stack
+    removes: frozenset[str] = frozenset()  # e.g. a Wasserstein critic removes Capability.LABEL_TARGETS
+    requires = frozenset({Capability.LABEL_TARGETS})  # vanilla / lsgan provide it
+    requires_reason = {Capability.LABEL_TARGETS: "it scales D's real targets, and a Wasserstein or hinge loss has no targets"}
     conflicts: dict[str, str] = {}  # capability -> the reason printed when both are stacked
     identity = {"scale": 1.0, "jitter": 0.0}  # parameters at which the step is unchanged
 
@@ -87,9 +100,8 @@ class ExampleScale(Trick):
     def d_targets(self, t_real: torch.Tensor, t_fake: torch.Tensor, ctx: StepContext):
         p = self.params
         t_real = t_real * p.scale
-        if p.jitter > 0:
-            noise = torch.rand(t_real.shape, generator=ctx.rng, device=t_real.device, dtype=t_real.dtype)
-            t_real = t_real + (2 * noise - 1) * p.jitter
+        if p.jitter > 0 and ctx.adv_step >= p.jitter_start:
+            t_real = t_real + uniform_like(t_real, -p.jitter, p.jitter, ctx.rng)
         self.calls += 1
         report("tricks/example_real_target", t_real.mean())
         return t_real, t_fake

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.losses import decision_threshold
-from ganlab.modes import RELATIVISTIC_MODES
+from ganlab.losses import RELATIVISTIC_MODES, decision_threshold
 from ganlab.stats import report
-from ganlab.trick import Phase, StepContext, Trick, param
+from ganlab.trick import Capability, Phase, StepContext, Trick, param
 from ganlab.tricks._augment import ada_pair
 
 
@@ -64,8 +63,8 @@ class Ada(Trick):
     summary = "adaptive augmentation of D's inputs (flip, rot90, integer shift; colour on the image channels), p steered to r_t = 0.6"
     paper = "Karras et al., Training Generative Adversarial Networks with Limited Data, NeurIPS 2020"
     order = 45
-    provides = frozenset({"augmentation"})
-    conflicts = {"augmentation": "both augment what D sees; keep one augmentation"}
+    provides = frozenset({Capability.AUGMENTATION})
+    conflicts = {Capability.AUGMENTATION: "both augment what D sees; keep one augmentation"}
     identity = {"target": 1.0}
 
     def __init__(self, params=None):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import Phase, StepContext, Trick, param
+from ganlab.trick import Phase, StepContext, Trick, above, param
 from ganlab.stats import report
 
 
@@ -23,8 +23,10 @@ from ganlab.stats import report
 class AdvRampParams:
     steps: int = param(100, low=0, high=10_000_000, search=(0, 1000),
                        help="adversarial iterations over which the weight rises to 1 (0: no ramp)")
-    start: float = param(0.0, low=0.0, high=1.0, search=(), help="the weight at the hand-over")
-    shape: str = param("linear", choices=("linear", "cosine"), help="linear, or a half cosine (slow start and end)")
+    start: float = param(0.0, low=0.0, high=1.0, search=(), help="the weight at the hand-over",
+                         active_if={"steps": above(0)})
+    shape: str = param("linear", choices=("linear", "cosine"), help="linear, or a half cosine (slow start and end)",
+                       active_if={"steps": above(0)})
 
 
 def ramp_weight(t: int, steps: int, start: float = 0.0, shape: str = "linear") -> float:
@@ -56,9 +58,8 @@ class AdvRamp(Trick):
     identity = {"steps": 0}
 
     def weight(self, ctx: StepContext) -> float:
-        t = ctx.step - ctx.cfg.pretrain_steps
         p = self.params
-        return ramp_weight(t, p.steps, p.start, p.shape)
+        return ramp_weight(ctx.adv_step, p.steps, p.start, p.shape)
 
     def g_loss(self, terms: dict[str, torch.Tensor], phase: Phase, ctx: StepContext):
         w = self.weight(ctx)

@@ -23,11 +23,6 @@ class DWarmupParams:
                        help="adversarial iterations, from the hand-over on, in which only D is updated")
 
 
-def adversarial_step(ctx: StepContext) -> int:
-    """The 0-based index of the current iteration in the adversarial stage."""
-    return ctx.step - ctx.cfg.pretrain_steps
-
-
 class DWarmup(Trick):
     """D warm-up: for the first ``steps`` iterations of the adversarial stage (after
     ``--pretrain-steps``; from step 0 without pre-training) each iteration updates D only, on
@@ -57,7 +52,7 @@ class DWarmup(Trick):
     identity = {"steps": 0}
 
     def warming(self, ctx: StepContext) -> bool:
-        return 0 <= adversarial_step(ctx) < self.params.steps
+        return 0 <= ctx.adv_step < self.params.steps
 
     def plan(self, plan: StepPlan, ctx: StepContext) -> StepPlan:
         warming = self.warming(ctx)

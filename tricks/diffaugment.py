@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganlab.trick import StepContext, Trick, param
+from ganlab.trick import Capability, StepContext, Trick, param
 from ganlab.tricks._augment import DIFFAUGMENT_POLICIES, diffaugment_pair
 
 
@@ -65,8 +65,8 @@ class DiffAugment(Trick):
     summary = "the same differentiable augmentation (color, translation, cutout) of D's real and fake inputs, in D's and G's updates"
     paper = "Zhao et al., Differentiable Augmentation for Data-Efficient GAN Training, NeurIPS 2020"
     order = 45
-    provides = frozenset({"augmentation"})
-    conflicts = {"augmentation": "both augment what D sees; keep one augmentation"}
+    provides = frozenset({Capability.AUGMENTATION})
+    conflicts = {Capability.AUGMENTATION: "both augment what D sees; keep one augmentation"}
     identity = {"policy": "none"}
 
     def _augment(self, pair, ctx: StepContext):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import StepContext, Trick, param
+from ganlab.trick import Capability, StepContext, Trick, param
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class GEma(Trick):
     paper = "Yazıcı et al., The Unusual Effectiveness of Averaging in GAN Training, ICLR 2019"
     order = 90
     needs_discriminator = False  # acts on G; the L1-only control can run it
-    provides = frozenset({"g-average"})
+    provides = frozenset({Capability.G_AVERAGE})
     identity = {}  # training is identical at every setting; only evaluation uses the average
 
     def __init__(self, params=None):

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, above, param
 
 
 @dataclass(frozen=True)
 class ImagePoolParams:
     size: int = param(50, low=0, high=10_000, search=(10, 200), help="how many earlier fakes the pool keeps (0: no pool)")
-    p: float = param(0.5, low=0.0, high=1.0, search=(0.25, 0.75), help="chance that a sample is swapped for a pooled one once the pool is full")
+    p: float = param(0.5, low=0.0, high=1.0, search=(0.25, 0.75), help="chance that a sample is swapped for a pooled one once the pool is full",
+                     active_if={"size": above(0)})
 
 
 class ImagePool(Trick):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import StepContext, Trick, param
+from ganlab.trick import StepContext, Trick, above, param
 from ganlab.stats import report
 
 FLOOR = 0.01  # the exponential schedule reaches sigma0 * FLOOR after anneal_steps, then 0
@@ -21,8 +21,10 @@ FLOOR = 0.01  # the exponential schedule reaches sigma0 * FLOOR after anneal_ste
 @dataclass(frozen=True)
 class InstanceNoiseParams:
     sigma0: float = param(0.1, low=0.0, high=2.0, search=(0.01, 0.5), log=True, help="initial noise std (images are in [-1, 1])")
-    schedule: str = param("linear", choices=("linear", "exponential"), help="how sigma falls to 0")
-    anneal_steps: int = param(0, low=0, high=10_000_000, search=(), help="steps until sigma is 0 (0: the whole adversarial run)")
+    schedule: str = param("linear", choices=("linear", "exponential"), help="how sigma falls to 0",
+                          active_if={"sigma0": above(0)})
+    anneal_steps: int = param(0, low=0, high=10_000_000, search=(), help="steps until sigma is 0 (0: the whole adversarial run)",
+                              active_if={"sigma0": above(0)})
 
 
 def sigma_at(step: int, sigma0: float, schedule: str, anneal_steps: int) -> float:
@@ -46,9 +48,8 @@ class InstanceNoise(Trick):
     ``schedule=linear``: sigma0 * (1 - t/N). ``schedule=exponential``: sigma0 * 0.01^(t/N),
     then 0 from step N on. ``anneal_steps=0`` follows the run's length (a run resumed with a
     new --steps re-times the schedule; give ``anneal_steps`` to pin it). Noise makes the
-    supports of the real and fake distributions
-    overlap, so D cannot separate them perfectly early in training and its gradients stay
-    informative. The current sigma is logged as ``tricks/instance_noise_sigma``.
+    supports of the real and fake distributions overlap, so D cannot separate them perfectly
+    early in training and its gradients stay informative. The current sigma is logged as ``tricks/instance_noise_sigma``.
 
     Papers: Sønderby et al., "Amortised MAP Inference for Image Super-resolution", ICLR 2017;
     Arjovsky & Bottou, "Towards Principled Methods for Training GANs", ICLR 2017.
@@ -62,9 +63,8 @@ class InstanceNoise(Trick):
     identity = {"sigma0": 0.0}
 
     def sigma(self, ctx: StepContext) -> float:
-        pre = ctx.cfg.pretrain_steps
-        n = self.params.anneal_steps or max(ctx.total_steps - pre, 1)
-        return sigma_at(ctx.step - pre, self.params.sigma0, self.params.schedule, n)
+        n = self.params.anneal_steps or max(ctx.adv_total_steps, 1)
+        return sigma_at(ctx.adv_step, self.params.sigma0, self.params.schedule, n)
 
     def d_inputs(self, real_pair, fake_pair, ctx: StepContext):
         sigma = self.sigma(ctx)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import StepContext, Trick, param
+from ganlab.trick import Capability, StepContext, Trick, param
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class LabelFlip(Trick):
     summary = "swap each sample's D target real <-> fake with probability p"
     paper = "Chintala et al., How to Train a GAN? (ganhacks), NIPS 2016 workshop"
     order = 70
-    requires = frozenset({"label-targets"})
-    requires_reason = {"label-targets": "label flipping swaps D's 0/1 targets, and a Wasserstein or hinge loss has no targets"}
+    requires = frozenset({Capability.LABEL_TARGETS})
+    requires_reason = {Capability.LABEL_TARGETS: "label flipping swaps D's 0/1 targets, and a Wasserstein or hinge loss has no targets"}
     identity = {"p": 0.0}
 
     def d_targets(self, t_real, t_fake, ctx: StepContext):

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlab.errors import UsageError
 from ganlab.trick import NetSpec, Trick, param
 
 
@@ -90,14 +89,14 @@ class MultiscaleD(Trick):
         if D is None or self.params.num_d == 1:
             return G, D
         from ganlab.nets import build_discriminator
-        from ganlab.tricks.spectral_norm import refresh_estimates
+        from ganlab.tricks._spectral import refresh_estimates
 
         scales = [D]
         size = self.spec.size
         for _ in range(1, self.params.num_d):
             size = (size + 1) // 2
             if self.spec.discriminator == "patch" and size // 2 - 2 < 1:
-                raise UsageError(f"--trick multiscale-d:num_d={self.params.num_d} at --size {self.spec.size}: discriminator "
+                raise ValueError(f"--trick multiscale-d:num_d={self.params.num_d} at --size {self.spec.size}: discriminator "
                                  f"{len(scales) + 1} would see {size} px, too small for a PatchGAN (at least 6 px); "
                                  "lower num_d or raise --size")
             spec = dataclasses.replace(self.spec, size=size, n_layers=layers_that_fit(size, self.spec.n_layers))

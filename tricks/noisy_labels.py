@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganlab.trick import StepContext, Trick, param
-from ganlab.tricks.soft_labels import uniform_like
+from ganlab.trick import Capability, StepContext, Trick, param, uniform_like
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,9 @@ class NoisyLabels(Trick):
     summary = "real targets ~ U[0.7, 1.2], fake targets ~ U[0.0, 0.3], per element"
     paper = "Chintala et al., How to Train a GAN? (ganhacks), NIPS 2016 workshop"
     order = 60
-    requires = frozenset({"label-targets"})
-    requires_reason = {"label-targets": "noisy labels change D's 0/1 targets, and a Wasserstein or hinge loss has no targets"}
-    replaces = frozenset({"target-values"})
+    requires = frozenset({Capability.LABEL_TARGETS})
+    requires_reason = {Capability.LABEL_TARGETS: "noisy labels change D's 0/1 targets, and a Wasserstein or hinge loss has no targets"}
+    replaces = frozenset({Capability.TARGET_VALUES})
     identity = {"real_low": 1.0, "real_high": 1.0, "fake_low": 0.0, "fake_high": 0.0}
 
     def d_targets(self, t_real, t_fake, ctx: StepContext):

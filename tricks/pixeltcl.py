@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlab.trick import NetSpec, Trick
-from ganlab.nets.blocks import register_upsample
+from ganlab.nets import register_upsample
+from ganlab.trick import Capability, NetSpec, Trick
 
 # The masked convolution sees the four direct neighbours of a position: on the 2x grid those
 # are exactly the positions the first two feature maps already filled.
@@ -90,7 +90,7 @@ class PixelTcl(Trick):
     paper = "Gao et al., Pixel Transposed Convolutional Networks, TPAMI 2019"
     order = 20
     needs_discriminator = False  # acts on G; the L1-only control can run it
-    replaces = frozenset({"upsampling"})
+    replaces = frozenset({Capability.UPSAMPLING})
     identity = None
 
     def configure_nets(self, spec: NetSpec) -> NetSpec:

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ganlab.stats import report
-from ganlab.trick import Phase, StepContext, Trick, param
-from ganlab.tricks.r1 import gamma_at, r1_penalty
+from ganlab.trick import Capability, Phase, StepContext, Trick, above, param
+from ganlab.tricks._penalty import gamma_at, r1_penalty
 
 
 @dataclass(frozen=True)
 class R2Params:
     gamma: float = param(0.1, low=0.0, high=1000.0, search=(0.01, 0.3), log=True,
                          help="penalty weight: gamma/2 * E||grad_x D(x)||^2 per patch logit at the generated images")
-    every: int = param(1, low=1, high=1000, search=(), help="lazy regularisation: penalise every k-th step, scaled by k")
+    every: int = param(1, low=1, high=1000, search=(), help="lazy regularisation: penalise every k-th step, scaled by k",
+                       active_if={"gamma": above(0)})
     schedule: str = param("constant", choices=("constant", "cosine"), search=(),
                           help="gamma constant, or cosine-decayed to gamma*final over the adversarial steps (R3GAN)")
     final: float = param(0.1, low=0.0, high=1.0, search=(), help="with schedule=cosine: the last gamma as a fraction of gamma (R3GAN: 0.1)")
@@ -28,7 +29,7 @@ class R2(Trick):
     """R2 penalty: gamma/2 * E[||grad_x D_p(cond, x)||^2] at the *generated* images of D's
     update (the fakes D is trained on), added to D's loss; the expectation is over the samples
     and over the logits D_p of the patch map, exactly as ganlab's ``r1`` takes it on the real
-    images (one backward pass, per-logit signs; see :func:`ganlab.tricks.r1.r1_penalty`), so
+    images (one backward pass, per-logit signs; see :func:`ganlab.tricks._penalty.r1_penalty`), so
     the same gamma means the same for both. R3GAN's D loss is the relativistic pairing loss +
     gamma/2 (R1 + R2), both every step, with gamma cosine-decayed to a tenth
     (``--gan-mode rpgan --trick r1:schedule=cosine --trick r2:schedule=cosine``); the R3GAN
@@ -49,8 +50,8 @@ class R2(Trick):
     summary = "zero-centred gradient penalty on generated data, gamma/2 E||grad D||^2 per patch logit (R3GAN's R2)"
     paper = "Huang et al., The GAN is dead; long live the GAN! A Modern GAN Baseline, NeurIPS 2024"
     order = 80
-    provides = frozenset({"fake-gradient-penalty"})
-    conflicts = {"adversarial-loss": "WGAN-GP's critic has its own gradient penalty (on interpolates), and R2 is for a "
+    provides = frozenset({Capability.FAKE_GRADIENT_PENALTY})
+    conflicts = {Capability.ADVERSARIAL_LOSS: "WGAN-GP's critic has its own gradient penalty (on interpolates), and R2 is for a "
                                      "logistic or relativistic D; keep one"}
     identity = {"gamma": 0.0}
 

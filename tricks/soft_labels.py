@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ganlab.trick import StepContext, Trick, param
+from ganlab.trick import Capability, StepContext, Trick, param, uniform_like
 
 
 @dataclass(frozen=True)
@@ -19,20 +17,16 @@ class SoftLabelsParams:
     low: float = param(0.9, low=0.5, high=1.0, search=(0.7, 1.0), help="lowest real target")
     high: float = param(1.0, low=0.5, high=1.2, search=(), help="highest real target")
     two_sided: bool = param(False, help="also soften the fake targets, drawn from [fake_low, fake_high]")
-    fake_low: float = param(0.0, low=0.0, high=0.5, search=(0.0, 0.1), help="lowest fake target (two_sided)")
-    fake_high: float = param(0.1, low=0.0, high=0.5, search=(0.1, 0.3), help="highest fake target (two_sided)")
+    fake_low: float = param(0.0, low=0.0, high=0.5, search=(0.0, 0.1), help="lowest fake target (two_sided)",
+                            active_if={"two_sided": True})
+    fake_high: float = param(0.1, low=0.0, high=0.5, search=(0.1, 0.3), help="highest fake target (two_sided)",
+                             active_if={"two_sided": True})
 
     def __post_init__(self):
         if self.low > self.high:
             raise ValueError(f"low={self.low} must not exceed high={self.high}")
         if self.fake_low > self.fake_high:
             raise ValueError(f"fake_low={self.fake_low} must not exceed fake_high={self.fake_high}")
-
-
-def uniform_like(t: torch.Tensor, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
-    """A tensor shaped like ``t`` with elements ~ U[low, high], drawn from ``generator``."""
-    u = torch.rand(t.shape, generator=generator, device=t.device, dtype=t.dtype)
-    return u.mul_(high - low).add_(low)
 
 
 class SoftLabels(Trick):
@@ -50,9 +44,9 @@ class SoftLabels(Trick):
     summary = "real targets ~ U[low, high] (0.9-1.0); optionally fake targets ~ U[0, 0.1]"
     paper = "Salimans et al., Improved Techniques for Training GANs, NeurIPS 2016"
     order = 60
-    requires = frozenset({"label-targets"})
-    requires_reason = {"label-targets": "soft labels change D's 0/1 targets, and a Wasserstein or hinge loss has no targets"}
-    replaces = frozenset({"target-values"})
+    requires = frozenset({Capability.LABEL_TARGETS})
+    requires_reason = {Capability.LABEL_TARGETS: "soft labels change D's 0/1 targets, and a Wasserstein or hinge loss has no targets"}
+    replaces = frozenset({Capability.TARGET_VALUES})
     identity = {"low": 1.0, "high": 1.0, "two_sided": False}
 
     def d_targets(self, t_real, t_fake, ctx: StepContext):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganlab.trick import NetSpec, Trick, param
+from ganlab.tricks._spectral import refresh_estimates, spectral_normalised
+
+__all__ = ["SpectralNorm", "SpectralNormParams", "refresh_estimates", "spectral_normalised"]
 
 
 @dataclass(frozen=True)
@@ -25,27 +27,6 @@ class SpectralNormParams:
     g: bool = param(False, search=(), help="also every convolution of G, as SPADE does (Park et al., CVPR 2019)")
     g_norm: str = param("keep", choices=("keep", "none"), search=(),
                         help="with g: G's normalisation layers: keep (SPADE's G keeps them) or none (every conv of G constrained)")
-
-
-def spectral_normalised(module: nn.Module) -> list[nn.Module]:
-    """The layers of ``module`` whose weight is spectrally normalised."""
-    out = []
-    for m in module.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            if any(type(p).__name__ == "_SpectralNorm" for p in m.parametrizations.weight):
-                out.append(m)
-    return out
-
-
-@torch.no_grad()
-def refresh_estimates(module: nn.Module, iterations: int = 15) -> None:
-    """Re-run the power iteration of every spectrally normalised layer (after re-initialising
-    its weight, the singular vectors estimated at wrap time are stale)."""
-    for m in spectral_normalised(module):
-        for p in m.parametrizations.weight:
-            if type(p).__name__ == "_SpectralNorm":
-                w = m.parametrizations.weight.original
-                p._power_method(p._reshape_weight_to_matrix(w), iterations)
 
 
 class SpectralNorm(Trick):
@@ -63,8 +44,8 @@ class SpectralNorm(Trick):
     critic_norm of wgan-gp is overridden too). Without them D is a chain of 1-Lipschitz
     convolutions and LeakyReLUs, so its Lipschitz constant is at most the product of
     ceil(kernel/stride) over its convolutions (the overlap of their windows), whatever its
-    weights. ``d_norm=keep`` keeps the normalisation --norm asks for (what this trick did
-    before; for ablations and for resuming such checkpoints).
+    weights. ``d_norm=keep`` keeps the normalisation --norm asks for (for ablations, and for
+    checkpoints trained with it).
 
     ``g=true`` normalises G's convolutions and transposed convolutions too, as SPADE (Park et
     al., CVPR 2019) does for its generator, after SAGAN (Zhang et al., ICML 2019), which found

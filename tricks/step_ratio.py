@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganlab.trick import StepContext, StepPlan, Trick, param
+from ganlab.trick import Capability, StepContext, StepPlan, Trick, above, param
 from ganlab.stats import report
 
 
 @dataclass(frozen=True)
 class StepRatioParams:
     k: int = param(2, low=1, high=20, search=(1, 5), help="updates of the favoured network per update of the other")
-    favour: str = param("d", choices=("d", "g"), help="d: k D updates per G update; g: k G updates per D update")
+    favour: str = param("d", choices=("d", "g"), help="d: k D updates per G update; g: k G updates per D update",
+                        active_if={"k": above(1)})
 
 
 class StepRatio(Trick):
@@ -33,7 +34,7 @@ class StepRatio(Trick):
     summary = "k D updates per G update (or k G updates per D update), each on a fresh batch"
     paper = "Goodfellow et al., NeurIPS 2014 (Algorithm 1)"
     order = 30
-    replaces = frozenset({"update-ratio"})
+    replaces = frozenset({Capability.UPDATE_RATIO})
     identity = {"k": 1}
 
     def plan(self, plan: StepPlan, ctx: StepContext) -> StepPlan:

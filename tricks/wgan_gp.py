@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganlab.trick import NetSpec, OptimSpec, Phase, StepContext, StepPlan, Trick, param
+from ganlab.trick import Capability, NetSpec, OptimSpec, Phase, StepContext, StepPlan, Trick, param
 from ganlab.stats import report
 
 
@@ -70,11 +70,11 @@ class WganGp(Trick):
     summary = "Wasserstein critic + gradient penalty on interpolates, n_critic critic steps, no BatchNorm in D"
     paper = "Gulrajani et al., Improved Training of Wasserstein GANs, NeurIPS 2017"
     order = 10
-    provides = frozenset({"gradient-penalty"})
-    replaces = frozenset({"adversarial-loss", "update-ratio"})
-    removes = frozenset({"label-targets"})
-    conflicts = {"gradient-penalty": "both penalise the critic's input gradient (WGAN-GP on interpolates, R1 on real data); keep one",
-                 "gan:rpgan": "WGAN-GP replaces the adversarial loss with the Wasserstein one, and rpgan is another loss; keep one"}
+    provides = frozenset({Capability.GRADIENT_PENALTY})
+    replaces = frozenset({Capability.ADVERSARIAL_LOSS, Capability.UPDATE_RATIO})
+    removes = frozenset({Capability.LABEL_TARGETS})
+    conflicts = {Capability.GRADIENT_PENALTY: "both penalise the critic's input gradient (WGAN-GP on interpolates, R1 on real data); keep one",
+                 Capability.GAN_RPGAN: "WGAN-GP replaces the adversarial loss with the Wasserstein one, and rpgan is another loss; keep one"}
     identity = None
 
     def configure_nets(self, spec: NetSpec) -> NetSpec:

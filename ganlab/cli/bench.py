@@ -76,11 +76,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganlab.bench import bench  # the trainer loads when the command runs, not for --help
+    from ganlab.bench import BenchOptions, bench  # the trainer loads when the command runs, not for --help
 
     console = Console(soft_wrap=True, width=max(120, shutil.get_terminal_size((120, 24)).columns))
     settings = {**BENCH_DEFAULTS, **setting_values(args, only=MODEL_SETTINGS)}
-    result = bench(args, console, settings)
+    options = BenchOptions(steps=args.steps, warmup=args.warmup, rounds=args.rounds, variants=args.variants,
+                           peak_tflops=args.peak_tflops)
+    result = bench(options, console, settings)
     if args.json:
         path = Path(args.json).expanduser()
         try:

@@ -3,9 +3,11 @@
 ganlab opens every checkpoint as data (torch.load with weights_only=True), so opening a file
 never runs code in it. Checkpoints written before that (format ganlab-checkpoint/1) kept their
 RNG states as pickled numpy objects and are refused. If you trust such a file (you wrote it
-yourself, with an earlier ganlab), this command converts it: it unpickles the file, which runs
-any code a tampered file holds, so it does so only with --i-trust-this-file, and only for a
-file whose opcodes (read without running anything) are those of a ganlab-checkpoint/1 file.
+yourself, with an earlier ganlab), this command converts it, only with --i-trust-this-file, and
+only for a file whose pickle (its opcodes, read without running anything) names nothing beyond
+the exact objects a ganlab-checkpoint/1 file holds: torch's tensors and storages, OrderedDicts
+and numpy's array of the RNG state (an allow-list; any other torch function is refused like
+any other code). The file is then loaded as data with just that array added.
 
 Each FILE is converted in place, atomically; the original is kept beside it as FILE.v1.bak
 (which no ganlab command reads). A run folder converts every checkpoint in it. A file already in

@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="confirm the N best trials (default: the Pareto front, or the best 3 of one objective)")
     p.add_argument("--seeds", type=int, default=None, metavar="S", help="fresh seeds per arm (default 5)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<runs>/studies.db)")
-    p.add_argument("--runs", default="runs", metavar="DIR", help="the --out of the study (default runs): the "
+    p.add_argument("--runs", default="runs", metavar="DIR", help="the study's --runs (default runs): the "
                    "confirmation's run folders go there too")
     p.add_argument("--data", metavar="PATH", help="override the study's training data (default: what the study used)")
     p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")

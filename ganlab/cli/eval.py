@@ -64,10 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ganlab.evaluate import evaluate_run, json_safe, print_table  # the metrics load when the command runs
+    import dataclasses
+
+    from ganlab.evaluate import EvalOptions, evaluate_run, json_safe, print_table  # the metrics load when the command runs
     from ganlab.io import atomic_write_json
 
-    result = evaluate_run(args)
+    result = evaluate_run(EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions)}))
     out_dir = Path(result["run"])
     print_table(result)
     path = atomic_write_json(out_dir / "metrics.json", json_safe(result))

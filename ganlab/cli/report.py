@@ -20,8 +20,8 @@ DESCRIPTION = __doc__
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="the study's name")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///runs/studies.db)")
-    p.add_argument("--runs", default="runs", metavar="DIR", help="the --out of the study (default runs), for the default storage")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<runs>/studies.db)")
+    p.add_argument("--runs", default="runs", metavar="DIR", help="the study's --runs (default runs), for the default storage")
     p.add_argument("--out", metavar="DIR", help="where the report goes (default: <runs>/<NAME>/report)")
 
 

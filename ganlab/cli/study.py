@@ -40,7 +40,7 @@ models); [study].prune_on = "val/L1" (any in-loop metric) picks another. fid use
 Inception, or --fid-features FILE (a TorchScript feature network of your choosing); the study
 records which, and refuses to continue with another.
 
-Storage: a SQLite file by default (<out>/studies.db); --storage journal:///path/study.log (an
+Storage: a SQLite file by default (<runs>/studies.db); --storage journal:///path/study.log (an
 Optuna journal file) for several workers on one machine; --storage postgresql://user@host/db lets
 any number of workers on many machines join the same study. A trial whose worker died is marked
 failed and run again once. A diverged trial (NaN) is recorded as failed with
@@ -70,13 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", metavar="FILE.toml|NAME", help="a study definition (default: the built-in quickstart)")
     p.add_argument("--data", metavar="PATH", help="override the study's training data")
     p.add_argument("--val-data", metavar="PATH", help="override the study's validation data")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage URL: sqlite:///FILE.db (default <out>/studies.db), "
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL: sqlite:///FILE.db (default <runs>/studies.db), "
                    "journal:///FILE.log (many workers, one machine) or postgresql://...")
     p.add_argument("--name", help="study name in the storage (default: the definition's name)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--n-jobs", default="1", metavar="N|auto", help=(
         "trials run at once, each in its own process: this one and N-1 more workers of the same study on the same "
-        "storage (their logs in OUT/STUDY/worker-K.log); not threads, because a run's random generators (dropout, "
+        "storage (their logs in RUNS/STUDY/worker-K.log); not threads, because a run's random generators (dropout, "
         "the states a checkpoint restores) are global to its process; --trials is split between them. Each worker "
         "gets cores // N torch threads. On a CPU choose auto (default 1): one worker per core gives the most trials "
         "per hour; on CUDA auto is one worker per GPU"))
@@ -84,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "torch threads of each worker (default auto: its share of the cores this process may use, cores // N; "
         "OMP_NUM_THREADS where set)")})
     p.add_argument("--seed", type=int, help="sampler seed (default: the definition's; none for shared storages)")
-    p.add_argument("--out", default="runs", metavar="DIR", help="where trial run folders go (default runs)")
+    p.add_argument("--runs", default="runs", metavar="DIR", help="where trial run folders go (default runs)")
+    p.add_argument("--out", dest="runs", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the former name of --runs
     p.add_argument("--device", help="override the study's --device")
     p.add_argument("--inception-weights", metavar="PATH", help="the FID Inception weights (for fid/kid objectives)")
     p.add_argument("--fid-features", metavar="FILE", help=(
@@ -114,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(spec, name=args.name)
     overrides = {k: v for k, v in (("data", args.data), ("val_data", args.val_data), ("device", args.device)) if v is not None}
     fid_network = check_inception(spec, args.inception_weights, args.fid_features)
-    out = Path(args.out).expanduser()
-    storage_url = args.storage or default_storage(args.out)
+    out = Path(args.runs).expanduser()
+    storage_url = args.storage or default_storage(args.runs)
     shared = not storage_url.startswith("sqlite")
     seed = args.seed if args.seed is not None else (None if shared else spec.seed)
     total = args.total_trials if args.total_trials is not None else spec.trials
     n_trials = args.trials if args.trials is not None else (None if args.timeout or total else 4)
-    storage_flag = f" --storage {redact(storage_url)}" if args.storage else (f" --runs {args.out}" if args.out != "runs" else "")
+    storage_flag = f" --storage {redact(storage_url)}" if args.storage else (f" --runs {args.runs}" if args.runs != "runs" else "")
     with kept():  # the workers' thread budget holds for this command only
         return run_study(spec, storage_url=storage_url, out=out, overrides=overrides, seed=seed, n_trials=n_trials,
                          timeout=args.timeout, n_jobs=n_jobs, threads=threads, inception_weights=args.inception_weights, console=console,
@@ -133,7 +134,7 @@ def worker_argv(args: argparse.Namespace, storage_url: str, seed: int | None, k:
     """The command line (after ``ganlab``) of extra worker ``k`` of ``ganlab study --n-jobs N``:
     the same study, data and storage, one trial at a time, its share of the trials, and a sampler
     seed of its own (the same seed would draw the same parameters in every worker)."""
-    argv = ["study", "--storage", storage_url, "--out", str(args.out), "--n-jobs", "1"]
+    argv = ["study", "--storage", storage_url, "--runs", str(args.runs), "--n-jobs", "1"]
     for flag, value in (("--study", args.study), ("--data", args.data), ("--val-data", args.val_data),
                         ("--name", args.name), ("--timeout", args.timeout), ("--device", args.device),
                         ("--inception-weights", args.inception_weights), ("--fid-features", args.fid_features),

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ganlab.errors import UsageError
 from ganlab.modes import GAN_MODES, L1_ONLY
-from ganlab.trick.registry import registry  # the tricks themselves (and torch) load when it is called
+from ganlab.trick._registry import registry  # the tricks themselves (and torch) load when it is called
 
 DESCRIPTION = """\
 List the tricks ganlab can use: the built-in ones and those of any installed package that
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def incompatibilities(known: dict) -> dict[str, list[tuple[str, str]]]:
     """``{trick: [(other, sentence), ...]}`` where ``other`` is a trick or ``--gan-mode M``."""
-    from ganlab.trick import TrickStack
+    from ganlab.trick._stack import TrickStack
 
     out: dict[str, list[tuple[str, str]]] = {name: [] for name in known}
     instances = {}
@@ -76,8 +76,8 @@ def _conflict_cell(items: list[tuple[str, str]]) -> str:
     return "\n".join(parts) or "-"
 
 
-def _param_lines(cls) -> list[tuple[str, str, str]]:
-    from ganlab.trick import param_infos
+def _param_lines(cls) -> list[tuple[str, str, str, str, str, str]]:
+    from ganlab.trick.params import param_infos
 
     rows = []
     for info in param_infos(cls.Params):
@@ -89,14 +89,16 @@ def _param_lines(cls) -> list[tuple[str, str, str]]:
             search = "|".join(str(c).lower() if isinstance(c, bool) else str(c) for c in space[1])
         else:
             search = f"{space[1]:g}..{space[2]:g}" + (" (log)" if space[3] else "")
-        rows.append((info.key, default, info.describe_range(), search, info.help))
+        rows.append((info.key, default, info.describe_range(), search, info.help, info.describe_condition()))
     return rows
 
 
-def _param_summary(key: str, default: str, allowed: str, searched: str, _help: str) -> str:
+def _param_summary(key: str, default: str, allowed: str, searched: str, _help: str, condition: str) -> str:
     text = f"{key} = {default}  {allowed}"
     if set(searched.split("|")) != set(allowed.split("|")):
         text += f"  search {searched}"
+    if condition:
+        text += f"  if {condition}"
     return text
 
 
@@ -147,11 +149,15 @@ def show_trick(console, known: dict, name: str) -> None:
     rows = _param_lines(cls)
     if rows:
         table = Table(title="parameters", title_justify="left")
-        for col in ("name", "default", "allowed", "searched", "meaning"):
+        conditional = any(row[5] for row in rows)
+        for col in ("name", "default", "allowed", "searched", "meaning", *(("acts only when",) if conditional else ())):
             table.add_column(col)
         for row in rows:
-            table.add_row(*map(escape, row))
+            table.add_row(*map(escape, row if conditional else row[:5]))
         console.print(table)
+        if conditional:
+            console.print("A parameter that acts only when another has a given value is drawn by a study only then.",
+                          highlight=False, markup=False)
     else:
         console.print("[bold]Parameters:[/] none", highlight=False)
     if cls.identity is None:

@@ -1,41 +1,74 @@
-"""Networks: built from a :class:`ganlab.trick.NetSpec` so tricks can change how."""
+"""Networks, built from a :class:`NetSpec` so that tricks can change how.
+
+The public surface for extending ganlab's networks:
+
+- **A new generator or discriminator** is a builder, ``builder(spec: NetSpec) -> nn.Module``,
+  registered under the entry-point group ``ganlab.generators`` or ``ganlab.discriminators``
+  (``pyproject.toml``, as ganlab registers its own ``unet``, ``resnet18-unet``, ``patch`` and
+  ``pixel``) or in this process with :func:`register_generator` / :func:`register_discriminator`.
+  ``--generator NAME`` / ``--discriminator NAME`` then build it. What a builder must return is
+  the contract of :data:`GENERATORS` / :data:`DISCRIMINATORS`; the conformance checks of
+  :mod:`ganlab.testing` (``NetConformanceTests``) test it.
+- **A new block kind** (a norm, an activation, a down- or up-sampling layer) is a factory
+  registered with :func:`register_norm`, :func:`register_activation`,
+  :func:`register_downsample` or :func:`register_upsample`; a trick then names it in the spec
+  it returns from ``configure_nets`` (the ``pixeltcl`` trick adds the ``pixeltcl`` up-sampling
+  this way). Builders make their layers through :mod:`ganlab.nets.blocks` (``norm``, ``act``,
+  ``down``, ``up``) so that such kinds reach them.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from torch import nn
 
-from ganlab.errors import UsageError
-from ganlab.trick import NetSpec
-from ganlab.nets.blocks import count_params, init_weights
+from ganlab.errors import GanlabError
+from ganlab.nets import blocks
+from ganlab.nets.blocks import (
+    count_params,
+    init_weights,
+    register_activation,
+    register_downsample,
+    register_norm,
+    register_upsample,
+)
 from ganlab.nets.patchgan import PatchDiscriminator, PixelDiscriminator, receptive_field
 from ganlab.nets.resnet_unet import ResNetUnetGenerator
+from ganlab.nets.spec import NetSpec
 from ganlab.nets.unet import UnetGenerator, unet_depth
+from ganlab.registry import DISCRIMINATORS, GENERATORS
 
-GENERATORS = {"unet": UnetGenerator, "resnet18-unet": ResNetUnetGenerator}
-DISCRIMINATORS = {"patch": PatchDiscriminator, "pixel": PixelDiscriminator}
+Builder = Callable[[NetSpec], nn.Module]
+
+
+def register_generator(name: str, builder: Builder | None = None) -> Any:
+    """Register a generator builder as ``name`` in this process (``--generator name``); usable
+    as a decorator. Packages register theirs under the entry-point group ``ganlab.generators``."""
+    return GENERATORS.register(name, builder)
+
+
+def register_discriminator(name: str, builder: Builder | None = None) -> Any:
+    """Register a discriminator builder as ``name`` in this process (``--discriminator name``);
+    usable as a decorator. Packages use the entry-point group ``ganlab.discriminators``."""
+    return DISCRIMINATORS.register(name, builder)
+
+
+def _built(registry, name: str, spec: NetSpec) -> nn.Module:
+    net = registry.get(name)(spec)
+    if not isinstance(net, nn.Module):
+        raise GanlabError(f"{registry.flag} {name}: its builder returned {type(net).__name__}, not a torch.nn.Module")
+    return net
 
 
 def build_generator(spec: NetSpec) -> nn.Module:
-    if spec.generator not in GENERATORS:
-        raise UsageError(f"--generator {spec.generator}: unknown; choose from {', '.join(GENERATORS)}")
-    G = GENERATORS[spec.generator](spec)
-    if isinstance(G, ResNetUnetGenerator):
-        # Keep torchvision's initialisation (or ImageNet weights) in the encoder.
-        for m in G.decoder_modules():
-            init_weights(m)
-        if not G.pretrained:
-            init_weights(G.stem)
-    else:
-        init_weights(G)
-    return G
+    """G as ``spec.generator``'s registered builder makes it, with its initial weights."""
+    return _built(GENERATORS, spec.generator, spec)
 
 
 def build_discriminator(spec: NetSpec) -> nn.Module:
-    if spec.discriminator not in DISCRIMINATORS:
-        raise UsageError(f"--discriminator {spec.discriminator}: unknown; choose from {', '.join(DISCRIMINATORS)}")
-    D = DISCRIMINATORS[spec.discriminator](spec)
-    init_weights(D)
-    return D
+    """D as ``spec.discriminator``'s registered builder makes it, with its initial weights."""
+    return _built(DISCRIMINATORS, spec.discriminator, spec)
 
 
 def generator_stride(G: nn.Module) -> int:
@@ -44,14 +77,25 @@ def generator_stride(G: nn.Module) -> int:
 
 
 __all__ = [
-    "build_generator",
-    "build_discriminator",
-    "generator_stride",
-    "receptive_field",
-    "unet_depth",
-    "count_params",
-    "UnetGenerator",
-    "ResNetUnetGenerator",
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "NetSpec",
     "PatchDiscriminator",
     "PixelDiscriminator",
+    "ResNetUnetGenerator",
+    "UnetGenerator",
+    "blocks",
+    "build_discriminator",
+    "build_generator",
+    "count_params",
+    "generator_stride",
+    "init_weights",
+    "receptive_field",
+    "register_activation",
+    "register_discriminator",
+    "register_downsample",
+    "register_generator",
+    "register_norm",
+    "register_upsample",
+    "unet_depth",
 ]

@@ -1,9 +1,14 @@
 """Small factories the networks are built from: norm, activation, down- and up-sampling.
 
-Each factory is a registry keyed by a string ``kind``, so a trick can add a kind (the PixelTCL
-up-sampling layer, say) without the networks knowing about it::
+Each factory is a table keyed by a string ``kind`` (the block kinds of a
+:class:`~ganlab.nets.NetSpec`), so a trick can add a kind (the PixelTCL up-sampling layer, say)
+without the networks knowing about it::
 
     register_upsample("pixeltcl", lambda c_in, c_out, bias: PixelTCL(c_in, c_out, bias=bias))
+
+A network builder makes its layers with :func:`norm`, :func:`act`, :func:`down` and :func:`up`,
+so that every registered kind reaches it. The ``register_*`` functions are part of the public
+surface of :mod:`ganlab.nets`; registering a kind again replaces its factory.
 """
 
 from __future__ import annotations
@@ -67,18 +72,24 @@ def up(kind: str, c_in: int, c_out: int, bias: bool) -> nn.Module:
 
 
 def register_norm(kind: str, factory: Callable[[int], nn.Module]) -> None:
+    """A normalisation kind (``g_norm``/``d_norm``): ``factory(channels) -> module``."""
     NORMS[kind] = factory
 
 
 def register_activation(kind: str, factory: Callable[[], nn.Module]) -> None:
+    """An activation kind (``g_down_act``, ``g_up_act``, ``d_act``): ``factory() -> module``."""
     ACTIVATIONS[kind] = factory
 
 
 def register_downsample(kind: str, factory: Callable[[int, int, bool], nn.Module]) -> None:
+    """A down-sampling kind (``downsample``): ``factory(c_in, c_out, bias) -> module`` that
+    halves the height and width."""
     DOWNSAMPLES[kind] = factory
 
 
 def register_upsample(kind: str, factory: Callable[[int, int, bool], nn.Module]) -> None:
+    """An up-sampling kind (``upsample``): ``factory(c_in, c_out, bias) -> module`` that doubles
+    the height and width."""
     UPSAMPLES[kind] = factory
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganlab.trick import NetSpec
+from ganlab.nets.spec import NetSpec
 from ganlab.nets import blocks
 
 
@@ -70,6 +70,20 @@ class PixelDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+def build_patch(spec: NetSpec) -> PatchDiscriminator:
+    """The ``patch`` discriminator (entry point of ``ganlab.discriminators``), initialised."""
+    D = PatchDiscriminator(spec)
+    blocks.init_weights(D)
+    return D
+
+
+def build_pixel(spec: NetSpec) -> PixelDiscriminator:
+    """The ``pixel`` discriminator (entry point of ``ganlab.discriminators``), initialised."""
+    D = PixelDiscriminator(spec)
+    blocks.init_weights(D)
+    return D
 
 
 def receptive_field(n_layers: int) -> int:

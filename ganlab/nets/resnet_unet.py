@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import GanlabError
-from ganlab.trick import NetSpec
+from ganlab.nets.spec import NetSpec
 from ganlab.nets import blocks
 
 
@@ -135,3 +135,13 @@ class ResNetUnetGenerator(nn.Module):
         return [self.up4, self.up3, self.up2, self.up1, self.head_up, self.head]
 
 
+def build_resnet18_unet(spec: NetSpec) -> ResNetUnetGenerator:
+    """The ``resnet18-unet`` generator (entry point of ``ganlab.generators``). pix2pix's
+    initialisation goes to the decoder (and the stem unless ImageNet weights were loaded); the
+    encoder keeps torchvision's initialisation or the loaded weights."""
+    G = ResNetUnetGenerator(spec)
+    for m in G.decoder_modules():
+        blocks.init_weights(m)
+    if not G.pretrained:
+        blocks.init_weights(G.stem)
+    return G

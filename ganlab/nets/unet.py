@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganlab.trick import NetSpec
+from ganlab.nets.spec import NetSpec
 from ganlab.nets import blocks
 
 
@@ -67,3 +67,10 @@ class UnetGenerator(nn.Module):
                 x = torch.cat((skips.pop(), x), dim=1)
             x = block(x)
         return x
+
+
+def build_unet(spec: NetSpec) -> UnetGenerator:
+    """The ``unet`` generator (entry point of ``ganlab.generators``), with pix2pix's initialisation."""
+    G = UnetGenerator(spec)
+    blocks.init_weights(G)
+    return G

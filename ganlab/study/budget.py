@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
+from ganlab.study._optuna import system_attrs
+from ganlab.study.record import DISCARDED, trial_record, write_trial
 from ganlab.errors import GanlabError
 
 __all__ = ["BudgetSpent", "DISCARDED", "budget_spent", "counted", "discard_if_over", "is_retry", "shown"]
 
-DISCARDED = "discarded"
 
 
 class BudgetSpent(GanlabError):
@@ -30,7 +31,7 @@ def is_retry(trial) -> bool:
 
 def shown(trials) -> list:
     """The trials a table, report or count shows: all but the discarded ones."""
-    return [t for t in trials if not t.user_attrs.get(DISCARDED)]
+    return [t for t in trials if not trial_record(t).discarded]
 
 
 def counted(study) -> int:
@@ -54,12 +55,11 @@ def discard_if_over(trial, total: int | None) -> None:
     it is a new trial numbered past the budget."""
     if total is None:
         return
-    storage = trial.study._storage
-    if "failed_trial" in storage.get_trial_system_attrs(trial._trial_id):
+    if "failed_trial" in system_attrs(trial):
         return  # a retry continues a counted trial
     before = sum(1 for t in shown(trial.study.get_trials(deepcopy=False))
                  if t.number < trial.number and not is_retry(t) and t.state != TrialState.WAITING)
     if before >= total:
-        trial.set_user_attr(DISCARDED, f"started after the study's budget of {total} trials was spent")
+        write_trial(trial, discarded=f"started after the study's budget of {total} trials was spent")
         trial.study.stop()
         raise BudgetSpent(f"trial {trial.number}: the study's budget of {total} trials is spent")

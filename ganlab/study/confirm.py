@@ -31,14 +31,15 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
+from ganlab.study.record import ARM, study_record, trial_record, write_study
 from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError, UsageError
 from ganlab.losses import L1_ONLY
-from ganlab.study.budget import DISCARDED, shown
+from ganlab.study.budget import shown
 from ganlab.study.evidence import CONFIRM_SUFFIX, confirmation_of
 from ganlab.study.objective import OBJECTIVES
 from ganlab.study.recovery import recover_dead_trials
-from ganlab.study.runner import ARM_ATTR, StudyRunner
+from ganlab.study.runner import StudyRunner
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact
@@ -142,8 +143,8 @@ def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, An
 
 
 def _planned(confirm) -> set[tuple[str, int]]:
-    return {(t.user_attrs[ARM_ATTR]["label"], int(t.user_attrs[ARM_ATTR]["seed"]))
-            for t in confirm.get_trials(deepcopy=False) if isinstance(t.user_attrs.get(ARM_ATTR), dict)}
+    return {(trial_record(t).arm["label"], int(trial_record(t).arm["seed"]))
+            for t in confirm.get_trials(deepcopy=False) if isinstance(trial_record(t).arm, dict)}
 
 
 def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_config: dict,
@@ -154,17 +155,13 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
                                   sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner(),
                                   load_if_exists=True)  # every planned run is trained to its end
     notes: list[str] = []
-    plan = confirm.user_attrs.get("plan")
+    plan = study_record(confirm).plan
     if plan is None:
         arms, notes = plan_arms(parent, spec, top, base_config)
         plan = [a.as_attr(seed=-1) for a in arms]
-        confirm.set_user_attr("plan", plan)
-        confirm.set_user_attr("top", top)
-        confirm.set_user_attr("parent", parent.study_name)
-        confirm.set_user_attr("objectives", list(spec.objectives))
-        confirm.set_user_attr("notes", notes)
-    elif top is not None and confirm.user_attrs.get("top") != top:
-        raise UsageError(f"{name} was planned with --top {confirm.user_attrs.get('top') or 'default'}; continue it "
+        write_study(confirm, plan=plan, top=top, parent=parent.study_name, objectives=list(spec.objectives), notes=notes)
+    elif top is not None and study_record(confirm).top != top:
+        raise UsageError(f"{name} was planned with --top {study_record(confirm).top or 'default'}; continue it "
                          f"without --top (or the same), or delete it from the storage to plan again")
     base_seed = int(base_config.get("seed", 0) or 0)
     seeds = [base_seed + SEED_OFFSET + i for i in range(n_seeds)]
@@ -172,12 +169,13 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     for seed in seeds:  # seed by seed: the first finished runs already pair
         for arm in plan:
             if not arm.get("alias_of") and (arm["label"], seed) not in have:
-                confirm.enqueue_trial({}, user_attrs={ARM_ATTR: {**arm, "seed": seed}})
-    return confirm, plan, confirm.user_attrs.get("notes", notes)
+                confirm.enqueue_trial({}, user_attrs={ARM: {**arm, "seed": seed}})
+    stored_notes = study_record(confirm).notes
+    return confirm, plan, stored_notes if stored_notes is not None else notes
 
 
 def parent_spec(parent) -> StudySpec:
-    definition = parent.user_attrs.get("definition")
+    definition = study_record(parent).definition
     if not definition:
         raise UsageError(f"study {parent.study_name}: its definition is not in the storage; run it with ganlab study")
     spec = parse_study(definition, f"study {parent.study_name}", parent.study_name)
@@ -191,7 +189,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
     ``n_jobs`` processes (``"auto"``: :func:`ganlab.study.workers.plan_workers`), each with ``threads``
     CPU threads (None: its share of the cores)."""
     spec = parent_spec(parent)
-    stored = parent.user_attrs.get("overrides") or {}
+    stored = study_record(parent).overrides or {}
     overrides = {**stored, **overrides}
     cspec = dataclasses.replace(spec, name=parent.study_name + CONFIRM_SUFFIX, weights=(), seeds=1, pruner="none",
                                 trials=None)
@@ -225,8 +223,8 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
 
         def stop_when_done(study, trial) -> None:
             recover_dead_trials(study, cspec)
-            if not trial.user_attrs.get(DISCARDED):
-                arm = trial.user_attrs.get(ARM_ATTR) or {}
+            if not trial_record(trial).discarded:
+                arm = trial_record(trial).arm or {}
                 console.print(f"{arm.get('label', '?')} seed {arm.get('seed', '?')}: {trial.state.name.lower()}"
                               + (f" {', '.join(f'{n} {v:.4g}' for n, v in zip(spec.objectives, trial.values))}"
                                  if trial.values else ""), highlight=False, markup=False)
@@ -244,11 +242,11 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
             for problem in workers.wait():
                 console.print(f"[yellow]warning:[/] {problem}", highlight=False)
             recover_dead_trials(confirm, cspec)
-    runs = [t for t in shown(confirm.get_trials(deepcopy=False)) if isinstance(t.user_attrs.get(ARM_ATTR), dict)]
+    runs = [t for t in shown(confirm.get_trials(deepcopy=False)) if isinstance(trial_record(t).arm, dict)]
     states: dict[str, int] = {}
     for t in runs:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-    seconds = sum(float(t.user_attrs.get("seconds", 0.0)) for t in runs)
+    seconds = sum(float(trial_record(t).seconds or 0.0) for t in runs)
     console.print(f"{len(runs)} runs ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); this worker "
                   f"{time.time() - t0:.0f} s; {seconds:.0f} s of training in all", highlight=False)
     console.print(f"report: ganlab report {parent.study_name}{storage_flag}", highlight=False)

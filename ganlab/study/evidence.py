@@ -30,6 +30,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
+from ganlab.study.record import study_record, trial_record
+
 __all__ = ["ArmRuns", "CONFIRM_SUFFIX", "arm_runs", "confirmation_of", "evidence_section", "Effect", "HELPS", "HURTS", "MIN_SEEDS", "NO_EFFECT", "RESAMPLES", "Summary", "paired_effect", "summarise"]
 
 RESAMPLES = 10_000
@@ -129,8 +131,10 @@ def confirmation_of(study):
     """The sibling confirmation study of ``study`` in the same storage, or None."""
     import optuna
 
+    from ganlab.study._optuna import storage_of
+
     try:
-        return optuna.load_study(study_name=study.study_name + CONFIRM_SUFFIX, storage=study._storage)
+        return optuna.load_study(study_name=study.study_name + CONFIRM_SUFFIX, storage=storage_of(study))
     except KeyError:
         return None
 
@@ -152,20 +156,20 @@ def arm_runs(confirm, objectives: list[str], diverged_instability: float) -> dic
     """The confirmation's finished runs grouped by arm (in plan order; aliases resolved)."""
     from optuna.trial import TrialState
 
-    plan = confirm.user_attrs.get("plan") or []
+    plan = study_record(confirm).plan or []
     arms = {a["label"]: ArmRuns(a, {o: {} for o in objectives}, []) for a in plan if not a.get("alias_of")}
     for t in confirm.get_trials(deepcopy=False):
-        arm = t.user_attrs.get("arm")
-        if not isinstance(arm, dict) or arm.get("label") not in arms or t.user_attrs.get("discarded"):
+        arm = trial_record(t).arm
+        if not isinstance(arm, dict) or arm.get("label") not in arms or trial_record(t).discarded:
             continue
         runs, seed = arms[arm["label"]], int(arm["seed"])
         if t.state == TrialState.COMPLETE and t.values and len(t.values) == len(objectives):
             for o, v in zip(objectives, t.values):
                 runs.values[o].setdefault(seed, float(v))
-            runs.seconds += float(t.user_attrs.get("seconds", 0.0))
-        elif t.state == TrialState.FAIL and "diverged_step" in t.user_attrs and seed not in runs.diverged:
+            runs.seconds += float(trial_record(t).seconds or 0.0)
+        elif t.state == TrialState.FAIL and trial_record(t).diverged_step is not None and seed not in runs.diverged:
             runs.diverged.append(seed)
-            runs.seconds += float(t.user_attrs.get("seconds", 0.0))
+            runs.seconds += float(trial_record(t).seconds or 0.0)
             if "instability" in runs.values:
                 runs.values["instability"].setdefault(seed, diverged_instability)
     for a in plan:

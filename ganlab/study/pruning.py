@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
+from ganlab.study.record import CURVE, trial_record, write_trial
 from ganlab.study.objective import INLOOP_METRICS, inloop_value, lower_is_better, scalar_for_pruning
 
 __all__ = ["CURVE_ATTR", "MIN_COMPLETED", "MedianRule", "Pruning", "completed_curves"]
 
-CURVE_ATTR = "curve"
+CURVE_ATTR = CURVE  # the trial record's field (ganlab.study.record)
 MIN_COMPLETED = 2
 
 
@@ -40,7 +41,7 @@ def completed_curves(study) -> list[dict[int, float]]:
     """The ``curve`` of every completed trial (steps as ints)."""
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        curve = t.user_attrs.get(CURVE_ATTR)
+        curve = trial_record(t).curve
         if isinstance(curve, dict) and curve:
             out.append({int(k): float(v) for k, v in curve.items()})
     return out
@@ -110,11 +111,11 @@ class Pruning:
         if not self.own:
             return
         mean = self._mean_at(step, current)
-        self.trial.set_user_attr(CURVE_ATTR, {str(s): self._mean_at(s, current) for s in current})
+        write_trial(self.trial, curve={str(s): self._mean_at(s, current) for s in current})
         if self.rule.judge(step, mean, completed_curves(self.trial.study)):
             last = self.rule.last
             shown = inloop_value(label, metrics) if len(self.curves) == 1 and label in INLOOP_METRICS else mean
-            self.trial.set_user_attr("pruned_median", last["median"])
+            write_trial(self.trial, pruned_median=last["median"])
             seeds = len(self.finished) + 1
             self._pruned(step, label, is_objective and self.spec.scalarised, shown,
                          f"{label} {'mean of ' + str(seeds) + ' seeds ' if seeds > 1 else ''}worse than the median "
@@ -124,10 +125,7 @@ class Pruning:
         # Optuna stores the last reported value as the pruned trial's value; these say what it
         # is, so that no table shows a proxy under the objective's name.
         t = self.trial
-        t.set_user_attr("pruned_step", step)
-        t.set_user_attr("pruned_on", label)
-        t.set_user_attr("pruned_on_objective", is_objective)
-        t.set_user_attr("pruned_value", value)
+        write_trial(t, pruned_step=step, pruned_on=label, pruned_on_objective=is_objective, pruned_value=value)
         raise optuna.TrialPruned(f"pruned at step {step}: {why}")
 
     def seed_curve(self, k: int) -> dict[str, float]:

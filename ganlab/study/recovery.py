@@ -11,16 +11,16 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from ganlab.study._optuna import fail_trial
+from ganlab.study.record import PER_WORKER, WORKER, trial_record, write_trial
 from ganlab.study.spec import StudySpec
 
 __all__ = ["RESUME_ATTR", "WORKER_ATTR", "recover_dead_trials", "requeue", "stamp_worker"]
 
 
-WORKER_ATTR = "worker"
+WORKER_ATTR = WORKER  # the trial record's field (ganlab.study.record)
 RESUME_ATTR = "resume_from"  # a retry of a trial stopped by a signal continues this run folder
 
-
-_PER_WORKER_ATTRS = (WORKER_ATTR, "run_dir", "last_eval_step", "seconds")
 
 
 def _process_start(pid: int) -> str | None:
@@ -53,12 +53,12 @@ def _process_alive(pid: int, start: str | None) -> bool:
 
 def stamp_worker(trial) -> None:
     """Record which process runs ``trial`` (host, pid, its start time), first thing in a trial."""
-    trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(),
+    write_trial(trial, worker={"host": socket.gethostname(), "pid": os.getpid(),
                                       "pid_start": _process_start(os.getpid()), "trial": trial.number})
 
 
 def _worker_is_dead(trial, grace_period: float) -> bool:
-    stamp = trial.user_attrs.get(WORKER_ATTR)
+    stamp = trial_record(trial).worker
     if isinstance(stamp, dict) and stamp.get("trial") == trial.number:
         if stamp.get("host") != socket.gethostname():
             return False  # another machine's worker: its storage's heartbeats judge it
@@ -79,7 +79,7 @@ def recover_dead_trials(study, spec: StudySpec) -> list[int]:
         if not _worker_is_dead(trial, spec.grace_period):
             continue
         try:
-            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            if not fail_trial(study, trial):
                 continue
         except (UpdateFinishedTrialError, KeyError):
             continue  # another worker failed it first (or it finished after all)
@@ -102,7 +102,7 @@ def requeue(study, trial, spec: StudySpec, resume_from: str | None = None) -> bo
         return False
     study.add_trial(optuna.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={k: v for k, v in trial.user_attrs.items() if k not in _PER_WORKER_ATTRS},
+        user_attrs={k: v for k, v in trial.user_attrs.items() if k not in PER_WORKER},
         system_attrs=system_attrs,
     ))
     return True

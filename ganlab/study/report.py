@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ganlab.study.record import study_record, trial_record
 from ganlab.io import atomic_write_bytes
 from ganlab.stats import read_series
 from ganlab.study.budget import shown
@@ -30,7 +31,7 @@ from ganlab.study.table import trial_cells
 __all__ = ["importances", "per_trick", "trials_csv", "write_report"]
 
 def _objective_names(study) -> list[str]:
-    names = study.user_attrs.get("objectives")
+    names = study_record(study).objectives
     if names and len(names) == len(study.directions):
         return list(names)
     return [f"objective{i}" for i in range(len(study.directions))]
@@ -57,14 +58,14 @@ def importances(study, names: list[str]) -> dict[str, dict[str, float]]:
 
 def per_trick(study, trials, names: list[str]) -> list[dict[str, Any]]:
     """For each trick that appeared: each objective's median and spread with it on and off."""
-    tricks = sorted({n for t in trials for n in t.user_attrs.get("tricks", [])}
+    tricks = sorted({n for t in trials for n in (trial_record(t).tricks or [])}
                     | {k.split(":", 1)[1] for t in trials for k in t.params if k.startswith("trick:")})
     rows = []
     for trick in tricks:
         row: dict[str, Any] = {"trick": trick}
         for i, name in enumerate(names):
-            on = [t.values[i] for t in trials if trick in t.user_attrs.get("tricks", [])]
-            off = [t.values[i] for t in trials if trick not in t.user_attrs.get("tricks", [])]
+            on = [t.values[i] for t in trials if trick in (trial_record(t).tricks or [])]
+            off = [t.values[i] for t in trials if trick not in (trial_record(t).tricks or [])]
             row[name] = {"on": _describe(on), "off": _describe(off)}
         rows.append(row)
     return rows
@@ -81,7 +82,7 @@ def _conditional_params(trials) -> dict[str, int]:
 
 def _is_control(t) -> bool:
     """A trial of the L1-only control: ``gan_mode = none`` drawn, or fixed in the definition."""
-    return t.params.get("gan_mode", t.user_attrs.get("gan_mode")) == "none"
+    return t.params.get("gan_mode", trial_record(t).gan_mode) == "none"
 
 
 def _describe(values: list[float]) -> dict[str, float] | None:
@@ -153,7 +154,7 @@ def _plot_curves(trials_by_label: dict[str, Any], path: Path) -> Path | None:
 
     series = {}
     for label, t in trials_by_label.items():
-        run = t.user_attrs.get("run_dir")
+        run = trial_record(t).run_dir
         if run and (Path(run) / "stats.jsonl").is_file():
             series[label] = read_series(Path(run) / "stats.jsonl")
     if not series:
@@ -180,7 +181,7 @@ FEW_TRIALS = 10  # below this many finished trials, the importances get a caveat
 def _pruned_text(t, names: list[str]) -> str:
     """How a pruned trial is described: the objective's value only if the pruner watched it."""
     values, state = trial_cells(t, len(names))
-    if t.user_attrs.get("pruned_on_objective") and any(v != "-" for v in values):
+    if trial_record(t).pruned_on_objective and any(v != "-" for v in values):
         return f"{state.replace('pruned@', 'pruned at step ')}: " + ", ".join(f"{n} = {v.split(' @')[0]}" for n, v in zip(names, values))
     return state.replace("pruned@", "pruned at step ")
 
@@ -207,25 +208,25 @@ def write_report(study, out: Path) -> Path:
         curves[f"best #{ranked[0].number}"] = ranked[0]
         if len(ranked) > 1:
             curves[f"worst #{ranked[-1].number}"] = ranked[-1]
-    diverged = [t for t in study.trials if "diverged_step" in t.user_attrs]
+    diverged = [t for t in study.trials if trial_record(t).diverged_step is not None]
     for t in diverged[:1]:
         curves[f"diverged #{t.number}"] = t
     curves_png = _plot_curves(curves, out / "curves.png")
 
     states: dict[str, int] = {}
     for t in shown(study.trials):
-        key = "refused" if t.user_attrs.get("refused") else ("diverged" if "diverged_step" in t.user_attrs else t.state.name.lower())
+        key = "refused" if trial_record(t).refused else ("diverged" if trial_record(t).diverged_step is not None else t.state.name.lower())
         states[key] = states.get(key, 0) + 1
     md = [f"# Study `{study.study_name}`", ""]
     confirm = confirmation_of(study)
     if confirm is not None:
         directions = [d.name.lower() for d in confirm.directions]
-        md += evidence_section(confirm, list(confirm.user_attrs.get("objectives") or names), directions, out,
+        md += evidence_section(confirm, list(study_record(confirm).objectives or names), directions, out,
                                DIVERGED_INSTABILITY)
         md += ["# The search", ""]
     md.append(f"{len(shown(study.trials))} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + ". "
               "Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + ".")
-    definition = study.user_attrs.get("definition", "")
+    definition = study_record(study).definition or ""
     question = [line[1:].strip() for line in definition.splitlines() if line.startswith("#")]
     if question:
         md += ["", "> " + " ".join(question)]
@@ -235,7 +236,7 @@ def write_report(study, out: Path) -> Path:
         md.append("|---|---|" + "---|" * len(names) + "---|")
         for t in sorted(front, key=lambda t: t.values[0]):
             params = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items() if not k.startswith(("trick:", "group:")))
-            md.append(f"| {t.number} | {', '.join(t.user_attrs.get('tricks', [])) or 'none'} | "
+            md.append(f"| {t.number} | {', '.join(trial_record(t).tricks or []) or 'none'} | "
                       + " | ".join(f"{v:.4g}" for v in t.values) + f" | {params} |")
     else:
         md.append("No finished trial yet.")
@@ -258,7 +259,7 @@ def write_report(study, out: Path) -> Path:
                + ", ".join(f"`{k}` ({n} of {len(trials)} trials)" for k, n in conditional.items()) + "."]
     if imp_png:
         md += ["", f"![importance]({imp_png.name})"]
-    seeds = max((len(t.user_attrs.get("seed_runs") or [None]) for t in trials), default=1)
+    seeds = max((len(trial_record(t).seed_runs or [None]) for t in trials), default=1)
     screening = "single-seed" if seeds == 1 else f"{seeds}-seed"
     md += ["", "## Each trick on and off (confounded screening)", "",
            f"Median [q1, q3] (n) of each objective over the finished trials: {screening} runs, each trick on together "
@@ -290,32 +291,32 @@ def write_report(study, out: Path) -> Path:
                 d = _describe([t.values[i] for t in group])
                 cells.append("-" if d is None else f"{d['median']:.4g} [{d['q1']:.3g}, {d['q3']:.3g}] ({d['n']})")
             md.append(f"| {label} | " + " | ".join(cells) + " |")
-    degenerate = [t for t in trials if t.user_attrs.get("degenerate")]
+    degenerate = [t for t in trials if trial_record(t).degenerate]
     if degenerate:
         md += ["", "## Degenerate runs", "",
                "The adversarial game did not happen in these trials (D at chance throughout, or a negligible share "
                "of G's gradient); their instability score is 10 plus their loss-shape score, so that no study ranks "
                "them as more stable than a run whose D learned (docs/metrics.md).", ""]
         for t in degenerate:
-            md.append(f"- #{t.number} [{', '.join(t.user_attrs.get('tricks', [])) or 'no tricks'}]"
-                      f"{' (L1-only control)' if _is_control(t) else ''}: {t.user_attrs['degenerate']}")
+            md.append(f"- #{t.number} [{', '.join(trial_record(t).tricks or []) or 'no tricks'}]"
+                      f"{' (L1-only control)' if _is_control(t) else ''}: {trial_record(t).degenerate}")
     if curves_png:
         md += ["", "## Loss curves", "", f"![curves]({curves_png.name})"]
-    refused = [t for t in study.trials if t.user_attrs.get("refused")]
-    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED and not t.user_attrs.get("refused")]
-    some_diverged = [t for t in trials if t.user_attrs.get("diverged_seeds")]
+    refused = [t for t in study.trials if trial_record(t).refused]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED and not trial_record(t).refused]
+    some_diverged = [t for t in trials if trial_record(t).diverged_seeds]
     if refused or diverged or pruned or some_diverged:
         md += ["", "## Not trained, diverged or pruned", ""]
         for t in some_diverged:
-            runs = t.user_attrs.get("seed_runs") or []
+            runs = trial_record(t).seed_runs or []
             steps = ", ".join(f"seed {r['seed']} at step {r['diverged_step']}" for r in runs if "diverged_step" in r)
-            md.append(f"- #{t.number}: {t.user_attrs['diverged_seeds']} of {len(runs)} seeds diverged ({steps}); its "
+            md.append(f"- #{t.number}: {trial_record(t).diverged_seeds} of {len(runs)} seeds diverged ({steps}); its "
                       f"objectives are over the others, its instability counts each diverged seed as "
                       f"{DIVERGED_INSTABILITY:g}")
         for t in refused:
-            md.append(f"- #{t.number}: refused: {t.user_attrs['refused']}")
+            md.append(f"- #{t.number}: refused: {trial_record(t).refused}")
         for t in diverged:
-            md.append(f"- #{t.number}: diverged at step {t.user_attrs['diverged_step']} ({t.user_attrs.get('diverged_value')})")
+            md.append(f"- #{t.number}: diverged at step {trial_record(t).diverged_step} ({trial_record(t).diverged_value})")
         for t in pruned:
             md.append(f"- #{t.number}: {_pruned_text(t, names)}")
     md += ["", "All trials: [trials.csv](trials.csv). Each trial's run folder is in its `run_dir` column."]
@@ -334,28 +335,30 @@ def trials_csv(study, names: list[str]) -> str:
     trials = shown(study.trials)
     params = sorted({k for t in trials for k in t.params} - {"number", "state", *names})
     attrs_shown = [a for a in CSV_ATTRS if a not in names]  # an objective named instability: one column
-    seeded = sorted({n for t in trials for n in (t.user_attrs.get("seed_values") or {})})
+    seeded = sorted({n for t in trials for n in (trial_record(t).seed_values or {})})
     per_seed_cols = [c for n in seeded for c in (f"{n}_per_seed", f"{n}_sd")]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["number", "state", *names, *params, *attrs_shown, "seeds", "diverged_seeds", *per_seed_cols, "duration_s"])
     for t in trials:
         values = list(t.values) if t.values and len(t.values) == len(names) else [""] * len(names)
-        if t.state == TrialState.PRUNED and not t.user_attrs.get("pruned_on_objective"):
+        if t.state == TrialState.PRUNED and not trial_record(t).pruned_on_objective:
             values = [""] * len(names)  # Optuna's value of a pruned trial is what the pruner watched
         attrs = []
+        record = trial_record(t)
         for a in attrs_shown:
-            v = t.user_attrs.get(a, "")
+            v = getattr(record, a)
+            v = "" if v is None else v
             attrs.append(";".join(v) if isinstance(v, list) else v)
         duration = t.duration.total_seconds() if t.duration else ""
-        runs = t.user_attrs.get("seed_runs") or []
-        per_seed = t.user_attrs.get("seed_values") or {}
+        runs = trial_record(t).seed_runs or []
+        per_seed = trial_record(t).seed_values or {}
         cells = []
         for n in seeded:
             v = per_seed.get(n, [])
             cells += [";".join(f"{x:.6g}" for x in v), f"{statistics.stdev(v):.6g}" if len(v) > 1 else ""]
         w.writerow([t.number, t.state.name, *values, *(t.params.get(p, "") for p in params), *attrs,
-                    len(runs) or "", t.user_attrs.get("diverged_seeds", 0 if runs else ""), *cells, duration])
+                    len(runs) or "", (trial_record(t).diverged_seeds if trial_record(t).diverged_seeds is not None else 0 if runs else ""), *cells, duration])
     return buf.getvalue()
 
 

@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.live import Live
 from torch.utils.tensorboard import SummaryWriter
 
+from ganlab.study._optuna import frozen_trial, system_attrs
+from ganlab.study.record import ARM, SEED_RUNS, study_record, trial_record, write_study, write_trial
 from ganlab.config import TrainConfig, TrickSpec
 from ganlab.data import build_datasets
 from ganlab.errors import GanlabError, UsageError
@@ -30,14 +32,14 @@ from ganlab.metrics.scripted import FLAG as FID_FEATURES_FLAG
 from ganlab.metrics.scripted import load_torchscript_features
 from ganlab.metrics.stability import instability_from_run
 from ganlab.runtime import runtime_for
-from ganlab.study.budget import DISCARDED, BudgetSpent, budget_spent, counted, discard_if_over, shown
+from ganlab.study.budget import BudgetSpent, budget_spent, counted, discard_if_over, shown
 from ganlab.study.objective import (INLOOP_METRICS, OBJECTIVES, WEIGHTED, combined_objective_values, describe_pruning, mean_metrics,
                                     named_objective_values, seed_mean, spread_metric)
 from ganlab.study.pruning import CURVE_ATTR, Pruning
-from ganlab.study.recovery import RESUME_ATTR, WORKER_ATTR, recover_dead_trials, requeue, stamp_worker
+from ganlab.study.recovery import RESUME_ATTR, recover_dead_trials, requeue, stamp_worker
 
-ARM_ATTR = "arm"  # a confirmation's run: {"label", "params", "tricks", "seed"}
-SEED_RUNS_ATTR = "seed_runs"  # per seed: {"seed", "run_dir", "metrics", "objectives", ...} or its divergence
+ARM_ATTR = ARM  # a confirmation's run: {"label", "params", "tricks", "seed"}
+SEED_RUNS_ATTR = SEED_RUNS  # per seed: {"seed", "run_dir", "metrics", "objectives", ...} or its divergence
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec
 from ganlab.study.storage import (agree_on_pruning, best_trials, dashboard_command, dashboard_hint, make_pruner, make_sampler,
@@ -48,7 +50,8 @@ from ganlab.train import Diverged, train
 from ganlab.errors import Stopped
 from ganlab.train.checkpoint import checkpoint_bytes, slim_run
 from ganlab.train.memory import check_fits
-from ganlab.trick import TrickStack, build_trick
+from ganlab.trick._registry import build_trick
+from ganlab.trick._stack import TrickStack
 
 __all__ = ["FidNetwork", "StudyRunner", "check_inception", "run_study"]
 
@@ -102,16 +105,16 @@ class StudyRunner:
     def _configure(self, trial) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
         if not self.fixed:
             return sample_trial(self.spec, trial)
-        arm = trial.user_attrs.get(ARM_ATTR)
+        arm = trial_record(trial).arm
         if not isinstance(arm, dict):
-            trial.set_user_attr(DISCARDED, "not a planned run of the confirmation")
+            write_trial(trial, discarded="not a planned run of the confirmation")
             trial.study.stop()
             raise BudgetSpent(f"trial {trial.number}: every planned run of {self.spec.name} is taken")
         return dict(arm["params"]), [(n, dict(v)) for n, v in arm["tricks"]]
 
     def _seeds(self, trial, cfg: TrainConfig) -> list[int]:
         if self.fixed:
-            return [int(trial.user_attrs[ARM_ATTR]["seed"])]
+            return [int(trial_record(trial).arm["seed"])]
         return [(cfg.seed + k) % 2**32 for k in range(self.spec.seeds)]
 
     def __call__(self, trial) -> list[float]:
@@ -121,7 +124,7 @@ class StudyRunner:
             self.ran.append(trial.number)
         t0 = time.time()
         base, tricks = self._configure(trial)
-        trial.set_user_attr("tricks", [n for n, _ in tricks])
+        write_trial(trial, tricks=[n for n, _ in tricks])
         cfg_dict = self.base_config()
         cfg_dict.update(base)
         cfg_dict["tricks"] = [TrickSpec(n, tuple(v.items())) for n, v in tricks]
@@ -129,18 +132,18 @@ class StudyRunner:
         cfg_dict["out"] = str(self.out / self.spec.name)
         try:
             cfg = TrainConfig.from_dict(cfg_dict, f"study {self.spec.name}").validate()
-            trial.set_user_attr("gan_mode", cfg.gan_mode)  # the report's L1-only control row reads it
+            write_trial(trial, gan_mode=cfg.gan_mode)  # the report's L1-only control row reads it
             TrickStack([build_trick(n, v) for n, v in tricks], cfg.gan_mode)
             check_fits(cfg, runtime_for(cfg))  # a drawn batch or width that cannot fit
         except UsageError as exc:
             # An impossible combination is never trained: the trial is pruned with its reason.
-            trial.set_user_attr("refused", str(exc))
+            write_trial(trial, refused=str(exc))
             raise optuna.TrialPruned(f"refused: {exc}") from None
         seeds = self._seeds(trial, cfg)
         # the seeds of a trial share the validation split (that of the definition's seed)
         split = cfg.split_seed if cfg.split_seed is not None else cfg.seed
         # a retry keeps the seeds its first attempt finished (their results are in the trial)
-        done = {r["seed"]: r for r in trial.user_attrs.get(SEED_RUNS_ATTR, []) if r.get("seed") in seeds}
+        done = {r["seed"]: r for r in (trial_record(trial).seed_runs or []) if r.get("seed") in seeds}
         pruning = Pruning(self.spec, trial)
         resume = self._resumable(trial)
         for k, seed in enumerate(seeds):
@@ -156,13 +159,13 @@ class StudyRunner:
                 folder = resume
             record = self._run_seed(trial, seed_cfg, k, seed, pruning, folder, t0)
             done[seed] = record
-            trial.set_user_attr(SEED_RUNS_ATTR, [done[s] for s in seeds if s in done])
+            write_trial(trial, seed_runs=[done[s] for s in seeds if s in done])
             pruning.add_finished(record)
         return self._conclude(trial, cfg, [done[s] for s in seeds], pruning, t0)
 
     def _run_name(self, trial, seed: int | None = None) -> str:
         if self.fixed:
-            arm = trial.user_attrs[ARM_ATTR]
+            arm = trial_record(trial).arm
             return f"{self.spec.name}-{arm['label']}-s{arm['seed']}"
         return f"{self.spec.name}-t{trial.number:04d}" + (f"-s{seed}" if seed is not None else "")
 
@@ -173,7 +176,7 @@ class StudyRunner:
         console = Console(file=log, width=120, soft_wrap=True)
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
-            trial.set_user_attr("last_eval_step", step)
+            write_trial(trial, last_eval_step=step)
             pruning.evaluated(k, step, metrics)
 
         folder: dict[str, Path] = {}  # the seed's run folder, once train() has made it
@@ -188,25 +191,25 @@ class StudyRunner:
         except Stopped as exc:
             # SIGINT/SIGTERM: the run saved its step; the trial is failed (by Optuna, as the
             # exception leaves) and queued again now, to continue from that checkpoint
-            trial.set_user_attr("stopped_step", exc.step)
-            trial.set_user_attr("reason", str(exc))
+            write_trial(trial, stopped_step=exc.step)
+            write_trial(trial, reason=str(exc))
             if exc.step is not None and exc.run_dir is not None:
-                requeue(trial.study, trial.study._storage.get_trial(trial._trial_id), self.spec,
+                requeue(trial.study, frozen_trial(trial), self.spec,
                         resume_from=str(exc.run_dir))
             raise Stopped(exc.signum, exc.run_dir, exc.step, saved=exc.saved, trial=trial.number) from None
         except Diverged as exc:
             record = {"seed": seed, "run_dir": str(folder.get("run_dir", "")), "diverged_step": exc.step,
                       "diverged_value": exc.name, "reason": str(exc)}
             if self.spec.seeds == 1 or self.fixed:  # one seed: the trial is the run, and it diverged
-                trial.set_user_attr("diverged_step", exc.step)
-                trial.set_user_attr("diverged_value", exc.name)
-                trial.set_user_attr("reason", str(exc))
-                trial.set_user_attr("seconds", time.time() - t0)
-                trial.set_user_attr(SEED_RUNS_ATTR, [record])
+                write_trial(trial, diverged_step=exc.step)
+                write_trial(trial, diverged_value=exc.name)
+                write_trial(trial, reason=str(exc))
+                write_trial(trial, seconds=time.time() - t0)
+                write_trial(trial, seed_runs=[record])
                 raise
             return record
         except optuna.TrialPruned:
-            trial.set_user_attr("seconds", time.time() - t0)
+            write_trial(trial, seconds=time.time() - t0)
             raise
         metrics = dict(result.metrics)
         if "fid" in self.spec.objectives:
@@ -222,9 +225,9 @@ class StudyRunner:
         if not finished:  # every seed diverged: the trial failed, as a one-seed trial does
             last = records[-1]
             for key in ("diverged_step", "diverged_value", "reason"):
-                trial.set_user_attr(key, last[key])
-            trial.set_user_attr("diverged_seeds", len(records))
-            trial.set_user_attr("seconds", time.time() - t0)
+                write_trial(trial, **{key: last[key]})
+            write_trial(trial, diverged_seeds=len(records))
+            write_trial(trial, seconds=time.time() - t0)
             raise Diverged(last["diverged_step"], last["diverged_value"], float("nan"))
         quality = spread_metric(self.spec)
         finals = [r["metrics"].get(quality, math.nan) for r in finished] if len(records) > 1 else None
@@ -240,24 +243,24 @@ class StudyRunner:
         values = combined_objective_values(self.spec, means)
         main = finished[0]
         report = reports[main["seed"]]
-        trial.set_user_attr(SEED_RUNS_ATTR, records)
-        trial.set_user_attr("run_dir", main["run_dir"])  # also where a retry reused a seed its first attempt finished
-        trial.set_user_attr("metrics", main["metrics"] if len(records) == 1 else mean_metrics(finished))
-        trial.set_user_attr("instability", means["instability"] if "instability" in means else
+        write_trial(trial, seed_runs=records)
+        write_trial(trial, run_dir=main["run_dir"])  # also where a retry reused a seed its first attempt finished
+        write_trial(trial, metrics=main["metrics"] if len(records) == 1 else mean_metrics(finished))
+        write_trial(trial, instability=means["instability"] if "instability" in means else
                             (report.score if math.isfinite(report.score) else "inf"))
-        trial.set_user_attr("instability_terms", report.components)
+        write_trial(trial, instability_terms=report.components)
         # the unknown terms and the degenerate-run label (ganlab.metrics.stability); a degenerate
         # run's score already ranks it below every non-degenerate one
-        trial.set_user_attr("instability_unknown", report.unknown)
+        write_trial(trial, instability_unknown=report.unknown)
         degenerate = [r["degenerate"] for r in finished if r.get("degenerate")]
         if degenerate and len(degenerate) * 2 >= len(finished):
-            trial.set_user_attr("degenerate", degenerate[0] + (f" ({len(degenerate)} of {len(records)} seeds)"
+            write_trial(trial, degenerate=degenerate[0] + (f" ({len(degenerate)} of {len(records)} seeds)"
                                                                if len(records) > 1 else ""))
         if len(records) > 1:
-            trial.set_user_attr("seed_values", per_seed)
-            trial.set_user_attr("diverged_seeds", len(records) - len(finished))
-        trial.set_user_attr(CURVE_ATTR, pruning.curve())
-        trial.set_user_attr("seconds", time.time() - t0)
+            write_trial(trial, seed_values=per_seed)
+            write_trial(trial, diverged_seeds=len(records) - len(finished))
+        write_trial(trial, curve=pruning.curve())
+        write_trial(trial, seconds=time.time() - t0)
         self._attach(trial, Path(main["run_dir"]), cfg, main["metrics"], report.score, values)
         if self.spec.keep_checkpoints != "all":
             self._slim(trial, finished)
@@ -271,23 +274,23 @@ class StudyRunner:
             try:
                 freed += slim_run(Path(r["run_dir"]))["freed_bytes"]
             except (GanlabError, OSError) as exc:  # what was not dropped only costs disk
-                trial.set_user_attr("slim_error", str(exc)[:200])
-        trial.set_user_attr("freed_bytes", freed)
+                write_trial(trial, slim_error=str(exc)[:200])
+        write_trial(trial, freed_bytes=freed)
 
     @staticmethod
     def _resumable(trial) -> Path | None:
         """The run folder a retried trial continues (one a signal stopped), if it has a checkpoint."""
-        folder = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(RESUME_ATTR)
+        folder = system_attrs(trial).get(RESUME_ATTR)
         if not folder:
             return None
         folder = Path(folder)
         return folder if (folder / "config.json").is_file() and any((folder / "checkpoints").glob("step-*.pt")) else None
 
     def _started(self, trial, run_dir: Path, seed: int) -> None:
-        trial.set_user_attr("run_dir", str(run_dir))
+        write_trial(trial, run_dir=str(run_dir))
         tag = {"study": self.spec.name, "trial": trial.number, "seed": seed, "storage": redact(self.storage_url)}
         if self.fixed:
-            tag["arm"] = trial.user_attrs[ARM_ATTR]["label"]
+            tag["arm"] = trial_record(trial).arm["label"]
         atomic_write_json(run_dir / "trial.json", tag)
 
     def fid(self, run_dir: Path, trial=None, device: str = "auto") -> float:
@@ -295,14 +298,14 @@ class StudyRunner:
         entry = fid_entry_for_run(run_dir, inception_weights=self.inception_weights, fid_features=self.fid_features,
                                   device=device)
         if trial is not None:
-            trial.set_user_attr("fid_implementation", entry["implementation"])
-            trial.set_user_attr("fid_n", entry["n"])
+            write_trial(trial, fid_implementation=entry["implementation"])
+            write_trial(trial, fid_n=entry["n"])
         return float(entry["value"])
 
     def _attach(self, trial, run_dir: Path, cfg, metrics, instability: float, values) -> None:
         """HParams for TensorBoard, and the sample grid as an Optuna artifact."""
         hp = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in trial.params.items()}
-        hp["tricks"] = ",".join(trial.user_attrs.get("tricks", [])) or "none"
+        hp["tricks"] = ",".join(trial_record(trial).tricks or []) or "none"
         hp["study"] = self.spec.name
         hp["trial"] = trial.number
         shown = {f"hparams/{k.replace('val/', '')}": v for k, v in metrics.items() if math.isfinite(v)}
@@ -313,13 +316,13 @@ class StudyRunner:
             w.add_hparams(hp, shown, run_name=".")
         samples = sorted((run_dir / "samples").glob("*.png"))
         if samples:
-            trial.set_user_attr("samples", str(samples[-1]))
+            write_trial(trial, samples=str(samples[-1]))
             try:
                 store_dir = self.out / self.spec.name / "artifacts"
                 store_dir.mkdir(parents=True, exist_ok=True)
                 upload_artifact(artifact_store=FileSystemArtifactStore(str(store_dir)), file_path=str(samples[-1]), study_or_trial=trial)
             except Exception as exc:  # an artifact is a convenience; the run folder holds the grid anyway
-                trial.set_user_attr("artifact_error", str(exc)[:200])
+                write_trial(trial, artifact_error=str(exc)[:200])
 
 
 def check_inception(spec: StudySpec, path: str | None, fid_features: str | None = None) -> FidNetwork | None:
@@ -358,12 +361,12 @@ def agree_on_fid_network(study, spec: StudySpec, network: FidNetwork | None, sto
     network is refused with one line. Each trial records its own as ``fid_implementation`` too."""
     if network is None:
         return
-    stored = study.user_attrs.get("fid_network_sha256")
+    stored = study_record(study).fid_network_sha256
     if stored is None:
-        study.set_user_attr("fid_network_sha256", network.sha256)
-        study.set_user_attr("fid_implementation", network.implementation)
+        write_study(study, fid_network_sha256=network.sha256)
+        write_study(study, fid_implementation=network.implementation)
     elif stored != network.sha256:
-        before = study.user_attrs.get("fid_implementation", f"a network with sha256 {stored[:16]}")
+        before = study_record(study).fid_implementation or f"a network with sha256 {stored[:16]}"
         raise UsageError(f"study {spec.name} in {redact(storage_url)} scores fid with {before}; this worker would use "
                          f"{network.implementation}, and FIDs of different feature networks do not compare; give the "
                          f"same network to continue, or --name NEW to start another study")
@@ -400,13 +403,13 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
         )
     except ValueError as exc:
         raise UsageError(f"study {spec.name}: {exc}; use --name for a new study") from None
-    stored = study.user_attrs.get("definition_digest")
+    stored = study_record(study).definition_digest
     if stored is None:
-        study.set_user_attr("definition_digest", spec.digest)
-        study.set_user_attr("definition", spec.source)
-        study.set_user_attr("objectives", list(spec.objectives) if not spec.weights else ["weighted"])
-        study.set_user_attr("objective_names", list(spec.objectives))
-        study.set_user_attr("overrides", {k: v for k, v in overrides.items() if k in ("data", "val_data")})
+        write_study(study, definition_digest=spec.digest)
+        write_study(study, definition=spec.source)
+        write_study(study, objectives=list(spec.objectives) if not spec.weights else ["weighted"])
+        write_study(study, objective_names=list(spec.objectives))
+        write_study(study, overrides={k: v for k, v in overrides.items() if k in ("data", "val_data")})
     elif stored != spec.digest:
         raise UsageError(f"study {spec.name} in {redact(storage_url)} was created from a different definition; "
                          f"use --name NEW to start another study, or the original file to continue")
@@ -462,7 +465,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
         recover_dead_trials(study, spec)
         # the trials every worker of this command ran, by the stamp each left on its trials
         runner.ran.extend(t.number for t in study.get_trials(deepcopy=False)
-                          if isinstance(t.user_attrs.get(WORKER_ATTR), dict) and t.user_attrs[WORKER_ATTR].get("pid") in pids)
+                          if isinstance(trial_record(t).worker, dict) and trial_record(t).worker.get("pid") in pids)
     return _summary(study, runner, spec, console, out, storage_flag, t0)
 
 
@@ -516,7 +519,7 @@ def _optimize(study, runner: StudyRunner, spec: StudySpec, console: Console, n_t
         # once, wide enough that its cells do not wrap over many lines.
         def log_trial(study, trial) -> None:
             recover_dead_trials(study, spec)
-            if trial.user_attrs.get(DISCARDED):
+            if trial_record(trial).discarded:
                 return
             names = list(spec.objectives) if not spec.weights else [WEIGHTED]
             values, state = trial_cells(trial, len(names))
@@ -543,8 +546,8 @@ def _summary(study, runner: StudyRunner, spec: StudySpec, console: Console, out:
     if best:
         label = "Pareto front" if len(spec.directions) > 1 else "best trial"
         console.print(f"{label}: " + "; ".join(
-            f"#{t.number} [{', '.join(t.user_attrs.get('tricks', [])) or 'no tricks'}] "
-            + " ".join(f"{n}={fmt(v)}" for n, v in zip(study.user_attrs.get('objectives', []), t.values))
+            f"#{t.number} [{', '.join(trial_record(t).tricks or []) or 'no tricks'}] "
+            + " ".join(f"{n}={fmt(v)}" for n, v in zip((study_record(study).objectives or []), t.values))
             for t in best), highlight=False, markup=False)
     console.print(f"report: ganlab report {spec.name}{storage_flag}", highlight=False)
     console.print(f"compare the trials: tensorboard --logdir {out / spec.name}", highlight=False)

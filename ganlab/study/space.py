@@ -1,10 +1,12 @@
 """The search space of a study: the tricks switched on, the parameters of the tricks that are
 on, and the base hyperparameters that are live under those tricks (define-by-run).
 
-Only live parameters are searched. A base setting that a trick of the drawn stack sets itself
-(``lr`` under ``wgan-gp`` or ``ttur``, ``gan_mode`` under ``wgan-gp``) is not drawn, so it is
-not in ``trial.params`` and no importance is ever computed on it. Whether a setting is live is
-asked of the tricks' build hooks (:func:`ganlab.train.build.overridden_setting`), never of a
+Only live parameters are searched. A trick's parameter is drawn only where its declared
+``active_if`` conditions hold (Optuna's define-by-run: ``soft-labels.fake_low`` exists only in
+trials with ``soft-labels.two_sided`` true). A base setting that a trick of the drawn stack
+sets itself (``lr`` under ``wgan-gp`` or ``ttur``, ``gan_mode`` under ``wgan-gp``) is not
+drawn, so it is not in ``trial.params`` and no importance is ever computed on it. Whether a
+setting is live is asked of the tricks' build hooks (:func:`ganlab.train.build.overridden_setting`), never of a
 list of trick names, so a third-party trick is handled the same way.
 """
 
@@ -15,7 +17,9 @@ from typing import Any
 from ganlab.config import TrainConfig, coerce_fields
 from ganlab.study.spec import NONE, Range, StudySpec
 from ganlab.train.build import overridden_setting, overridden_trick_param
-from ganlab.trick import Trick, param_infos, registry
+from ganlab.trick._registry import registry
+from ganlab.trick import Trick
+from ganlab.trick.params import coerce_param, param_infos
 
 __all__ = ["range_values", "sample_trial", "study_base_config"]
 
@@ -61,13 +65,24 @@ def _trick_param_is_dead(cfg: TrainConfig, cls: type[Trick], values: dict[str, A
     return bool(overridden_trick_param(cfg, variants, others))
 
 
+def _current(trick: str, infos, values: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter's value by key: the drawn or fixed one, else the default (typed)."""
+    out = {}
+    for info in infos:
+        v = values.get(info.key, values.get(info.name, info.default))
+        out[info.key] = v if type(v) is info.type else coerce_param(trick, info, v)
+    return out
+
+
 def sample_trial(spec: StudySpec, trial) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     """Draw a trial's trick stack, its tricks' parameters (named ``<trick>.<param>``, drawn
     only for the tricks switched on), then the base settings that are live under that stack.
 
     A trick's parameter that another trick of the stack overrides through a build hook (the
     learning rate of ``wgan-gp`` under ``ttur``, its ``critic_norm`` under ``spectral-norm``)
-    is not drawn either; the trick keeps its fixed or default value."""
+    is not drawn either, nor one whose ``active_if`` conditions the trick's other values do
+    not meet (``soft-labels.fake_low`` with ``two_sided`` false); the trick keeps its fixed or
+    default value."""
     known = registry()
     on = list(spec.always)
     for name in spec.optional:
@@ -86,8 +101,13 @@ def sample_trial(spec: StudySpec, trial) -> tuple[dict[str, Any], list[tuple[str
     built: dict[str, Trick] = {n: _build(known[n], values[n]) for n in names}
     for name in names:
         others = [built[n] for n in names if n != name]
-        for info in param_infos(known[name].Params):
+        infos = param_infos(known[name].Params)
+        # Unconditional parameters first: a conditional one is drawn only where the values of
+        # those it depends on (drawn, fixed or default) make it act.
+        for info in sorted(infos, key=lambda i: bool(i.active_if)):
             if info.key in fixed.get(name, {}):
+                continue
+            if info.active_if and not info.is_active(_current(name, infos, values[name])):
                 continue
             r = overrides.get(name, {}).get(info.key) or _declared_range(info)
             if r is None or _trick_param_is_dead(cfg, known[name], values[name], info.key, r, others):

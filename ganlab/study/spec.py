@@ -6,19 +6,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import tomllib
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from ganlab.coerce import BadValue, coerce
+from ganlab.coerce import BadValue, coerce, unwrap_optional
 from ganlab.config import TrainConfig, check_run_name, coerce_fields
 from ganlab.errors import UsageError
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, measured_in_loop
 from ganlab.train.build import overridden_setting, overridden_trick_param
-from ganlab.trick import param_infos, registry
+from ganlab.trick._registry import registry
+from ganlab.trick.params import param_infos
 
-__all__ = ["KEEP_CHOICES", "NONE", "PRUNERS", "Range", "SAMPLERS", "StudySpec", "builtin_studies", "load_study_file", "parse_study"]
+__all__ = ["KEEP_CHOICES", "NONE", "PRUNERS", "Range", "SAMPLERS", "StudySpec", "builtin_studies", "load_study_file", "parse_study",
+           "study_key"]
 
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -42,26 +45,38 @@ class Range:
     int: bool = False
 
 
+def study_key(default: Any, help: str, *, choices: tuple | None = None, low: int | None = None,
+              high: int | None = None, why: str = "") -> Any:
+    """A key of a definition's ``[study]`` table, declared once: its type (the annotation), its
+    default, what it means, and the choices or bounds :func:`parse_study` checks (``why`` ends
+    the refusal of a value below ``low``)."""
+    return dataclasses.field(default=default, metadata={"study": {"help": help, "choices": choices, "low": low,
+                                                                  "high": high, "why": why}})
+
+
 @dataclass(frozen=True)
 class StudySpec:
     name: str
     objectives: tuple[str, ...]
     weights: tuple[tuple[str, float], ...] = ()
-    sampler: str = "nsga2"
-    pruner: str = "none"
-    prune_on: str | None = None  # None: the objective itself where it is measured in the loop, else PRUNE_PROXY
-    population_size: int = 8
-    steps: int = 200
-    eval_every: int = 50
-    seed: int | None = 0
-    heartbeat_interval: int = 30
-    grace_period: int = 90
-    max_retry: int = 1
-    seeds: int = 1  # runs per trial, differing only in --seed; the trial's objectives are their mean
-    trials: int | None = None  # the study-wide budget, counted over all workers (None: per worker only)
-    keep_checkpoints: str = "final"  # final: a finished trial keeps its final and best generators only
-    prune_warmup: int | None = None  # no trial is pruned before this step (None: the first evaluation)
-    prune_patience: int = 1  # ganlab's median rule: prune after this many evaluations in a row below the median
+    sampler: str = study_key("nsga2", "Optuna's sampler", choices=SAMPLERS)
+    pruner: str = study_key("none", "Optuna's pruner, or ganlab's median rule", choices=PRUNERS)
+    prune_on: str | None = study_key(None, "the in-loop metric pruned on (default: the objective where it is measured "
+                                           "in the loop, else PRUNE_PROXY)")
+    population_size: int = study_key(8, "NSGA-II's population", low=2, why=" (NSGA-II breeds pairs)")
+    steps: int = study_key(200, "training steps of each run", low=1)
+    eval_every: int = study_key(50, "steps between in-loop evaluations", low=1)
+    seed: int | None = study_key(0, "the sampler's seed and the runs' first seed", low=0, high=2**32 - 1)
+    heartbeat_interval: int = study_key(30, "seconds between an RDB trial's heartbeats", low=1)
+    grace_period: int = study_key(90, "seconds without a heartbeat before a trial is failed", low=1)
+    max_retry: int = study_key(1, "retries of a failed trial", low=0)
+    seeds: int = study_key(1, "runs per trial, differing only in --seed; the trial's objectives are their mean", low=1)
+    trials: int | None = study_key(None, "the study-wide budget, counted over all workers (none: per worker only)", low=1)
+    keep_checkpoints: str = study_key("final", "final: a finished trial keeps its final and best generators only",
+                                      choices=KEEP_CHOICES)
+    prune_warmup: int | None = study_key(None, "no trial is pruned before this step (none: the first evaluation)", low=0)
+    prune_patience: int = study_key(1, "ganlab's median rule: prune after this many evaluations in a row below the "
+                                       "median", low=1)
     train: tuple[tuple[str, Any], ...] = ()
     search: tuple[tuple[str, Range], ...] = ()
     optional: tuple[str, ...] = ()
@@ -120,12 +135,6 @@ class StudySpec:
     def warmup(self) -> int:
         return self.eval_every if self.prune_warmup is None else self.prune_warmup
 
-    def candidate_tricks(self) -> list[str]:
-        names = list(self.always) + list(self.optional)
-        for _, members in self.groups:
-            names += [m for m in members if m != NONE]
-        return names
-
 
 def _check_prune_on(where: str, value: str, objectives, weights) -> None:
     ok = [*INLOOP_METRICS, *(o for o in OBJECTIVES if measured_in_loop(o))]
@@ -143,8 +152,25 @@ def _check_prune_on(where: str, value: str, objectives, weights) -> None:
                           f"{', weighted' if weights else ''}")
 
 
-_STUDY_KEYS = {f.name for f in dataclasses.fields(StudySpec)} - {
-    "name", "train", "search", "optional", "always", "groups", "trick_ranges", "trick_fixed", "source"}
+_STUDY_FIELDS = {f.name: f for f in dataclasses.fields(StudySpec) if "study" in f.metadata}  # the simple keys
+_STUDY_KEYS = {*_STUDY_FIELDS, "objectives", "weights"}
+_WHAT = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _study_value(where: str, key: str, value: Any) -> Any:
+    """A simple ``[study]`` key's value, typed and checked against its declaration."""
+    f = _STUDY_FIELDS[key]
+    typ = unwrap_optional(typing.get_type_hints(StudySpec)[key])[0]
+    value = _expect(where, f"study.{key}", value, typ, _WHAT[typ])
+    meta = f.metadata["study"]
+    choices, low, high = meta["choices"], meta["low"], meta["high"]
+    if choices is not None and value not in choices:
+        raise _bad(where, f"'study.{key}' = {value!r}: choose {(' or ' if len(choices) == 2 else ', ').join(choices)}")
+    if high is not None and low is not None and not low <= value <= high:
+        raise _bad(where, f"'study.{key}' = {value}: must be in [{low}, {high}]")
+    if low is not None and value < low:
+        raise _bad(where, f"'study.{key}' = {value}: must be >= {low}{meta['why']}")
+    return value
 
 
 def _bad(where: str, msg: str) -> UsageError:
@@ -220,21 +246,9 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
         if o not in objectives:
             raise _bad(where, f"'study.weights.{o}': not one of study.objectives")
         weights[o] = _expect(where, f"study.weights.{o}", w, float, "a number")
-    for key, types, what in (
-        ("sampler", str, "a string"), ("pruner", str, "a string"), ("prune_on", str, "a string"),
-        ("population_size", int, "a whole number"), ("steps", int, "a whole number"),
-        ("eval_every", int, "a whole number"), ("seed", int, "a whole number"),
-        ("heartbeat_interval", int, "a whole number"), ("grace_period", int, "a whole number"),
-        ("max_retry", int, "a whole number"), ("seeds", int, "a whole number"), ("trials", int, "a whole number"),
-        ("keep_checkpoints", str, "a string"), ("prune_warmup", int, "a whole number"),
-        ("prune_patience", int, "a whole number"),
-    ):
-        if key in kwargs:
-            kwargs[key] = _expect(where, f"study.{key}", kwargs[key], types, what)
-    if kwargs.get("sampler", "nsga2") not in SAMPLERS:
-        raise _bad(where, f"'study.sampler' = {kwargs['sampler']!r}: choose {', '.join(SAMPLERS)}")
-    if kwargs.get("pruner", "none") not in PRUNERS:
-        raise _bad(where, f"'study.pruner' = {kwargs['pruner']!r}: choose {', '.join(PRUNERS)}")
+    for key in list(kwargs):
+        if key in _STUDY_FIELDS:
+            kwargs[key] = _study_value(where, key, kwargs[key])
     pruner = kwargs.get("pruner", "none")
     if pruner not in ("none", "median") and len(objectives) == 2 and not weights:
         raise _bad(where, f"'study.pruner' = {pruner!r}: a Pareto study of two objectives is pruned by ganlab's median "
@@ -244,20 +258,6 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
                           "ganlab's median rule; set pruner = \"median\" (or \"none\")")
     if "prune_on" in kwargs:
         _check_prune_on(where, kwargs["prune_on"], objectives, weights)
-    for key in ("steps", "eval_every", "population_size", "heartbeat_interval", "grace_period", "seeds", "trials",
-                "prune_patience"):
-        if key in kwargs and kwargs[key] < 1:
-            raise _bad(where, f"'study.{key}' must be >= 1")
-    if kwargs.get("population_size", 2) < 2:
-        raise _bad(where, f"'study.population_size' = {kwargs['population_size']}: must be >= 2 (NSGA-II breeds pairs)")
-    if kwargs.get("keep_checkpoints", "final") not in KEEP_CHOICES:
-        raise _bad(where, f"'study.keep_checkpoints' = {kwargs['keep_checkpoints']!r}: choose {' or '.join(KEEP_CHOICES)}")
-    if kwargs.get("prune_warmup", 0) < 0:
-        raise _bad(where, f"'study.prune_warmup' = {kwargs['prune_warmup']}: must be >= 0")
-    if kwargs.get("max_retry", 0) < 0:
-        raise _bad(where, f"'study.max_retry' = {kwargs['max_retry']}: must be >= 0")
-    if kwargs.get("seed") is not None and not 0 <= kwargs["seed"] < 2**32:
-        raise _bad(where, f"'study.seed' = {kwargs['seed']}: must be in [0, {2**32 - 1}]")
     try:
         check_run_name(name, "'study.name' =")
     except UsageError as exc:

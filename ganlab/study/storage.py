@@ -13,6 +13,7 @@ import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
+from ganlab.study.record import study_record, write_study
 from ganlab.errors import UsageError
 from ganlab.study.objective import LEGACY_PRUNE_PROXY
 from ganlab.study.spec import StudySpec
@@ -166,13 +167,13 @@ def agree_on_pruning(study, spec: StudySpec, console) -> StudySpec:
     if not spec.scalarised:
         return spec
     label, _ = spec.pruning_target
-    stored = study.user_attrs.get("prune_on")
+    stored = study_record(study).prune_on
     if stored is None:
         if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
             stored = spec.prune_on or LEGACY_PRUNE_PROXY
         else:
             stored = label
-        study.set_user_attr("prune_on", stored)
+        write_study(study, prune_on=stored)
     if stored != label:
         old = dataclasses.replace(spec, prune_on=stored)
         if old.pruning_target != spec.pruning_target:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 from rich.table import Table
 
+from ganlab.study.record import trial_record
 from ganlab.study.budget import shown
 from ganlab.study.spec import StudySpec
 from ganlab.study.storage import best_trials
@@ -34,24 +35,24 @@ def trial_cells(t, n_values: int) -> tuple[list[str], str]:
     measured at); a proxy's value (``val/L1``) goes into the state, never under the objective."""
     state = t.state.name.lower()
     values = [fmt(v) for v in t.values] if t.values and t.state == TrialState.COMPLETE else ["-"] * n_values
-    per_seed = t.user_attrs.get("seed_values")
+    per_seed = trial_record(t).seed_values
     if isinstance(per_seed, dict) and t.state == TrialState.COMPLETE and len(per_seed) == n_values:
         values = [_mean_sd(v) for v in per_seed.values()]  # several seeds: mean ± sd over them
-    if t.user_attrs.get("diverged_seeds") and t.state == TrialState.COMPLETE:
-        state = f"complete ({t.user_attrs['diverged_seeds']} of {len(t.user_attrs.get('seed_runs', []))} seeds diverged)"
-    if t.user_attrs.get("refused"):
+    if trial_record(t).diverged_seeds and t.state == TrialState.COMPLETE:
+        state = f"complete ({trial_record(t).diverged_seeds} of {len((trial_record(t).seed_runs or []))} seeds diverged)"
+    if trial_record(t).refused:
         state = "refused"
-    elif t.user_attrs.get("degenerate") and t.state == TrialState.COMPLETE:
-        state = f"complete ({t.user_attrs['degenerate']})"
-    elif "diverged_step" in t.user_attrs:
-        state = f"diverged@{t.user_attrs['diverged_step']}"
+    elif trial_record(t).degenerate and t.state == TrialState.COMPLETE:
+        state = f"complete ({trial_record(t).degenerate})"
+    elif trial_record(t).diverged_step is not None:
+        state = f"diverged@{trial_record(t).diverged_step}"
     elif t.state == TrialState.PRUNED:
-        step = t.user_attrs.get("pruned_step", t.last_step)
-        label = t.user_attrs.get("pruned_on")
-        value = t.user_attrs.get("pruned_value")
+        step = trial_record(t).pruned_step if trial_record(t).pruned_step is not None else t.last_step
+        label = trial_record(t).pruned_on
+        value = trial_record(t).pruned_value
         if value is None and t.intermediate_values and t.last_step is not None:
             value = t.intermediate_values[t.last_step]
-        if t.user_attrs.get("pruned_on_objective") and t.values and len(t.values) == n_values:
+        if trial_record(t).pruned_on_objective and t.values and len(t.values) == n_values:
             values = [f"{fmt(v)} @{step}" for v in t.values]
             state = f"pruned@{step}"
         elif step is not None:
@@ -72,6 +73,6 @@ def trials_table(study, spec: StudySpec, last: int = 15):
         params = ", ".join(f"{k}={fmt(v)}" for k, v in t.params.items() if not k.startswith(("trick:", "group:")))
         values, state = trial_cells(t, len(names))
         mark = "*" if t.number in best else ""
-        table.add_row(f"{t.number}{mark}", ", ".join(t.user_attrs.get("tricks", [])) or "-", params or "-", *values,
-                      state, fmt(float(t.user_attrs.get("seconds", 0.0))))
+        table.add_row(f"{t.number}{mark}", ", ".join(trial_record(t).tricks or []) or "-", params or "-", *values,
+                      state, fmt(float(trial_record(t).seconds or 0.0)))
     return table

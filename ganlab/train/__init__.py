@@ -7,13 +7,15 @@ module                 job
 ``step``               THE pix2pix update, calling the trick hooks at their named points
 ``loop``               ``train()``: the cadence of logging, evaluation and saving
 ``rundir``             numbered run folders, environment and status files
-``checkpoint``         writing, reading (as data only), validating, restoring, upgrading checkpoints
+``checkpoint``         a package by job: format, RNG states, writing, reading (as data only), the safety
+                       scan, best.pt, slimming, upgrading
 ``guard``              signals that finish the step and save; the one-writer lock of a run folder
 ``inloop``             the in-loop evaluation and sample grids
 ``console``            the banner, progress bar and summary
 ``graphs``             ``--cuda-graphs``: the plain step captured in one CUDA graph
 ``distributed``        training over processes (torchrun)
-``memory``, ``flops``  the cost model: will a step fit, how many FLOPs it makes
+``memory``, ``flops``  the cost model: will a step fit, how many FLOPs it makes;
+``disk``               and how many bytes its checkpoints take
 =====================  ==================================================================
 """
 

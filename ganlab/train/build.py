@@ -22,7 +22,8 @@ from ganlab.runtime import Runtime
 from ganlab.stats import report
 from ganlab.train.graphs import GraphedStep
 from ganlab.train.step import Batch, Pix2PixStep
-from ganlab.trick import NetSpec, OptimSpec, StepContext, Trick, TrickStack
+from ganlab.trick._stack import TrickStack
+from ganlab.trick import NetSpec, OptimSpec, StepContext, Trick
 
 if TYPE_CHECKING:
     from ganlab.train.distributed import Dist

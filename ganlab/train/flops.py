@@ -44,7 +44,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ganlab.modes import RELATIVISTIC_MODES
-from ganlab.trick import StepPlan, TrickStack
+from ganlab.trick._stack import TrickStack
+
+from ganlab.trick import StepPlan
 
 __all__ = ["NetFlops", "PassCounter", "Passes", "describe", "extra_passes", "model_flops", "net_flops", "penalty_passes", "plan_passes",
            "session_step_flops", "step_flops"]

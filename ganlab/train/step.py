@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from ganlab import losses
-from ganlab.trick import Phase, StepContext, StepPlan, TrickStack
+from ganlab.trick._stack import TrickStack
+from ganlab.trick import Phase, StepContext, StepPlan
 from ganlab.metrics.stability import chance_loss, separation_auc
 from ganlab.stats import report
 

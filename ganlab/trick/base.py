@@ -1,9 +1,9 @@
-"""The trick interface: the ``Trick`` base class, its typed parameters, and what its hooks see.
+"""The ``Trick`` base class and what its hooks see and return.
 
 A trick *transforms* values inside the training step. Every hook is a no-op by default; a
-filter hook returns the (possibly transformed) value, and the ``TrickStack`` chains the
-tricks as a fold in an explicit, deterministic order: ascending ``order``, then name. The same
-order is printed at the start of every run and written into the run folder.
+filter hook returns the (possibly transformed) value, and the stack chains the tricks as a
+fold in an explicit, deterministic order: ascending ``order``, then name. The same order is
+printed at the start of every run and written into the run folder.
 
 Hook points, in the order a run meets them:
 
@@ -20,14 +20,31 @@ start of an iteration  ``plan(plan, ctx)``                          a :class:`St
 D phase, inputs        ``d_inputs(real_pair, fake_pair, ctx)``      (real_pair, fake_pair)
 D phase, targets       ``d_targets(t_real, t_fake, ctx)``           (t_real, t_fake)
 D phase, loss terms    ``d_loss(terms, phase, ctx)``                terms
+after D's update       ``after_d_update(ctx)``                      nothing
 G phase, D's input     ``g_inputs(fake_pair, ctx)``                 fake_pair
 G phase, loss terms    ``g_loss(terms, phase, ctx)``                terms
-after each update      ``after_d_update(ctx)``, ``after_g_update``  nothing
+after G's update       ``after_g_update(ctx)``                      nothing
 evaluation             ``eval_generator(G, ctx)``                   the module to evaluate
-checkpoint             ``state_dict()`` / ``load_state_dict(s)``
+checkpoint             ``state_dict()`` / ``load_state_dict(s)``    plain data / nothing
 cost model             ``penalty_passes(step)``, ``g_copies()``,    ints (FLOPs, memory)
                        ``extra_passes(step)``
 =====================  ===========================================  ========================
+
+What a trick may change, and where (everything else it only reads, through :class:`StepContext`):
+
+1. the values its filter hooks return (a new value; the arguments are never changed in place);
+2. the networks' *structure* in ``configure_nets`` (through the spec) and ``configure_modules``
+   (the built modules, before they get optimisers);
+3. the networks' *weights* in place (``with torch.no_grad()``), in ``after_d_update`` and
+   ``after_g_update`` only: weight clipping, a projection, a repair of G's weights;
+4. the learning rates and Adam betas, in ``configure_optim`` only (the optimisers and their
+   param groups are read-only afterwards: the learning-rate schedule owns ``lr``);
+5. its own state (``self``), saved through ``state_dict``;
+6. the state of ``ctx.rng``, by drawing from it (never re-seeding it).
+
+Inside a real step, ``ganlab.testing``'s conformance checks hold every hook to 1 and 4 and
+refuse a per-step hook that changes the networks' structure (their parameters and buffers);
+the context refuses assignment.
 
 All randomness in a trick comes from ``ctx.rng``, a ``torch.Generator`` that the step hands it
 and the checkpoint saves, so a run is reproducible and a trick never disturbs the baseline's
@@ -36,114 +53,19 @@ random numbers.
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import torch
 
-from ganlab.coerce import BadValue, check_bounds, coerce, describe_bounds
 from ganlab.errors import UsageError
+from ganlab.nets.spec import NetSpec
+from ganlab.trick.params import coerce_param, param_infos
 
 if TYPE_CHECKING:
     from ganlab.config import TrainConfig
 
-# --------------------------------------------------------------------------------------------
-# Typed parameters with their search ranges
-# --------------------------------------------------------------------------------------------
-
-
-def param(
-    default: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    choices: tuple | None = None,
-    log: bool = False,
-    search: tuple | None = None,
-    help: str = "",
-) -> Any:
-    """A trick parameter: its default, the values it may take and the range a study searches.
-
-    ``low``/``high`` bound the valid values (inclusive); ``choices`` lists them for categorical
-    parameters. ``search`` narrows the range a study samples (defaults to ``(low, high)`` or
-    ``choices``; ``()`` keeps the parameter out of searches); ``log`` asks for log-uniform
-    sampling.
-    """
-    meta = {"low": low, "high": high, "choices": choices, "log": log, "search": search, "help": help}
-    return field(default=default, metadata={"ganlab": meta})
-
-
-@dataclass(frozen=True)
-class ParamInfo:
-    name: str
-    type: type
-    default: Any
-    low: float | None
-    high: float | None
-    choices: tuple | None
-    log: bool
-    search: tuple | None
-    help: str
-
-    @property
-    def key(self) -> str:
-        """The name on the command line: the field name without the trailing underscore that
-        escapes a Python keyword (field ``lambda_`` is given as ``lambda=10``)."""
-        return self.name[:-1] if self.name.endswith("_") else self.name
-
-    def search_space(self) -> tuple | None:
-        """``("float"|"int", lo, hi, log)`` or ``("categorical", choices)``, or None if fixed."""
-        if self.search is not None and len(self.search) == 0:
-            return None
-        if self.search is not None and self.type not in (int, float):
-            return ("categorical", tuple(self.search))
-        if self.type is bool:
-            return ("categorical", (False, True))
-        if self.choices is not None:
-            return ("categorical", tuple(self.search or self.choices))
-        lo, hi = self.search if self.search is not None else (self.low, self.high)
-        if lo is None or hi is None:
-            return None
-        return ("int" if self.type is int else "float", lo, hi, self.log)
-
-    def describe_range(self) -> str:
-        return describe_bounds(self.type, self.low, self.high, self.choices)
-
-
-def param_infos(params_cls: type) -> list[ParamInfo]:
-    hints = typing.get_type_hints(params_cls)
-    out = []
-    for f in dataclasses.fields(params_cls):
-        meta = f.metadata.get("ganlab", {})
-        out.append(
-            ParamInfo(
-                name=f.name,
-                type=hints[f.name],
-                default=f.default,
-                low=meta.get("low"),
-                high=meta.get("high"),
-                choices=meta.get("choices"),
-                log=meta.get("log", False),
-                search=meta.get("search"),
-                help=meta.get("help", ""),
-            )
-        )
-    return out
-
-
-def coerce_param(trick: str, info: ParamInfo, value: Any) -> Any:
-    """A trick parameter's value (a string from the command line, or a TOML value), checked."""
-    where = f"--trick {trick}:{info.key}={value}"
-    try:
-        value = coerce(value, info.type, text=True)
-    except BadValue as exc:
-        raise UsageError(f"{where}: {exc}; allowed: {info.describe_range()}") from None
-    try:
-        return check_bounds(value, info.type, info.low, info.high, info.choices)
-    except BadValue as exc:
-        raise UsageError(f"{where}: {exc}") from None
+__all__ = ["HOOKS", "NetSpec", "NoParams", "OptimSpec", "Phase", "StepContext", "StepPlan", "Trick", "uniform_like"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,37 +74,9 @@ def coerce_param(trick: str, info: ParamInfo, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class NetSpec:
-    """How the networks are built. Tricks return a modified copy (``dataclasses.replace``).
-
-    Block kinds are names in the factories of :mod:`ganlab.nets.blocks`, which a trick may
-    extend (``register_upsample("pixeltcl", ...)``), so the core stays trick-agnostic.
-    """
-
-    generator: str = "unet"  # unet | resnet18-unet
-    discriminator: str = "patch"  # patch | pixel
-    in_channels: int = 1
-    out_channels: int = 2
-    size: int = 256
-    ngf: int = 64
-    ndf: int = 64
-    n_layers: int = 3
-    g_norm: str = "batch"
-    d_norm: str = "batch"
-    g_down_act: str = "leaky_relu"
-    g_up_act: str = "relu"
-    d_act: str = "leaky_relu"
-    upsample: str = "convtranspose"
-    downsample: str = "conv"
-    g_dropout: float = 0.5
-    d_dropout: float = 0.0
-    d_width: float = 1.0  # multiplies ndf
-    d_wrap: tuple[Callable[[torch.nn.Module], torch.nn.Module], ...] = ()  # applied to D's convs
-    backbone_weights: str = "none"
-
-
-@dataclass(frozen=True)
 class OptimSpec:
+    """The optimisers' settings (Adam for both networks). Tricks return a modified copy."""
+
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas_g: tuple[float, float] = (0.5, 0.999)
@@ -198,15 +92,16 @@ class StepPlan:
     g_steps: int = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class Phase:
     """What a loss hook can see. ``d_real``/``d_fake`` are D's outputs for this update.
 
     In the D phase ``fake`` is detached; in the G phase ``d_real`` is None (under ``--gan-mode
     rpgan``: D's output on the real pair, without a graph) and ``d_fake`` is D(cond, G(cond)) with the
     graph to G, taken on the pair ``g_inputs`` returned (``fake`` stays G's own output, which the
-    L1 term compares with ``real``). ``d_forward(cond, x)`` runs D on a (condition, image) pair the way the step does
-    (autocast included), for penalties that need extra D passes.
+    L1 term compares with ``real``). ``d_forward(cond, x)`` runs D on a
+    (condition, image) pair the way the step does (autocast included), for penalties that need
+    extra D passes.
     """
 
     cond: torch.Tensor
@@ -217,23 +112,86 @@ class Phase:
     d_forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass
 class StepContext:
-    """Shared by all tricks of a run; the loop updates ``step`` before every iteration.
+    """What a trick reads of the run; shared by all tricks of a run. Read-only to tricks.
 
-    ``cfg`` is the run's resolved configuration; ``rng`` the random-number generator every
-    trick draws from (saved with the checkpoint); ``G`` and ``D`` the plain networks."""
+    ``cfg``          the run's resolved configuration, a frozen :class:`~ganlab.config.TrainConfig`
+                     (None for a step built by hand)
+    ``step``         the iteration about to run (0-based, pre-training included); the loop
+                     advances it before every iteration
+    ``total_steps``  the run's iterations, pre-training included
+    ``adv_step``     the iteration's index in the adversarial stage: ``step - cfg.pretrain_steps``
+                     (negative during pre-training)
+    ``adv_total_steps``  the adversarial stage's length: ``total_steps - cfg.pretrain_steps``
+    ``gan_mode``     the adversarial loss the step computes (after ``configure_loss``)
+    ``device``       the training device
+    ``rng``          the ``torch.Generator`` (on ``device``) every trick draws its random numbers
+                     from; the checkpoint saves it
+    ``G``, ``D``     the plain networks (D is None under ``--gan-mode none``); a trick reads them,
+                     and changes their weights in place only in ``after_d_update`` /
+                     ``after_g_update`` (see the module's list of what a trick may change)
+    ``opt_g``, ``opt_d``  the optimisers, to read (the current learning rate: ``param_groups``)
 
-    cfg: "TrainConfig"
-    G: torch.nn.Module
-    D: torch.nn.Module
-    opt_g: torch.optim.Optimizer | None
-    opt_d: torch.optim.Optimizer | None
-    rng: torch.Generator
-    device: torch.device
-    gan_mode: str
-    step: int = 0
-    total_steps: int = 0
+    Assigning to any of these raises ``AttributeError``; only the loop moves ``step``.
+    """
+
+    __slots__ = ("_cfg", "_G", "_D", "_opt_g", "_opt_d", "_rng", "_device", "_gan_mode", "_step", "_total_steps")
+
+    def __init__(self, cfg: "TrainConfig | None", G: torch.nn.Module | None, D: torch.nn.Module | None,
+                 opt_g: torch.optim.Optimizer | None, opt_d: torch.optim.Optimizer | None, rng: torch.Generator,
+                 device: torch.device, gan_mode: str, step: int = 0, total_steps: int = 0):
+        for name, value in (("cfg", cfg), ("G", G), ("D", D), ("opt_g", opt_g), ("opt_d", opt_d), ("rng", rng),
+                            ("device", device), ("gan_mode", gan_mode), ("step", step), ("total_steps", total_steps)):
+            object.__setattr__(self, "_" + name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "step":  # the loop's clock
+            object.__setattr__(self, "_step", value)
+            return
+        raise AttributeError(f"StepContext.{name} is read-only: a trick changes the step through what its hooks "
+                             "return (see 'What a trick may change' in ganlab.trick.base)")
+
+    def __repr__(self) -> str:
+        return (f"StepContext(step={self._step}, total_steps={self._total_steps}, gan_mode={self._gan_mode!r}, "
+                f"device={self._device})")
+
+    cfg = property(lambda self: self._cfg, doc="The run's configuration (frozen).")
+    G = property(lambda self: self._G, doc="The generator (the plain module).")
+    D = property(lambda self: self._D, doc="The discriminator (the plain module), or None.")
+    opt_g = property(lambda self: self._opt_g, doc="G's optimiser, to read.")
+    opt_d = property(lambda self: self._opt_d, doc="D's optimiser, to read, or None.")
+    rng = property(lambda self: self._rng, doc="The generator every trick draws random numbers from.")
+    device = property(lambda self: self._device, doc="The training device.")
+    gan_mode = property(lambda self: self._gan_mode, doc="The adversarial loss the step computes.")
+    total_steps = property(lambda self: self._total_steps, doc="The run's iterations, pre-training included.")
+
+    @property
+    def step(self) -> int:
+        """The iteration about to run (0-based, pre-training included)."""
+        return self._step
+
+    @property
+    def pretrain_steps(self) -> int:
+        """The L1-only iterations before the adversarial stage (0 without a configuration)."""
+        return self._cfg.pretrain_steps if self._cfg is not None else 0
+
+    @property
+    def adv_step(self) -> int:
+        """The index of this iteration in the adversarial stage (0 at the hand-over from
+        pre-training; negative before it)."""
+        return self._step - self.pretrain_steps
+
+    @property
+    def adv_total_steps(self) -> int:
+        """The length of the adversarial stage, in iterations."""
+        return max(self._total_steps - self.pretrain_steps, 0)
+
+
+def uniform_like(t: torch.Tensor, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    """A new tensor shaped like ``t`` (its dtype and device) with elements ~ U[low, high], drawn
+    from ``generator`` (a trick passes ``ctx.rng``): random targets, noise levels."""
+    u = torch.rand(t.shape, generator=generator, device=t.device, dtype=t.dtype)
+    return u.mul_(high - low).add_(low)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,7 +201,7 @@ class StepContext:
 
 @dataclass(frozen=True)
 class NoParams:
-    pass
+    """The ``Params`` of a trick without parameters."""
 
 
 class Trick:
@@ -252,21 +210,26 @@ class Trick:
     Class attributes a trick declares:
 
     - ``name``: the flag name (``--trick NAME``), as registered in the entry point.
-    - ``Params``: a frozen dataclass whose fields use :func:`param` (defaults and ranges).
+    - ``Params``: a frozen dataclass whose fields use :func:`~ganlab.trick.param` (defaults,
+      ranges, and the conditions under which a parameter acts).
     - ``summary`` / ``paper``: one line each for ``ganlab tricks``.
     - ``order``: position in the stack (ascending; ties broken by name).
-    - ``provides`` / ``requires`` / ``conflicts``: capability names. The base step provides
-      ``gan:<mode>`` and, for the label-based modes (vanilla, lsgan), ``label-targets``.
-      A capability in ``replaces`` is provided exclusively: two tricks replacing the same thing
+    - ``provides`` / ``requires`` / ``conflicts``: capability names
+      (:class:`~ganlab.trick.Capability`). The base step provides ``Capability.gan(mode)``
+      and, for the label-based modes (vanilla, lsgan), ``Capability.LABEL_TARGETS``. A
+      capability in ``replaces`` is provided exclusively: two tricks replacing the same thing
       cannot be stacked. ``removes`` takes a capability away (a Wasserstein critic removes
-      ``label-targets``); ``requires_reason``/``conflicts`` give the sentence a refusal prints.
+      ``LABEL_TARGETS``); ``requires_reason``/``conflicts`` give the sentence a refusal prints.
     - ``identity``: parameter values at which the trick leaves the step bit-identical to the
       baseline (``None`` when the trick has no such setting).
     - ``needs_discriminator``: False for a trick that acts on G alone (its architecture, a moving
       average of its weights), which the L1-only control (``--gan-mode none``) can run.
 
+    ``self.params`` is the trick's ``Params`` instance. Hooks receive ``ctx``, a read-only
+    :class:`StepContext`; what a trick may change is listed in :mod:`ganlab.trick.base`.
     :mod:`ganlab.testing` holds the conformance checks every trick is expected to pass;
-    ``tricks/_template.py`` is a commented example to copy.
+    ``tricks/_template.py`` (installed as ``ganlab.tricks._template``) is a commented example
+    to copy.
     """
 
     name: ClassVar[str] = ""
@@ -288,68 +251,130 @@ class Trick:
 
     # Build time -------------------------------------------------------------------------------
     def configure_nets(self, spec: NetSpec) -> NetSpec:
+        """How the networks are built. Runs once, before anything is built (also for inference,
+        the memory estimate and ``ganlab bench``), in stack order.
+
+        Receives the :class:`NetSpec` the configuration and the earlier tricks made; returns it,
+        or a changed copy (``dataclasses.replace``). Block kinds it names must be registered
+        (:func:`ganlab.nets.register_upsample` and its siblings).
+        """
         return spec
 
     def configure_modules(self, G: torch.nn.Module, D: torch.nn.Module | None):
-        """Transform the built networks (before they move to the device and get optimisers).
+        """Transform the built networks, before they move to the device and get optimisers.
 
         For what a :class:`NetSpec` cannot reach, such as the layers inside torchvision's
-        ResNet encoder. ``D`` is None when only the generator is built (``ganlab colorize``),
-        so a change that G's weights depend on must not depend on D. Must not add parameters
-        that are missing from a checkpoint built the same way.
+        ResNet encoder. Receives G and D (``D`` is None when only the generator is built, for
+        ``ganlab colorize``), so a change that G's weights depend on must not depend on D.
+        Returns ``(G, D)``: the same modules changed in place, or replacements. Must not add
+        parameters that are missing from a checkpoint built the same way.
         """
         return G, D
 
     def configure_loss(self, gan_mode: str) -> str:
-        """The adversarial loss the step computes (a name in :data:`ganlab.losses.GAN_MODES`)."""
+        """The adversarial loss the step computes. Runs once at build time; receives the mode
+        the configuration and earlier tricks chose and returns a name in
+        :data:`ganlab.losses.GAN_MODES` (a trick that replaces the loss declares
+        ``replaces = {Capability.ADVERSARIAL_LOSS}``)."""
         return gan_mode
 
     def configure_optim(self, spec: OptimSpec) -> OptimSpec:
+        """The optimisers' learning rates, betas and weight decay. Runs once at build time;
+        receives the :class:`OptimSpec` from the configuration and earlier tricks and returns it
+        or a changed copy. The only place a trick sets learning rates (``--lr-decay-steps``
+        still scales what it returns)."""
         return spec
 
     def setup(self, ctx: StepContext) -> None:
-        pass
+        """Called once, after the networks and optimisers exist and before the first iteration
+        (also when a run is resumed, before the checkpoint's trick state is loaded). Creates
+        what the trick keeps beside the networks (a copy of G's weights, a buffer) from
+        ``ctx.G``/``ctx.D``; returns nothing and changes nothing it is given."""
 
     # Every iteration --------------------------------------------------------------------------
     def plan(self, plan: StepPlan, ctx: StepContext) -> StepPlan:
+        """How many D and G updates this iteration makes. Called at the start of every
+        adversarial iteration (not during pre-training); receives the plan so far (1 and 1 by
+        default) and returns a :class:`StepPlan` (``d_steps``/``g_steps`` whole numbers >= 0, not
+        both 0). Every extra update draws a fresh batch. A trick that sets the ratio declares
+        ``replaces = {Capability.UPDATE_RATIO}``."""
         return plan
 
     def d_inputs(self, real_pair, fake_pair, ctx: StepContext):
+        """What D is trained on, in each D update before D's forward passes.
+
+        Receives ``real_pair = (cond, real)`` and ``fake_pair = (cond, fake)`` (``fake``
+        detached) and returns both pairs, each tensor with the shape, dtype and device it came
+        with (noise added, a sample swapped for a pooled one). The G update does not see this
+        hook's changes; see :meth:`g_inputs`.
+        """
         return real_pair, fake_pair
 
     def d_targets(self, t_real: torch.Tensor, t_fake: torch.Tensor, ctx: StepContext):
+        """D's targets, in each D update of a label-based loss (vanilla, lsgan) only.
+
+        Receives the target tensors for the real and fake outputs (ones and zeros shaped like
+        D's output map, or what earlier tricks made of them) and returns ``(t_real, t_fake)``,
+        new tensors of the same shapes and dtypes with finite values. A trick using this hook
+        declares ``requires = {Capability.LABEL_TARGETS}``.
+        """
         return t_real, t_fake
 
     def d_loss(self, terms: dict[str, torch.Tensor], phase: Phase, ctx: StepContext):
+        """D's loss terms, in each D update before the backward pass.
+
+        Receives the terms so far (``{"fake": ..., "real": ...}``, each half the pix2pix
+        objective's term, plus what earlier tricks added) and the :class:`Phase` (the batch,
+        D's outputs and ``d_forward`` for extra passes). Returns a new dict of finite scalar
+        tensors; the step minimises their sum and logs each added term as ``D/<name>``.
+        """
         return terms
+
+    def after_d_update(self, ctx: StepContext) -> None:
+        """Called after each optimiser step of D. May change ``ctx.D``'s weights in place under
+        ``torch.no_grad()`` (weight clipping), and the trick's own state; returns nothing."""
 
     def g_inputs(self, fake_pair, ctx: StepContext):
         """The (condition, fake) pair D judges in the G update, the fake with its graph to G.
 
         For a trick that changes what D sees in both phases (instance noise): G's gradient is
-        then taken through D on what D was trained on. A trick that shows D other samples
-        (an image pool) has no business here: G's loss is about its current fakes.
+        then taken through D on what D was trained on. Returns a pair of the same shapes, the
+        fake still differentiable. A trick that shows D other samples (an image pool) has no
+        business here: G's loss is about its current fakes.
         """
         return fake_pair
 
     def g_loss(self, terms: dict[str, torch.Tensor], phase: Phase, ctx: StepContext):
+        """G's loss terms, in each G update before the backward pass.
+
+        Receives the terms so far (``{"adv": ..., "l1": lambda_l1 * L1}`` plus what earlier
+        tricks added) and the :class:`Phase` (``d_fake`` with its graph to G). Returns a new dict
+        of finite scalar tensors with a gradient to G; the step minimises their sum and logs
+        each added term as ``G/<name>``.
+        """
         return terms
 
-    def after_d_update(self, ctx: StepContext) -> None:
-        pass
-
     def after_g_update(self, ctx: StepContext) -> None:
-        pass
+        """Called after each optimiser step of G in the adversarial stage and in the L1-only
+        control (``--gan-mode none``), not in pre-training. May change ``ctx.G``'s weights in place under ``torch.no_grad()`` and the trick's own
+        state (a moving average of G's weights); returns nothing."""
 
     def eval_generator(self, G: torch.nn.Module, ctx: StepContext) -> torch.nn.Module:
+        """The module that evaluation, the sample grids, the checkpoint's ``G_ema`` and
+        ``ganlab colorize`` use in place of G. Receives G (or what an earlier trick returned)
+        and returns a module with G's input and output shapes; must not change G."""
         return G
 
     # Checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The trick's own state that a resumed run needs (counters, buffers, averages), as
+        plain data: tensors, numbers, strings, None, lists and dicts (checkpoints are read with
+        ``weights_only=True``). Called whenever a checkpoint is written."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore what :meth:`state_dict` returned, after :meth:`setup`, when a run resumes.
+        Keys a checkpoint from an earlier version lacks should fall back to defaults."""
 
     # What the cost model needs to know (ganlab bench's FLOPs, the memory check) ---------------
     def penalty_passes(self, step: int) -> int:
@@ -367,13 +392,16 @@ class Trick:
         term on augmented inputs), ``"d_for_g"`` per G update (D frozen: feature matching's)."""
         return {}
 
-    # Helpers ----------------------------------------------------------------------------------
+    # Used by ganlab (not hooks) ----------------------------------------------------------------
     @classmethod
     def hooks_used(cls) -> list[str]:
+        """The hooks this class overrides, in the order of :data:`HOOKS`."""
         return [h for h in HOOKS if getattr(cls, h) is not getattr(Trick, h)]
 
     @classmethod
     def parse_params(cls, values: Mapping[str, Any]) -> Any:
+        """A ``Params`` instance from ``{key: value}`` (strings from the command line or typed
+        values), checked against the declared ranges; a bad key or value is a one-line error."""
         infos = {i.name: i for i in param_infos(cls.Params)}
         by_key = {**infos, **{i.key: i for i in infos.values()}}
         unknown = sorted(set(values) - set(by_key))

@@ -1,5 +1,6 @@
-"""The trick stack: tricks in their fold order, the checks that refuse an impossible stack, and
-the fold of every hook."""
+"""Private to ganlab (not the trick author's API; may change without notice): the trick stack, i.e.
+tricks in their fold order, the checks that refuse an impossible stack, and the fold of every
+hook. The training step, the build and the cost model call tricks only through it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from typing import Mapping
 
 from ganlab.errors import UsageError
 from ganlab.losses import L1_ONLY, LABEL_MODES
-from ganlab.trick.base import HOOKS, NetSpec, OptimSpec, StepContext, StepPlan, Trick, param_infos
-from ganlab.trick.registry import build_trick
+from ganlab.trick.base import HOOKS, NetSpec, OptimSpec, StepContext, StepPlan, Trick
+from ganlab.trick.capabilities import Capability
+from ganlab.trick.params import param_infos
+from ganlab.trick._registry import build_trick
+
+__all__ = ["TrickStack", "base_capabilities"]
 
 # --------------------------------------------------------------------------------------------
 # The stack
@@ -16,9 +21,10 @@ from ganlab.trick.registry import build_trick
 
 
 def base_capabilities(gan_mode: str) -> set[str]:
-    caps = {f"gan:{gan_mode}"}
+    """What the base step provides under ``--gan-mode gan_mode``."""
+    caps = {Capability.gan(gan_mode)}
     if gan_mode in LABEL_MODES:
-        caps.add("label-targets")
+        caps.add(Capability.LABEL_TARGETS)
     return caps
 
 
