@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlab import __version__
+from ganlab.version import __version__
 from ganlab.color import AB_SCALE, L_SCALE, conversion_constants, lab_to_rgb_with, rgb_to_lab_with
 from ganlab.errors import GanlabError, UsageError
 

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from ganlab import __version__
+from ganlab.version import __version__
 from ganlab.errors import GanlabError, UsageError
 from ganlab.errors import Stopped
 
@@ -120,28 +120,35 @@ def entry() -> None:
 
     After a command has finished, CPython's own shutdown spends 0.4-0.9 s tearing down
     PyTorch's modules one by one (more once ``torch._dynamo`` is loaded), work whose only
-    result is freed memory the operating system reclaims anyway. So, once the command returns,
-    the program does what that shutdown would do that has an effect -- waits for threads that
-    are still working, runs the ``atexit`` handlers, flushes the standard streams -- and ends
-    the process there. Every file ganlab writes is closed (and fsync'ed) before the command
-    returns. An exception from :func:`main` (``--debug``) takes the ordinary way out.
+    result is freed memory the operating system reclaims anyway. The shutdown's earlier steps do
+    have effects and are kept: it waits for the threads still working (and stops idle thread
+    pools), then runs the ``atexit`` handlers, last-registered first. So the program registers
+    one handler before anything else can (it runs last), and that handler flushes the standard
+    streams and ends the process with the command's exit code, before the module teardown.
+    Every file ganlab writes is closed (and fsync'ed) before the command returns. An exception
+    from :func:`main` (``--debug``) takes the ordinary way out, as does ``GANLAB_ORDINARY_EXIT=1``
+    (for tools that hook the interpreter's teardown).
     """
-    code = main()
-    if os.environ.get("GANLAB_ORDINARY_EXIT"):  # for tools that hook the interpreter's shutdown
-        raise SystemExit(code)
+    if os.environ.get("GANLAB_ORDINARY_EXIT"):
+        raise SystemExit(main())
     import atexit
-    import threading
 
-    # What the interpreter's own shutdown runs first: stop idle thread pools (their workers are
-    # not daemons and would otherwise wait for work forever), then join the non-daemon threads.
-    threading._shutdown()
-    atexit._run_exitfuncs()
+    finished: list[int] = []
+    atexit.register(_end_process, finished)  # the first handler registered: the last one run
+    code = main()
+    finished.append(code if isinstance(code, int) else 1)
+    raise SystemExit(code)
+
+
+def _end_process(finished: list[int]) -> None:
+    if not finished:  # main raised: the ordinary shutdown
+        return
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: nothing more can reach it
             pass
-    os._exit(code if isinstance(code, int) else 1)
+    os._exit(finished[0])
 
 
 if __name__ == "__main__":  # pragma: no cover

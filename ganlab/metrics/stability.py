@@ -150,10 +150,6 @@ def _joined_sum(series: Series, a: str, b: str) -> np.ndarray:
     return np.asarray([va[i] + vb[index[k]] for i, k in enumerate(ka) if k in index], np.float64)
 
 
-def _mad(x: np.ndarray) -> float:
-    return float(np.median(np.abs(x - np.median(x))))
-
-
 # ---------------------------------------------------------------------------------------------
 # Loss-shape terms (invariant to a shift or a positive scale of any series)
 # ---------------------------------------------------------------------------------------------

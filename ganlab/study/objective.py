@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from ganlab.errors import GanlabError
+from ganlab.metrics.names import INLOOP_METRICS, inloop_value
 from ganlab.metrics.stability import SCALE
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DIVERGED_INSTABILITY", "INLOOP_METRICS", "combined_objective_values", "lower_is_better", "mean_metrics",
            "named_objective_values", "seed_mean", "spread_metric", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
-           "measured_in_loop", "objective_values", "scalar_for_pruning"]
+           "measured_in_loop", "scalar_for_pruning"]
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,6 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("fid", "minimize", "fid", needs_inception=True, doc="Frechet Inception distance on the validation set"),
         Objective("instability", "minimize", None, doc="the instability score of the run's logged series"),
     )
-}
-
-
-# What the in-loop evaluation (``ganlab.train.inloop.evaluate``: ``val/L1`` plus ``metrics.inloop``) reports
-# every ``eval_every`` steps, with the direction in which each is better. ``val/kid`` only where
-# the Inception weights are already here.
-INLOOP_METRICS: dict[str, str] = {
-    "val/L1": "minimize", "val/swd": "minimize", "val/color_hist": "minimize", "val/psnr": "maximize",
-    "val/ssim": "maximize", "val/ab_l1": "minimize", "val/colorfulness_gap": "minimize", "val/kid": "minimize",
 }
 
 
@@ -107,10 +99,6 @@ def combined_objective_values(spec: "StudySpec", values: Mapping[str, float]) ->
     return [values[n] for n in spec.objectives]
 
 
-def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float) -> list[float]:
-    return combined_objective_values(spec, named_objective_values(spec, metrics, instability))
-
-
 def seed_mean(spec: "StudySpec", records: list[dict]) -> tuple[dict[str, list[float]], dict[str, float]]:
     """A several-seed trial's objectives: per objective the value of each seed, and their mean.
 
@@ -147,13 +135,6 @@ def lower_is_better(spec: "StudySpec", metrics: Mapping[str, float]) -> float | 
     if v is None:
         return None
     return v if INLOOP_METRICS.get(key, "minimize") == "minimize" else -v
-
-
-def inloop_value(key: str, metrics: Mapping[str, float]) -> float | None:
-    v = metrics.get(key)
-    if v is None:
-        return None
-    return abs(v) if key == "val/colorfulness_gap" else float(v)  # as the objective counts it
 
 
 def scalar_for_pruning(spec: "StudySpec", metrics: Mapping[str, float]) -> float | None:
