@@ -108,7 +108,7 @@ class TrainConfig:
     norm: str = setting("batch", "networks", "default {default}", choices=NORMS)
     # Losses and optimisation
     gan_mode: str = setting("vanilla", "losses and optimisation",
-                            "adversarial loss (default {default}); none: the L1-only control (G trained with lambda*L1 "
+                            "adversarial loss (default {default}); rpgan: the relativistic pairing loss of R3GAN; none: the L1-only control (G trained with lambda*L1 "
                             "alone, no D)", choices=(*GAN_MODES, L1_ONLY))
     lambda_l1: float = setting(100.0, "losses and optimisation", "weight of the L1 term (default {default:g})")
     lr: float = setting(2e-4, "losses and optimisation", "Adam learning rate (default {default:g})")
