@@ -4,7 +4,8 @@
     python benchmarks/interval_coverage.py --reps 400
 
 Compares scipy's percentile and BCa bootstrap with the studentised bootstrap that
-``ganlab.study.evidence`` uses (docs/statistics.md).
+``ganlab.study.evidence`` used before its sign test (docs/statistics.md says why neither is used
+now; benchmarks/error_rates.py measures the sign test and the family).
 """
 
 from __future__ import annotations

@@ -23,8 +23,12 @@ Reproduce the table in docs/tricks.md (one CPU thread, about half an hour)::
         --ngf 16 --ndf 16 --seeds 0 1 --out runs/trick-stability --markdown runs/trick_stability.md
 
 ``--tricks a b`` restricts the set; ``--reuse`` reads finished runs from ``--out`` instead of
-training again; each trick runs at its default parameters (``--trick`` syntax is accepted:
-``--tricks wgan-gp:n_critic=2``). A Wasserstein critic's "accuracy" is the sign of its output
+training again (a run stopped half-way is trained again), so the same command resumes a screen; each trick runs at its default parameters (``--trick`` syntax is accepted:
+``--tricks wgan-gp:n_critic=2``; ``+`` joins several into one configuration, and
+``gan_mode=rpgan`` in it sets the loss: ``--tricks gan_mode=rpgan+r1+r2``). ``--paired`` adds
+a second table: each configuration against the baseline, as the seed-paired difference of the
+instability score, the a/b-histogram distance and the SWD at the end, with ganlab's
+bootstrap-t 95 % interval and verdict (``ganlab.study.evidence.paired_effect``; 5 seeds or more). A Wasserstein critic's "accuracy" is the sign of its output
 (threshold 0), which is not a probability: read wgan-gp's D acc columns with that in mind.
 """
 
@@ -78,6 +82,8 @@ def stats_of(run_dir: Path) -> dict:
         "instability": report.score,
         "degenerate": report.degenerate,
         "val_l1": val[-1][1] if val else math.nan,
+        "val_swd": series["val/swd"][-1][1] if series.get("val/swd") else math.nan,
+        "val_color_hist": series["val/color_hist"][-1][1] if series.get("val/color_hist") else math.nan,
         "d_loss": _mean(series, "D/total"),
         "g_adv": _mean(series, "G/adv"),
     }
@@ -113,6 +119,47 @@ def markdown(rows: list[dict], command: str) -> str:
     return f"Command: `{command}`\n\n" + head + body
 
 
+def paired_markdown(rows: list[dict]) -> str:
+    """Each configuration against the baseline: seed-paired differences (configuration minus
+    baseline; negative is better for all three) with their interval and verdict."""
+    from ganlab.study.evidence import paired_effect
+
+    by_label: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], {})[r["seed"]] = r["stats"]
+    base = by_label.get("baseline", {})
+    keys = (("instability", "I"), ("val_color_hist", "a/b hist"), ("val_swd", "SWD (x 1e3)"))  # val/swd is x 1e3
+    head = "| run | seeds | " + " | ".join(f"Δ {name} (verdict)" for _, name in keys) + " |\n"
+    head += "|---|---|" + "---|" * len(keys) + "\n"
+    body = ""
+    for label, by_seed in by_label.items():
+        if label == "baseline":
+            continue
+        cells = []
+        for key, _ in keys:
+            x = {s: st[key] for s, st in by_seed.items()}
+            y = {s: st[key] for s, st in base.items()}
+            e = paired_effect(x, y, "minimize")
+            cells.append(f"{e.text()} ({e.verdict})")
+        body += f"| {label} | {len(by_seed)} | " + " | ".join(cells) + " |\n"
+    return head + body
+
+
+def _config(spec: str) -> tuple[str, list[str], str | None]:
+    """(label, trick specs, gan mode or None) of a ``--tricks`` entry: ``+`` joins parts, a part
+    ``gan_mode=NAME`` sets the loss."""
+    tricks, mode = [], None
+    for part in spec.split("+"):
+        if part.startswith("gan_mode="):
+            mode = part.split("=", 1)[1]
+        else:
+            tricks.append(part)
+    from ganlab.trick._registry import parse_trick_arg
+
+    label = spec if ("+" in spec or ":" in spec or mode) else parse_trick_arg(spec)[0]
+    return label, tricks, mode
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="training images")
@@ -132,25 +179,27 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="store_true", help="read runs already in --out instead of training them again")
     p.add_argument("--markdown", help="write the table to this file")
     p.add_argument("--json", help="write all statistics to this file")
+    p.add_argument("--paired", action="store_true", help="add the table of seed-paired differences against the baseline")
     args = p.parse_args(argv)
 
     import torch
     from rich.console import Console
 
     from ganlab.config import resolve
-    from ganlab.trick._registry import parse_trick_arg, registry
+    from ganlab.trick._registry import registry
     from ganlab.train import train
 
     torch.set_num_threads(args.threads)
     specs = args.tricks if args.tricks is not None else list(registry())
-    configs = [("baseline", [])] + [(parse_trick_arg(t)[0] if ":" not in t else t, [t]) for t in specs]
+    configs = [("baseline", [], None)] + [_config(t) for t in specs]
     out = Path(args.out)
     rows = []
-    for label, tricks, seed in [(lab, tr, sd) for lab, tr in configs for sd in args.seeds]:
-        name = "stab-" + label.replace(":", "_").replace(",", "_").replace("=", "") + f"-s{seed}"
+    # seed by seed, every configuration: a screen stopped early still pairs each one with the baseline
+    for label, tricks, mode, seed in [(lab, tr, md, sd) for sd in args.seeds for lab, tr, md in configs]:
+        name = "stab-" + label.replace(":", "_").replace(",", "_").replace("=", "").replace("+", "-") + f"-s{seed}"
         existing = sorted(out.glob(f"*-{name}")) if out.is_dir() else []
-        if args.reuse and existing and (existing[-1] / "stats.jsonl").is_file():
-            run_dir, seconds = existing[-1], json.loads((existing[-1] / "bench.json").read_text())["seconds"] if (existing[-1] / "bench.json").is_file() else math.nan
+        if args.reuse and existing and (existing[-1] / "bench.json").is_file():  # written once the run has finished
+            run_dir, seconds = existing[-1], json.loads((existing[-1] / "bench.json").read_text())["seconds"]
         else:
             flags = {
                 "data": args.data, "val_data": args.val_data, "steps": args.steps, "batch_size": args.batch_size,
@@ -158,6 +207,7 @@ def main(argv=None) -> int:
                 "precision": args.precision, "out": str(out), "name": name, "eval_every": args.eval_every,
                 "save_every": args.steps, "log_every": 10,
                 "tricks": tricks,
+                **({"gan_mode": mode} if mode else {}),
             }
             cfg = resolve(flags)
             t0 = time.perf_counter()
@@ -174,6 +224,8 @@ def main(argv=None) -> int:
               f"val/L1 {s['val_l1']:.4f} {s['degenerate'] or ''} ({seconds:.0f} s)", file=sys.stderr, flush=True)
     command = "python benchmarks/trick_stability.py " + " ".join(sys.argv[1:] if argv is None else argv)
     table = markdown(rows, command)
+    if args.paired:
+        table += "\n" + paired_markdown(rows)
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table)

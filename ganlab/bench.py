@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from rich.table import Table
 
-from ganlab import config as C
+from ganlab.config import TrainConfig
 from ganlab.data import ImageSet, PairedImages, build_datasets
 from ganlab.data.images import Skipped
 from ganlab.errors import UsageError
@@ -223,7 +223,7 @@ class Runner:
     steps_done: int = 0
 
 
-def _trainer_runner(variant: Variant, cfg: C.TrainConfig, data, log_every: int, console_warn) -> Runner:
+def _trainer_runner(variant: Variant, cfg: TrainConfig, data, log_every: int, console_warn) -> Runner:
     vcfg = cfg.replace(**dict(variant.overrides)).validate()
     runtime = runtime_for(vcfg)
     session = build_session(vcfg, runtime, total=10**9)
@@ -376,10 +376,10 @@ def _time_round(runner: Runner, steps: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def base_config(settings: dict[str, Any]) -> C.TrainConfig:
+def base_config(settings: dict[str, Any]) -> TrainConfig:
     """The configuration every variant starts from: ``ganlab train``'s settings as given to the
     bench (its own defaults for size and batch), no pretrained backbone, one step."""
-    return C.TrainConfig.from_dict({**settings, "backbone_weights": "none", "steps": 1}, "flags").validate()
+    return TrainConfig.from_dict({**settings, "backbone_weights": "none", "steps": 1}, "flags").validate()
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from ganlab.coerce import BadValue, coerce, type_name
 from ganlab.errors import UsageError
 from ganlab.modes import GAN_MODES, L1_ONLY
 from ganlab.devices import DEVICE_HELP, check_device_name
+from ganlab.metrics.names import INLOOP_METRICS
 from ganlab.registry import DISCRIMINATORS, GENERATORS
-from ganlab.trick._registry import parse_trick_arg
 
 __all__ = ["SAMPLE_PRESET", "TrainConfig", "TrickSpec", "check_run_name", "default_run_name", "flag_name", "load_toml",
-           "resolve", "setting"]
+           "parse_trick_arg", "resolve", "setting"]
 
 TASKS = ("colorize", "paired")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -108,7 +108,7 @@ class TrainConfig:
     norm: str = setting("batch", "networks", "default {default}", choices=NORMS)
     # Losses and optimisation
     gan_mode: str = setting("vanilla", "losses and optimisation",
-                            "adversarial loss (default {default}); none: the L1-only control (G trained with lambda*L1 "
+                            "adversarial loss (default {default}); rpgan: the relativistic pairing loss of R3GAN; none: the L1-only control (G trained with lambda*L1 "
                             "alone, no D)", choices=(*GAN_MODES, L1_ONLY))
     lambda_l1: float = setting(100.0, "losses and optimisation", "weight of the L1 term (default {default:g})")
     lr: float = setting(2e-4, "losses and optimisation", "Adam learning rate (default {default:g})")
@@ -199,12 +199,8 @@ class TrainConfig:
             raise bad("val_split", "must be between 0 and 1 (e.g. 0.2)")
         if self.name is not None:
             check_run_name(self.name, "--name")
-        if self.best_metric != "none":
-            from ganlab.study.objective import INLOOP_METRICS  # the in-loop metrics and their directions
-
-            if self.best_metric not in INLOOP_METRICS:
-                raise bad("best_metric", f"not a metric of the in-loop evaluation; choose one of {', '.join(INLOOP_METRICS)} "
-                                         "or none")
+        if self.best_metric != "none" and self.best_metric not in INLOOP_METRICS:
+            raise bad("best_metric", f"not a metric of the in-loop evaluation; choose one of {', '.join(INLOOP_METRICS)} or none")
         return self
 
     def _validate_folder_pairs(self) -> None:
@@ -290,6 +286,21 @@ def _coerce_value(key: str, typ, value, where: str):
         return coerce(value, typ, text=key in AUTO_OR_NUMBER and isinstance(value, int) and not isinstance(value, bool))
     except BadValue:
         raise UsageError(f"{where}: '{key.replace('_', '-')}' = {value!r} should be {type_name(typ)}") from None
+
+
+def parse_trick_arg(text: str) -> tuple[str, dict[str, str]]:
+    """``"label-flip:p=0.05,two_sided=true"`` -> ``("label-flip", {"p": "0.05", ...})``."""
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise UsageError(f"--trick '{text}': give a trick name, e.g. --trick label-flip:p=0.05")
+    values: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--trick '{text}': write parameters as key=value, separated by commas")
+        values[key.strip()] = value.strip()
+    return name, values
 
 
 def _coerce_trick(value, where: str) -> TrickSpec:

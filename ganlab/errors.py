@@ -43,6 +43,8 @@ class Stopped(Exception):
         if step is None:
             where = "before its first checkpoint; nothing was saved"
             then = "start it again" if run_dir is None else f"start it again (its folder {run_dir} holds no checkpoint)"
+            if trial is not None:
+                then = f"study trial {trial} is queued again and starts afresh at the next worker"
         else:
             where = (f"at step {step}; checkpoint step-{step:07d}.pt written" if saved
                      else f"at once (a second signal); its newest checkpoint is step {step}")

@@ -178,7 +178,7 @@ def evaluate_run(options: EvalOptions, console=None) -> dict[str, Any]:
     # The generator first: a run without one fails here, before any note or download.
     # best: the generator that was evaluated when best.pt was chosen (its moving average where kept)
     loaded = open_generator(str(source), "auto" if which == "best" else which, device=device,
-                            which="best" if which == "best" else "latest")
+                            which="best" if which == "best" else "latest", allow_nonfinite=True)
     cfg, G = loaded.cfg, loaded.G
 
     # Then the feature network and the weights, before any other work: one line each for what is

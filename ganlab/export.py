@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlab import __version__
+from ganlab.version import __version__
 from ganlab.color import AB_SCALE, L_SCALE, conversion_constants, lab_to_rgb_with, rgb_to_lab_with
 from ganlab.errors import GanlabError, UsageError
 
@@ -232,8 +233,14 @@ def format_for(out: Path, fmt: str | None) -> str:
     return "onnx" if out.suffix.lower() == ".onnx" else "torchscript"
 
 
-def check_out(out: Path, flag: str = "--out") -> None:
-    """Refuse an --out that cannot be written, before any work."""
+def check_out(out: Path, flag: str = "--out", *, overwrite: bool = False, source: Path | None = None) -> None:
+    """Refuse an --out that cannot be written, or must not be, before any work: a folder, a
+    special file (a FIFO, a device such as /dev/full: the atomic rename would put a regular
+    file in its place), a file of a run's ``checkpoints/`` folder (a training checkpoint
+    replaced by a model would read as a damaged checkpoint), the source itself, and an
+    existing file unless ``overwrite``."""
+    from ganlab.train.rundir import is_run_dir
+
     if out.is_dir():
         raise UsageError(f"{flag} {out}: is a folder; give a file name (e.g. {out / 'model.pt'})")
     parent = out.parent
@@ -243,6 +250,24 @@ def check_out(out: Path, flag: str = "--out") -> None:
         raise UsageError(f"{flag} {out}: {parent} is not a folder; choose another --out")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {out}: cannot write in {parent} (permissions); choose another --out")
+    real = Path(os.path.realpath(out))
+    if real.parent.name == "checkpoints" and is_run_dir(real.parent.parent):
+        raise UsageError(f"{flag} {out}: is inside the run folder's checkpoints/, where ganlab keeps its own checkpoints; "
+                         "write the model elsewhere (e.g. --out model.pt)")
+    if source is not None and source.is_file() and os.path.realpath(source) == str(real):
+        raise UsageError(f"{flag} {out}: is the checkpoint being exported; choose another --out")
+    try:
+        st = os.stat(out)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UsageError(f"{flag} {out}: cannot be used ({exc.strerror}); choose another --out") from None
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{flag} {out}: exists and is not a regular file (a FIFO, device or socket); "
+                             "give the name of a file to write")
+        if not overwrite:
+            raise UsageError(f"{flag} {out}: the file exists; add --overwrite to replace it, or choose another --out")
 
 
 def _torchscript_bytes(scripted: torch.jit.ScriptModule, meta: dict[str, str]) -> bytes:
@@ -305,7 +330,7 @@ class ExportResult:
 
 
 def export_model(source: str | os.PathLike, out: str | os.PathLike, *, checkpoint: str = "auto", fmt: str | None = None,
-                 max_side: int = 1024) -> ExportResult:
+                 max_side: int = 1024, overwrite: bool = False) -> ExportResult:
     """Export the generator of ``source`` (a run folder or a checkpoint file) to ``out``.
 
     The exported model is checked against ``ganlab colorize``'s code on an odd-sized image
@@ -314,10 +339,10 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, checkpoin
         # torch marks TorchScript as deprecated in favour of torch.export; its files still load
         # with torch alone, which is what an export is for
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.", category=FutureWarning)
-        return _export(source, out, checkpoint, fmt, max_side)
+        return _export(source, out, checkpoint, fmt, max_side, overwrite)
 
 
-def _export(source, out, checkpoint: str, fmt: str | None, max_side: int) -> ExportResult:
+def _export(source, out, checkpoint: str, fmt: str | None, max_side: int, overwrite: bool = False) -> ExportResult:
     from ganlab.infer import open_generator
     from ganlab.io import atomic_write_bytes
     from ganlab.nets import generator_stride
@@ -326,7 +351,9 @@ def _export(source, out, checkpoint: str, fmt: str | None, max_side: int) -> Exp
     fmt = format_for(out, fmt)
     if max_side < 0:
         raise UsageError(f"--max-side {max_side}: must be 0 (no limit) or a positive number of pixels")
-    check_out(out)
+    check_out(out, overwrite=overwrite, source=Path(source).expanduser())
+    if checkpoint not in ("auto", "latest", "ema", "best"):
+        check_out(out, overwrite=overwrite, source=Path(checkpoint).expanduser())
     if fmt == "onnx" and (why := onnx_available()):
         raise UsageError(f"--format onnx: {why}; or export --format torchscript")
     # best: the run's best.pt, its moving average of G where it kept one (what was evaluated)

@@ -32,11 +32,6 @@ from ganlab.io import atomic_write_bytes
 _active: contextvars.ContextVar["StatsBus | None"] = contextvars.ContextVar("ganlab_stats_bus", default=None)
 
 
-def active_bus() -> "StatsBus | None":
-    """The bus that :func:`report` writes to here (None outside a run)."""
-    return _active.get()
-
-
 def report(name: str, value) -> None:
     """Record ``value`` (a tensor, reduced by its mean, or a number) under ``name`` for this step,
     in the bus of the run that is executing in this thread (or context); nowhere outside a run."""

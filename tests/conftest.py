@@ -38,6 +38,18 @@ def write_images(folder: Path, n: int, seed: int = 0, sizes=((48, 64), (64, 48),
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one intra-op thread for the test: on tiny tensors one thread is faster than two
+    contending ones (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def image_dir(tmp_path: Path) -> Path:
     return write_images(tmp_path / "images", 6)
 

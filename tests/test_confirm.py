@@ -58,9 +58,10 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
                    '[tricks]\nalways = ["label-flip"]\n[tricks.fixed.label-flip]\np = 0.0\n')
     code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
     assert code == 0, err
-    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs")
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--runs", tmp_path / "runs", "--equivalence", "swd=1000")
     assert code == 0, err
     assert "3 arms (trial-0, baseline, l1-only) x 2 seeds" in err
+    assert "with 2 seeds no verdict is possible" in err and "3 comparisons at 5% family-wise (Holm) need at least 7 seeds" in err
     confirm = optuna.load_study(study_name="tiny-confirm", storage=f"sqlite:///{tmp_path / 'runs' / 'studies.db'}")
     runs = [t for t in confirm.trials if t.state == TrialState.COMPLETE]
     assert len(runs) == 6
@@ -72,8 +73,9 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     text = (report / "report.md").read_text()
     evidence = text.split("# The search")[0]
     assert "## What the evidence supports" in evidence and "(confounded screening)" in text
-    assert HELPS not in evidence.replace(f"**{HELPS}** or", "") and f"**{HURTS}**" not in evidence.replace(f"**{HURTS}** when", "")
-    assert f"need {MIN_SEEDS}" in evidence  # two seeds: too few for any verdict
+    verdicts = [line for line in evidence.splitlines() if line.startswith("- **")]
+    assert verdicts and not any(f"**{HELPS}**" in v or f"**{HURTS}**" in v for v in verdicts)
+    assert "too few seeds" in evidence and "a verdict needs 7" in evidence, evidence  # two seeds: no verdict
     assert (report / "evidence.png").stat().st_size > 1000
 
     # the same command with more seeds continues it: the new seeds are added to every arm
@@ -89,6 +91,17 @@ def test_confirm_then_report_gives_verdicts_and_an_identity_trick_never_helps(tm
     for line in identity:
         assert line.count(f"**{NO_EFFECT}**") == 2 and "identical results on every seed" in line, line
     assert "| trial-0 | label-flip:p=0 |" in evidence
+    assert "swd D = 1000" in evidence and "family of 3 (Holm, 5% family-wise)" in evidence
+
+    # a margin is declared before the results: changing it afterwards is refused in one line
+    code, _, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--equivalence", "swd=2")
+    assert code != 0 and "cannot change once declared" in err and "Traceback" not in err
+    code, _, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--primary")
+    assert code != 0 and "declared before any result" in err
+    # the planner reads the paired spread of the runs so far and trains nothing
+    code, out, err = run_cli("confirm", "tiny", "--runs", tmp_path / "runs", "--plan", "--effect", "swd=5")
+    assert code == 0, err
+    assert "A family of 3 comparisons at 5% (Holm)" in out and "| swd | 5 |" in out and "| 5 (" in out, out
 
 
 def test_a_killed_confirmation_worker_loses_no_run(tmp_path, image_dir, run_cli):
@@ -134,3 +147,25 @@ def test_a_killed_confirmation_worker_loses_no_run(tmp_path, image_dir, run_cli)
     done = {(t.user_attrs["arm"]["label"], t.user_attrs["arm"]["seed"]) for t in trials if t.state == TrialState.COMPLETE}
     assert done == {(a, s) for a in ("trial-0", "baseline", "l1-only") for s in (1000, 1001)}
     assert next(t for t in trials if t.number == target).state == TrialState.FAIL
+
+
+@pytest.mark.slow
+def test_until_decided_adds_seeds_in_rounds_and_the_report_names_its_looks(tmp_path, image_dir, run_cli):
+    f = study_file(tmp_path, image_dir, 'objectives = ["swd"]\nsampler = "random"\n[tricks]\nalways = ["label-flip"]\n'
+                   '[tricks.fixed.label-flip]\np = 0.0\n')
+    code, _, err = run_cli("study", "--study", f, "--trials", "1", "--out", tmp_path / "runs")
+    assert code == 0, err
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--until-decided", "--max-seeds", "3",
+                           "--runs", tmp_path / "runs")
+    assert code == 0, err
+    assert "undecided at 2 seeds; adding seeds" in err and "undecided at 3 seeds" in err, err
+    confirm = optuna.load_study(study_name="tiny-confirm", storage=f"sqlite:///{tmp_path / 'runs' / 'studies.db'}")
+    assert confirm.user_attrs["looks"] == [2, 3]
+    assert len([t for t in confirm.trials if t.state == TrialState.COMPLETE]) == 9  # 3 arms x 3 seeds
+    code, _, err = run_cli("confirm", "tiny", "--seeds", "2", "--until-decided", "--max-seeds", "5",
+                           "--runs", tmp_path / "runs")
+    assert code != 0 and "looks at 2, 3 seeds" in err
+    code, _, err = run_cli("report", "tiny", "--runs", tmp_path / "runs")
+    assert code == 0, err
+    evidence = (tmp_path / "runs" / "tiny" / "report" / "report.md").read_text().split("# The search")[0]
+    assert "spent over looks at 3 (5.00%) seeds" in evidence, evidence

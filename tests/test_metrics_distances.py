@@ -27,13 +27,7 @@ def ab_sliced_wasserstein(real, fake, **kw):
     return _ab_swd(real, fake, **kw)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_images(n=8, size=64, seed=0) -> torch.Tensor:

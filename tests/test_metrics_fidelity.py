@@ -10,12 +10,7 @@ from ganlab.errors import UsageError
 from ganlab.metrics.fidelity import ab_l1, colorfulness, colorfulness_stats, psnr, ssim, uiqi
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n=3, size=32, seed=0):

@@ -12,12 +12,7 @@ from ganlab.metrics import inloop
 from ganlab.metrics.inloop import inloop_feature_extractor, inloop_metrics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n=16, size=64, seed=0):

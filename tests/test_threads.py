@@ -9,7 +9,7 @@ from conftest import TINY, only_run
 from ganlab import threads as T
 from ganlab.config import TrainConfig
 from ganlab.errors import UsageError
-from ganlab.study.workers import Plan, plan_workers
+from ganlab.study.workers import Plan, plan_workers, worker_bytes
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_n_jobs_auto_on_this_cpu_and_each_worker_gets_its_share(four_cores, imag
     plan = plan_workers("auto", None, cfg, runs=30, apply=False)
     assert plan.n_jobs == 4 and plan.budget.threads == 1 and plan.why.startswith("--n-jobs auto")
     assert plan_workers("auto", None, cfg, runs=2, apply=False).budget.threads == 2  # 2 runs: 2 workers x 2 threads
-    assert T.worker_bytes(cfg) > T.PER_PROCESS_BYTES
+    assert worker_bytes(cfg) > T.PER_PROCESS_BYTES
 
 
 def test_workers_take_one_gpu_each(monkeypatch):

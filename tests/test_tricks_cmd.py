@@ -15,7 +15,7 @@ def test_the_table_lists_every_trick_with_hooks_parameters_and_conflicts(run_cli
     for text in ("d_targets", "configure_nets", "configure_modules", "plan", "d_loss", "after_g_update",  # hooks
                  "p = 0.05  [0, 0.5]  search 0..0.2",  # a parameter: default, allowed range, searched range
                  "lambda = 10  [0, 1000]  search 1..100 (log)",
-                 "--gan-mode hinge|wgan"):  # a conflict with the base loss
+                 "--gan-mode", "hinge|wgan|rpgan"):  # a conflict with the base loss (wrapped in the column)
         assert text in out, text
 
 

@@ -73,7 +73,8 @@ class WganGp(Trick):
     provides = frozenset({Capability.GRADIENT_PENALTY})
     replaces = frozenset({Capability.ADVERSARIAL_LOSS, Capability.UPDATE_RATIO})
     removes = frozenset({Capability.LABEL_TARGETS})
-    conflicts = {Capability.GRADIENT_PENALTY: "both penalise the critic's input gradient (WGAN-GP on interpolates, R1 on real data); keep one"}
+    conflicts = {Capability.GRADIENT_PENALTY: "both penalise the critic's input gradient (WGAN-GP on interpolates, R1 on real data); keep one",
+                 Capability.GAN_RPGAN: "WGAN-GP replaces the adversarial loss with the Wasserstein one, and rpgan is another loss; keep one"}
     identity = None
 
     def configure_nets(self, spec: NetSpec) -> NetSpec:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Sequence
 
-from ganlab import __version__
+from ganlab.version import __version__
 from ganlab.errors import GanlabError, UsageError
 from ganlab.errors import Stopped
 
@@ -36,7 +37,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem and where to look."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+        self.exit(2, _without_password(f"{self.prog}: error: {message}; see {self.prog} --help", sys.argv[1:]) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,13 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # Under torchrun every process meets the same usage error: rank 0 says it once.
         if not (isinstance(exc, UsageError) and int(os.environ.get("RANK", "0") or 0) > 0):
-            print(f"ganlab: error: {exc}", file=sys.stderr)
+            print(_without_password(f"ganlab: error: {exc}", argv), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # the environment said no: a full disk, a read-only or vanished folder
         if debug:
             raise
         where = f"cannot write or read {exc.filename}: " if exc.filename else ""
-        print(f"ganlab: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(_without_password(f"ganlab: error: {where}{exc.strerror or exc}", argv), file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         if debug:
@@ -105,14 +106,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         if debug:
             raise
-        print("ganlab: error: out of memory; lower --batch-size or --size", file=sys.stderr)
+        print(f"ganlab: error: out of memory; {_memory_advice(argv)}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
         # torch reports a failed allocation as a RuntimeError (torch.OutOfMemoryError on CUDA).
         if debug or not (type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)):
             raise
-        print("ganlab: error: out of memory; lower --batch-size, --size, --ngf or --ndf", file=sys.stderr)
+        print(f"ganlab: error: out of memory; {_memory_advice(argv)}", file=sys.stderr)
         return 1
+
+
+# What to lower when a command runs out of memory, in that command's own flags.
+MEMORY_ADVICE = {
+    "colorize": "lower --max-side (the long side the network sees; 0 means no limit), or use --device cpu",
+    "export": "lower --max-side",
+    "eval": "lower --batch-size (or --n)",
+}
+
+
+def _memory_advice(argv: list[str]) -> str:
+    command = next((a for a in argv if a in COMMANDS), None)
+    return MEMORY_ADVICE.get(command, "lower --batch-size, --size, --ngf or --ndf")
+
+
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*):[^@\s'\"]*@")
+
+
+def _without_password(text: str, argv: list[str]) -> str:
+    """An error line with the password of any URL on the command line (``--storage
+    postgresql://user:PASSWORD@host/db``) replaced: a message quoting the URL must not leak it.
+    A URL in the message itself loses its password too (``scheme://user@host``)."""
+    if "@" not in text:
+        return text
+    from urllib.parse import unquote
+
+    text = _URL_PASSWORD.sub(r"\1@", text)
+
+    for arg in argv:
+        for url in ([arg.split("=", 1)[1]] if arg.startswith("--") and "=" in arg else [arg]):
+            if "://" in url and "@" in url:
+                creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+                if ":" in creds and creds.split(":", 1)[1]:
+                    secret = creds.split(":", 1)[1]
+                    text = text.replace(secret, "***").replace(unquote(secret), "***")
+    return text
 
 
 def entry() -> None:
@@ -120,28 +157,35 @@ def entry() -> None:
 
     After a command has finished, CPython's own shutdown spends 0.4-0.9 s tearing down
     PyTorch's modules one by one (more once ``torch._dynamo`` is loaded), work whose only
-    result is freed memory the operating system reclaims anyway. So, once the command returns,
-    the program does what that shutdown would do that has an effect -- waits for threads that
-    are still working, runs the ``atexit`` handlers, flushes the standard streams -- and ends
-    the process there. Every file ganlab writes is closed (and fsync'ed) before the command
-    returns. An exception from :func:`main` (``--debug``) takes the ordinary way out.
+    result is freed memory the operating system reclaims anyway. The shutdown's earlier steps do
+    have effects and are kept: it waits for the threads still working (and stops idle thread
+    pools), then runs the ``atexit`` handlers, last-registered first. So the program registers
+    one handler before anything else can (it runs last), and that handler flushes the standard
+    streams and ends the process with the command's exit code, before the module teardown.
+    Every file ganlab writes is closed (and fsync'ed) before the command returns. An exception
+    from :func:`main` (``--debug``) takes the ordinary way out, as does ``GANLAB_ORDINARY_EXIT=1``
+    (for tools that hook the interpreter's teardown).
     """
-    code = main()
-    if os.environ.get("GANLAB_ORDINARY_EXIT"):  # for tools that hook the interpreter's shutdown
-        raise SystemExit(code)
+    if os.environ.get("GANLAB_ORDINARY_EXIT"):
+        raise SystemExit(main())
     import atexit
-    import threading
 
-    # What the interpreter's own shutdown runs first: stop idle thread pools (their workers are
-    # not daemons and would otherwise wait for work forever), then join the non-daemon threads.
-    threading._shutdown()
-    atexit._run_exitfuncs()
+    finished: list[int] = []
+    atexit.register(_end_process, finished)  # the first handler registered: the last one run
+    code = main()
+    finished.append(code if isinstance(code, int) else 1)
+    raise SystemExit(code)
+
+
+def _end_process(finished: list[int]) -> None:
+    if not finished:  # main raised: the ordinary shutdown
+        return
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: nothing more can reach it
             pass
-    os._exit(code if isinstance(code, int) else 1)
+    os._exit(finished[0])
 
 
 if __name__ == "__main__":  # pragma: no cover

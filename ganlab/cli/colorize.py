@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # the networks and image code load when the command runs, not for --help
     from ganlab.data.images import BadImage, decode
-    from ganlab.infer import colorize_array, direction_of, input_images, open_generator, output_names, translate_array
+    from ganlab.infer import colorize_array, direction_of, input_images, open_generator, output_names, overwritten_input, translate_array
     from ganlab.io import atomic_write
     from ganlab.nets import generator_stride
     from ganlab.runtime import resolve_runtime
@@ -57,17 +57,21 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-side {args.max_side}: must be 0 (no limit) or a positive number of pixels")
     device = resolve_runtime(args.device, "fp32", cudnn_benchmark="off").device  # photos differ in size
     files = input_images(args.inputs)
+    names = output_names([rel for _, rel in files])
+    out = Path(args.out).expanduser()
+    clash = overwritten_input(out, files, names)
+    if clash is not None:
+        raise UsageError(f"--out {args.out}: the output {clash[1]} would replace the input {clash[0]}; "
+                         "choose an --out folder that holds none of the inputs")
     loaded = open_generator(args.checkpoint, args.weights, device, which=args.which)  # auto: the moving average where kept
     cfg, G = loaded.cfg, loaded.G
     stride = generator_stride(G)
-    out = Path(args.out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {args.out}: cannot create the folder ({exc.strerror})") from None
     console.print(f"generator: {loaded.describe()}", highlight=False, markup=False, soft_wrap=True)
     done, skipped = 0, 0
-    names = output_names([rel for _, rel in files])
     for (path, _), (rel, clash) in zip(files, names):
         try:
             rgb = decode(path)

@@ -43,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "run's best evaluation (checkpoints/best.pt, see --best-metric); or a checkpoint file")
     p.add_argument("--format", dest="fmt", choices=("torchscript", "onnx"), default=None,
                    help="default: onnx for an --out ending in .onnx, else torchscript")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if the file exists (default: refuse)")
     p.add_argument("--max-side", type=int, default=1024,
                    help="colourisation: the long side the network sees at most, as ganlab colorize (default 1024); 0: no limit")
 
@@ -51,9 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from ganlab.export import export_model  # the networks and exporters load when the command runs
 
     console = Console(stderr=True, soft_wrap=True)
-    result = export_model(args.source, args.out, checkpoint=args.checkpoint, fmt=args.fmt, max_side=args.max_side)
+    result = export_model(args.source, args.out, checkpoint=args.checkpoint, fmt=args.fmt, max_side=args.max_side,
+                          overwrite=args.overwrite)
     meta = result.metadata
-    check = "" if result.max_diff is None else f"; matches ganlab colorize within {result.max_diff}/255 on a test image"
+    if result.max_diff is not None:
+        check = f"; matches ganlab colorize within {result.max_diff}/255 on a test image"
+    else:  # only ONNX without onnxruntime: the file was written without running it
+        check = "; not checked against ganlab colorize (onnxruntime is not installed: pip install onnxruntime)"
     weights = "the moving average of G" if meta["weights"] == "G_ema" else "G"
     console.print(f"exported {meta['task']} model of run {meta['run']} (step {meta['step']}, {weights}, "
                   f"{meta['direction']}) as {result.format}: {result.path}{check}", highlight=False)

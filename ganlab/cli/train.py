@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ganlab import config as C
 from ganlab.cli.flags import add_setting_flags, resumable_settings, setting_values
-from ganlab.config import flag_name
+from ganlab.config import TrainConfig, flag_name, resolve
 from ganlab.errors import UsageError
 
 DESCRIPTION = """\
@@ -37,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
 
-def resolve_resume(args: argparse.Namespace, flags: dict) -> C.TrainConfig:
+def resolve_resume(args: argparse.Namespace, flags: dict) -> TrainConfig:
     run = Path(args.resume).expanduser()
     cfg_path = run / "config.json"
     if not run.is_dir():
@@ -59,7 +58,7 @@ def resolve_resume(args: argparse.Namespace, flags: dict) -> C.TrainConfig:
     if "epochs" in flags:
         saved["steps"] = None
     saved.update(flags)
-    return C.TrainConfig.from_dict(saved, f"{cfg_path}").validate()
+    return TrainConfig.from_dict(saved, f"{cfg_path}").validate()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         cfg = resolve_resume(args, flags)
     else:
-        cfg = C.resolve(flags, args.config)
+        cfg = resolve(flags, args.config)
     stack = build_stack(cfg)  # refuse an unknown trick or an impossible stack before any work
     if args.dry_run:
         print(json.dumps({"config": cfg.to_dict(), "tricks": stack.describe()}, indent=2, default=str))

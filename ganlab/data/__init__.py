@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from ganlab.color import rgb_to_scaled_lab, scaled_lab_to_rgb
-from ganlab.data.images import BadImage, Skipped, aspect_problem, decode, find_images, is_greyscale
+from ganlab.data.images import BadImage, Skipped, aspect_problem, decode, find_images, is_greyscale, size_problem
 from ganlab.errors import UsageError
 
 SAMPLE_IMAGES = (
@@ -133,6 +133,8 @@ def _scan(files: list[Path], task: str, skipped: Skipped, warn: Callable[[str], 
             arr = decode(path)
         except BadImage as exc:
             return str(exc)
+        if why := size_problem(arr):
+            return why
         if task == "colorize" and is_greyscale(arr):
             return "greyscale (a colourisation target needs colour)"
         if task == "colorize" and (why := aspect_problem(arr)):
@@ -313,7 +315,7 @@ def _scan_pairs(pairs: list[FilePair], skipped: Skipped, warn: Callable[[str], N
             b = decode(pair.b)
         except BadImage as exc:
             return f"B image {exc}", False
-        if why := aspect_problem(a):
+        if why := size_problem(a) or aspect_problem(a):
             return why, False
         return None, a.shape[:2] != b.shape[:2]
 
@@ -402,6 +404,10 @@ def build_datasets(cfg, warn: Callable[[str], None] = lambda msg: None) -> tuple
             raise UsageError(f"--val-data {cfg.val_data}: no usable {what} ({val_skipped.summary()})")
         skipped.items += val_skipped.items
     elif len(train_files) == 1:
+        # Warned, not refused: training on one picture is the usual first check that a setting can learn at all.
+        warn(f"--data {cfg.data_label or cfg.data}: only 1 usable image, used for training and validation alike: the "
+             "validation metrics say how well the run learns that picture, not how it does on others; add images or "
+             "give --val-data")
         val_files = list(train_files)
     else:
         order = np.random.default_rng(cfg.seed if cfg.split_seed is None else cfg.split_seed).permutation(len(train_files))

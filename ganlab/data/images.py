@@ -18,7 +18,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 GREY_TOLERANCE = 2.0  # mean |R-G|+|G-B| below this (in 8-bit levels) counts as greyscale
 MAX_ASPECT = 8  # long side / short side beyond this is a strip, not a photograph to crop
-Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # large photographs are fine; a decompression bomb is not
+# The largest picture decoded, read from the file's header before any pixel is: 250 megapixels.
+# The largest camera sensors give 100-150 MP (Fujifilm GFX100: 11648x8736 = 102 MP; Phase One
+# IQ4: 14204x10652 = 151 MP), so every photograph passes with room for stitched panoramas of that
+# size; such a picture decodes to 750 MB of RGB. Pillow's own limit (1.6 GP at the time: 4.8 GB
+# decoded, more in float copies) let a 1.2 MB PNG of 20000x20000 black pixels (400 MP) take 10 GB
+# in training, and a 695-byte file that claims that size take 4.6 GB before failing.
+MAX_PIXELS = 250_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own check, for any path that opens an image directly
 
 
 class BadImage(Exception):
@@ -89,6 +96,12 @@ def decode(path: str | os.PathLike) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
+                w, h = img.size  # from the header: nothing is decoded yet
+                if w * h > MAX_PIXELS:
+                    raise BadImage(f"too large ({w}x{h} = {w * h / 1e6:,.0f} megapixels; at most {MAX_PIXELS / 1e6:.0f}, "
+                                   "well above any camera's photographs): shrink it first")
+                if min(w, h) < 1:
+                    raise BadImage(f"unexpected size {w}x{h}")
                 img.load()
                 img = _exif_transpose(img)
                 rgb = _to_rgb(img)
@@ -98,7 +111,7 @@ def decode(path: str | os.PathLike) -> np.ndarray:
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised format)") from None
     except Image.DecompressionBombError:
-        raise BadImage(f"too many pixels (more than {Image.MAX_IMAGE_PIXELS:,})") from None
+        raise BadImage(f"too large (more than {MAX_PIXELS / 1e6:.0f} megapixels)") from None
     except MemoryError:
         raise BadImage("too large to decode in the memory available") from None
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data, whatever the decoder raises
@@ -114,6 +127,19 @@ def aspect_problem(arr: np.ndarray) -> str | None:
     h, w = arr.shape[:2]
     if max(h, w) > MAX_ASPECT * min(h, w):
         return f"too elongated ({w}x{h}; at most {MAX_ASPECT}:1)"
+    return None
+
+
+MIN_SIDE = 8  # px: a smaller picture, resized up to the load size, is one flat colour
+
+
+def size_problem(arr: np.ndarray) -> str | None:
+    """Why an image is too small to train or validate on, or None. Resized up to the load size,
+    a 1x1 (or 4x4) picture is a flat field whose patches have no spread at all; the validation
+    SWD standardises by the real patches' spread, so a set of such images scored val/swd 3.2e12."""
+    h, w = arr.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return f"too small ({w}x{h}; at least {MIN_SIDE} px a side: enlarged it would be one flat colour)"
     return None
 
 

@@ -13,7 +13,9 @@ expect. Distribution distances compare sets; per-image metrics pair ``real[i]`` 
 * Per-image fidelity -- :func:`psnr`, :func:`ssim`, :func:`uiqi`, :func:`ab_l1`,
   :func:`colorfulness`, :func:`colorfulness_stats`; LPIPS via :func:`load_lpips`.
 * Stability -- :func:`instability_score` / :func:`instability_from_run` (:data:`INSTABILITY_FORMULA`).
-* In the training loop -- :func:`inloop_metrics`, :func:`inloop_feature_extractor`.
+* In the training loop -- :func:`inloop_metrics`, :func:`inloop_feature_extractor`; the names they
+  report and the direction in which each is better, :data:`INLOOP_METRICS` and :func:`inloop_value`
+  (torch-free).
 """
 
 import importlib
@@ -49,6 +51,8 @@ _LAZY = {
     "load_inception": "ganlab.metrics.inception",
     "inloop_feature_extractor": "ganlab.metrics.inloop",
     "inloop_metrics": "ganlab.metrics.inloop",
+    "INLOOP_METRICS": "ganlab.metrics.names",
+    "inloop_value": "ganlab.metrics.names",
     "LPIPS": "ganlab.metrics.lpips",
     "load_lpips": "ganlab.metrics.lpips",
     "lpips_distance": "ganlab.metrics.lpips",
@@ -77,6 +81,7 @@ def __getattr__(name: str):
 __all__ = [
     "FeatureExtractor",
     "FeatureStats",
+    "INLOOP_METRICS",
     "INSTABILITY_FORMULA",
     "InstabilityReport",
     "LPIPS",
@@ -98,6 +103,7 @@ __all__ = [
     "inception_status",
     "inloop_feature_extractor",
     "inloop_metrics",
+    "inloop_value",
     "instability_from_run",
     "instability_score",
     "kid",

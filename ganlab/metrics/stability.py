@@ -73,8 +73,9 @@ Series = Mapping[str, Sequence[tuple[int, float]]]
 def chance_loss(mode: str) -> float | None:
     """``loss_real + loss_fake`` of a D that cannot tell real from fake (outputs one constant):
     vanilla 2 ln 2 (BCE at probability 1/2), lsgan 0.5 (output 1/2), hinge 2 (any output in
-    [-1, 1]); a Wasserstein critic has no chance level of its loss (None)."""
-    return {"vanilla": 2.0 * math.log(2.0), "lsgan": 0.5, "hinge": 2.0}.get(mode)
+    [-1, 1]), rpgan 2 ln 2 (softplus(0), logged as both halves); a Wasserstein critic has no
+    chance level of its loss (None)."""
+    return {"vanilla": 2.0 * math.log(2.0), "lsgan": 0.5, "hinge": 2.0, "rpgan": 2.0 * math.log(2.0)}.get(mode)
 
 
 def separation_auc(d_real, d_fake):
@@ -172,10 +173,6 @@ def _joined_sum(series: Series, a: str, b: str) -> np.ndarray:
     kb, _, vb = _update_keys(series, b)
     index = {k: i for i, k in enumerate(kb)}
     return np.asarray([va[i] + vb[index[k]] for i, k in enumerate(ka) if k in index], np.float64)
-
-
-def _mad(x: np.ndarray) -> float:
-    return float(np.median(np.abs(x - np.median(x))))
 
 
 # ---------------------------------------------------------------------------------------------

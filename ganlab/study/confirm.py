@@ -36,18 +36,19 @@ from ganlab.config import TrainConfig
 from ganlab.errors import GanlabError, UsageError
 from ganlab.losses import L1_ONLY
 from ganlab.study.budget import shown
-from ganlab.study.evidence import CONFIRM_SUFFIX, confirmation_of
+from ganlab.study.evidence import ALPHA, CONFIRM_SUFFIX, confirmation_of, seeds_for_verdict
 from ganlab.study.objective import OBJECTIVES
 from ganlab.study.recovery import recover_dead_trials
-from ganlab.study.runner import StudyRunner
+from ganlab.study.runner import StudyRunner, optimize_on
 from ganlab.study.space import sample_trial
 from ganlab.study.spec import StudySpec, parse_study
 from ganlab.study.storage import redact
 from ganlab.study.workers import Workers, plan_workers
 
-__all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "plan_arms", "run_confirm"]
+__all__ = ["Arm", "CONFIRM_SUFFIX", "DEFAULT_SEEDS", "SEED_OFFSET", "confirmation_of", "declare", "margins", "plan_arms",
+           "run_confirm", "run_plan", "undecided"]
 
-DEFAULT_SEEDS = 5
+DEFAULT_SEEDS = 10  # a family of 13 verdicts at 5% needs 10 seeds before the sign test can give any (evidence.py)
 DEFAULT_TOP = 3  # a one-objective study: its best 3
 SEED_OFFSET = 1000  # confirmation seeds: the definition's seed + 1000 + i, apart from the search's
 
@@ -142,13 +143,24 @@ def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, An
     return out, notes
 
 
+def _family_size(plan: list[dict], objectives: Sequence[str], primary: bool) -> int:
+    """How many hypotheses the report of this plan decides: every compared arm on every objective
+    (the L1-only control's instability is not comparable; an ablation whose stack without the trick
+    is the baseline repeats the configuration against the baseline), less the primary comparison."""
+    arms = [a for a in plan if a.get("kind") in ("chosen", "control")
+            or (a.get("kind") == "ablation" and a.get("alias_of") != "baseline")]  # that one repeats a chosen one
+    m = sum(len(objectives) - (1 if a.get("kind") == "control" and "instability" in objectives else 0) for a in arms)
+    return max(1, m - (1 if primary else 0))
+
+
 def _planned(confirm) -> set[tuple[str, int]]:
     return {(trial_record(t).arm["label"], int(trial_record(t).arm["seed"]))
             for t in confirm.get_trials(deepcopy=False) if isinstance(trial_record(t).arm, dict)}
 
 
 def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_config: dict,
-          console: Console) -> tuple[Any, list[dict], list[str]]:
+          console: Console, settings: dict | None = None, primary: bool = False,
+          equivalence: dict[str, float] | None = None, looks: Sequence[int] = ()) -> tuple[Any, list[dict], list[str]]:
     name = parent.study_name + CONFIRM_SUFFIX
     directions = [OBJECTIVES[o].direction for o in spec.objectives]
     confirm = optuna.create_study(study_name=name, storage=storage, directions=directions,
@@ -159,10 +171,12 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     if plan is None:
         arms, notes = plan_arms(parent, spec, top, base_config)
         plan = [a.as_attr(seed=-1) for a in arms]
-        write_study(confirm, plan=plan, top=top, parent=parent.study_name, objectives=list(spec.objectives), notes=notes)
+        write_study(confirm, plan=plan, top=top, parent=parent.study_name, objectives=list(spec.objectives), notes=notes,
+                    settings=settings or {})
     elif top is not None and study_record(confirm).top != top:
         raise UsageError(f"{name} was planned with --top {study_record(confirm).top or 'default'}; continue it "
                          f"without --top (or the same), or delete it from the storage to plan again")
+    declare(confirm, primary, equivalence or {}, looks)
     base_seed = int(base_config.get("seed", 0) or 0)
     seeds = [base_seed + SEED_OFFSET + i for i in range(n_seeds)]
     have = _planned(confirm)
@@ -174,6 +188,43 @@ def _open(storage, parent, spec: StudySpec, top: int | None, n_seeds: int, base_
     return confirm, plan, stored_notes if stored_notes is not None else notes
 
 
+def declare(confirm, primary: bool, equivalence: dict[str, float], looks: Sequence[int] = ()) -> None:
+    """Record the primary comparison, the equivalence margins and a sequential confirmation's looks
+    with the confirmation, before its results decide anything: once declared they stay (a margin
+    chosen after the data is no margin, a schedule of looks chosen after a look is no schedule)."""
+    name = confirm.study_name
+    if looks:
+        have_looks = [int(n) for n in study_record(confirm).looks or []]
+        if have_looks and have_looks != list(looks):
+            raise UsageError(f"{name} is sequential with looks at {', '.join(map(str, have_looks))} seeds; continue it "
+                             f"with the same --seeds and --max-seeds")
+        if not have_looks:
+            if _finished_runs(confirm):
+                raise UsageError(f"{name} already has finished runs: --until-decided is declared before any result "
+                                 f"(plan a new confirmation to run one)")
+            write_study(confirm, looks=list(looks))
+    if primary and not study_record(confirm).primary:
+        if _finished_runs(confirm):
+            raise UsageError(f"{name} already has finished runs: a primary comparison is declared before any result "
+                             f"(plan a new confirmation to declare one)")
+        write_study(confirm, primary=True)
+    have = dict(study_record(confirm).equivalence or {})
+    for objective, margin in equivalence.items():
+        if objective in have and float(have[objective]) != float(margin):
+            raise UsageError(f"{name} was declared with --equivalence {objective}={have[objective]:g}; a margin "
+                             f"cannot change once declared (give the same or none)")
+        if objective not in have and _finished_runs(confirm):
+            raise UsageError(f"{name} already has finished runs: --equivalence {objective}={margin:g} must be declared "
+                             f"before any result (plan a new confirmation to declare one)")
+        have[objective] = float(margin)
+    if have != (study_record(confirm).equivalence or {}):
+        write_study(confirm, equivalence=have)
+
+
+def _finished_runs(confirm) -> bool:
+    return any(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in confirm.get_trials(deepcopy=False))
+
+
 def parent_spec(parent) -> StudySpec:
     definition = study_record(parent).definition
     if not definition:
@@ -182,12 +233,74 @@ def parent_spec(parent) -> StudySpec:
     return dataclasses.replace(spec, name=parent.study_name)
 
 
+def margins(spec: StudySpec, given: Sequence[str], flag: str = "--equivalence") -> dict[str, float]:
+    """``--equivalence [OBJECTIVE=]D`` (or ``--effect``) values by objective (the first objective
+    where none is named)."""
+    out: dict[str, float] = {}
+    for text in given:
+        name, _, value = text.rpartition("=")
+        name = name or spec.objectives[0]
+        if name not in spec.objectives:
+            raise UsageError(f"{flag} {text}: {name} is not an objective of the study "
+                             f"({', '.join(spec.objectives)}); give OBJECTIVE=D")
+        try:
+            d = float(value)
+        except ValueError:
+            raise UsageError(f"{flag} {text}: D must be a number in {name}'s units, e.g. {name}=2.5") from None
+        if not (d > 0 and d < float("inf")):
+            raise UsageError(f"{flag} {text}: D must be a positive finite number in {name}'s units")
+        out[name] = d
+    return out
+
+
+def undecided(parent) -> int:
+    """How many verdicts of ``parent``'s sequential confirmation are still undecided (neither
+    helps, hurts nor an equivalence)."""
+    from ganlab.study.evidence import HELPS, HURTS, arm_runs, decide_sequential
+    from ganlab.study.objective import DIVERGED_INSTABILITY
+
+    confirm = confirmation_of(parent)
+    if confirm is None:
+        return 0
+    record = study_record(confirm)
+    objectives = list(record.objectives or [])
+    directions = [d.name.lower() for d in confirm.directions]
+    looks = [int(n) for n in record.looks or []]
+    rows, _, _ = decide_sequential(arm_runs(confirm, objectives, DIVERGED_INSTABILITY), objectives, directions, looks,
+                                   primary=bool(record.primary),
+                                   margins={k: float(v) for k, v in (record.equivalence or {}).items()})
+    return sum(1 for _, _, by in rows for e in by.values() if e.role and not (
+        e.verdict in (HELPS, HURTS) or e.verdict.startswith("no effect larger")))
+
+
+def run_plan(parent, *, effects: Sequence[str], console: Console) -> int:
+    """``ganlab confirm NAME --plan``: from the runs so far, the smallest effect the seeds detect and
+    the seeds an effect needs; trains nothing."""
+    from ganlab.study.evidence import arm_runs, comparisons, plan_lines
+    from ganlab.study.objective import DIVERGED_INSTABILITY
+
+    spec = parent_spec(parent)
+    confirm = confirmation_of(parent)
+    if confirm is None or not study_record(confirm).plan:
+        raise UsageError(f"study {parent.study_name} has no confirmation yet; run ganlab confirm {parent.study_name} "
+                         f"(a few seeds are enough to measure the spread), then --plan")
+    objectives = list(study_record(confirm).objectives or spec.objectives)
+    directions = [d.name.lower() for d in confirm.directions]
+    rows = comparisons(arm_runs(confirm, objectives, DIVERGED_INSTABILITY), objectives, directions)
+    asked = margins(dataclasses.replace(spec, objectives=tuple(objectives)), effects, "--effect")
+    console.print("\n".join(plan_lines(rows, objectives, primary=bool(study_record(confirm).primary),
+                                       effects=asked)), highlight=False, markup=False)
+    return 0
+
+
 def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None, n_seeds: int, overrides: dict,
                 console: Console, n_jobs: int | str = 1, storage_flag: str = "",
-                worker_argv: Callable[[int], Sequence[str]] | None = None, threads: int | None = None) -> int:
+                worker_argv: Callable[[int], Sequence[str]] | None = None, threads: int | None = None,
+                primary: bool = False, equivalence: Sequence[str] = (), looks: Sequence[int] = ()) -> int:
     """Plan (or continue) the confirmation of ``parent`` and run this worker's share of it, in
     ``n_jobs`` processes (``"auto"``: :func:`ganlab.study.workers.plan_workers`), each with ``threads``
-    CPU threads (None: its share of the cores)."""
+    CPU threads (None: its share of the cores). ``primary``, ``equivalence`` and ``looks`` are
+    declared with the confirmation before its first result (:func:`declare`)."""
     spec = parent_spec(parent)
     stored = study_record(parent).overrides or {}
     overrides = {**stored, **overrides}
@@ -196,9 +309,11 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
     runner = StudyRunner(cspec, storage_url, out, overrides, None, console, fixed=True)
     base = runner.base_config()
     base_cfg = TrainConfig.from_dict({**base, "out": str(out / cspec.name)}, f"study {spec.name}").validate()
+    settings = {k: getattr(base_cfg, k, None) for k in ("steps", "size", "ngf", "ndf", "batch_size")}
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console)
-    revived = recover_dead_trials(confirm, cspec)
+    confirm, plan, notes = _open(storage, parent, spec, top, n_seeds, base, console, settings, primary,
+                                 margins(spec, equivalence), looks)
+    revived = recover_dead_trials(confirm, cspec, out / cspec.name)
     if revived:
         console.print(f"run(s) {', '.join(map(str, revived))}: their worker died; queued again", highlight=False)
     waiting = confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -209,6 +324,12 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
                   f"{cspec.name}; runs in {out / cspec.name}", highlight=False)
     for note in notes:
         console.print(f"note: {note}", highlight=False)
+    family = _family_size(plan, spec.objectives, bool(study_record(confirm).primary))
+    need = seeds_for_verdict(ALPHA / family)
+    if n_seeds < need:
+        console.print(f"note: with {n_seeds} seeds no verdict is possible: {family} comparisons at {ALPHA:.0%} "
+                      f"family-wise (Holm) need at least {need} seeds, every one on the same side; --seeds {need} or "
+                      f"more (docs/statistics.md)", highlight=False)
     t0 = time.time()
     workers = None
     if waiting:
@@ -222,7 +343,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
         workers = Workers(lambda k, _: worker_argv(k), [None] * plan.n_jobs, out / cspec.name, plan) if plan.n_jobs > 1 else None
 
         def stop_when_done(study, trial) -> None:
-            recover_dead_trials(study, cspec)
+            recover_dead_trials(study, cspec, out / cspec.name)
             if not trial_record(trial).discarded:
                 arm = trial_record(trial).arm or {}
                 console.print(f"{arm.get('label', '?')} seed {arm.get('seed', '?')}: {trial.state.name.lower()}"
@@ -232,7 +353,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
                 study.stop()
 
         try:
-            confirm.optimize(runner, n_trials=None, callbacks=[stop_when_done], catch=(GanlabError,), gc_after_trial=True)
+            optimize_on(confirm, runner, console, None, callbacks=[stop_when_done], catch=(GanlabError,), gc_after_trial=True)
         except BaseException:
             if workers is not None:
                 workers.signal(signal.SIGTERM)
@@ -241,7 +362,7 @@ def run_confirm(parent, *, storage, storage_url: str, out: Path, top: int | None
         if workers is not None:
             for problem in workers.wait():
                 console.print(f"[yellow]warning:[/] {problem}", highlight=False)
-            recover_dead_trials(confirm, cspec)
+            recover_dead_trials(confirm, cspec, out / cspec.name)
     runs = [t for t in shown(confirm.get_trials(deepcopy=False)) if isinstance(trial_record(t).arm, dict)]
     states: dict[str, int] = {}
     for t in runs:

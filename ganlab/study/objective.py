@@ -7,15 +7,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from ganlab.errors import GanlabError, UsageError
+from ganlab.metrics.names import INLOOP_METRICS, inloop_value
 from ganlab.metrics.stability import RUN_WEIGHTS, SCALE, SEED_WEIGHT
 from ganlab.study.record import study_record, write_study
 
 if TYPE_CHECKING:
     from ganlab.study.spec import StudySpec
 
-__all__ = ["DEFAULT_QUALITY", "DIVERGED_INSTABILITY", "STABILITY_FORMULA", "agree_on_stability", "INLOOP_METRICS", "combined_objective_values", "default_objectives",
-           "like_l1_control", "lower_is_better", "mean_metrics", "named_objective_values", "seed_mean", "seed_term", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED", "describe_pruning", "inloop_value",
-           "measured_in_loop", "objective_values", "scalar_for_pruning"]
+__all__ = ["DEFAULT_QUALITY", "DIVERGED_INSTABILITY", "STABILITY_FORMULA", "agree_on_stability", "INLOOP_METRICS",
+           "combined_objective_values", "default_objectives", "like_l1_control", "lower_is_better", "mean_metrics",
+           "named_objective_values", "seed_mean", "seed_term", "OBJECTIVES", "Objective", "PRUNE_PROXY", "WEIGHTED",
+           "describe_pruning", "inloop_value", "measured_in_loop", "scalar_for_pruning"]
 
 
 @dataclass(frozen=True)
@@ -45,15 +47,6 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("loss_shape", "minimize", None,
                   doc="loss behaviour: D winning outright, loss swings, gradient spikes (caveats: docs/metrics.md)"),
     )
-}
-
-
-# What the in-loop evaluation (``ganlab.train.inloop.evaluate``: ``val/L1`` plus ``metrics.inloop``) reports
-# every ``eval_every`` steps, with the direction in which each is better. ``val/kid`` only where
-# the Inception weights are already here.
-INLOOP_METRICS: dict[str, str] = {
-    "val/L1": "minimize", "val/swd": "minimize", "val/ab_swd": "minimize", "val/color_hist": "minimize", "val/psnr": "maximize",
-    "val/ssim": "maximize", "val/ab_l1": "minimize", "val/colorfulness_gap": "minimize", "val/kid": "minimize",
 }
 
 
@@ -143,11 +136,6 @@ def combined_objective_values(spec: "StudySpec", values: Mapping[str, float]) ->
     return [values[n] for n in spec.objectives]
 
 
-def objective_values(spec: "StudySpec", metrics: Mapping[str, float], instability: float,
-                     loss_shape: float | None = None) -> list[float]:
-    return combined_objective_values(spec, named_objective_values(spec, metrics, instability, loss_shape))
-
-
 def seed_term(spread: float | None) -> float:
     """What the seed spread P (``ganlab.metrics.stability.seed_spread``) adds to a several-seed
     configuration's instability: ``SCALE * SEED_WEIGHT * P / sum(RUN_WEIGHTS)``, in the unit of
@@ -220,13 +208,6 @@ def lower_is_better(spec: "StudySpec", metrics: Mapping[str, float]) -> float | 
     if v is None:
         return None
     return v if INLOOP_METRICS.get(key, "minimize") == "minimize" else -v
-
-
-def inloop_value(key: str, metrics: Mapping[str, float]) -> float | None:
-    v = metrics.get(key)
-    if v is None:
-        return None
-    return abs(v) if key == "val/colorfulness_gap" else float(v)  # as the objective counts it
 
 
 def scalar_for_pruning(spec: "StudySpec", metrics: Mapping[str, float]) -> float | None:

@@ -80,6 +80,10 @@ class StudyRecord:
     top: int | None = None
     parent: str | None = None  # the search it confirms
     notes: list[str] | None = None
+    settings: dict[str, Any] | None = None  # steps, size, ngf, ndf, batch_size: what the verdicts rest on
+    primary: bool | None = None  # a primary comparison was declared (docs/statistics.md)
+    equivalence: dict[str, float] | None = None  # equivalence margins by objective
+    looks: list[int] | None = None  # a sequential confirmation's looks, in seeds
 
 
 ARM, CURVE, DISCARDED, SEED_RUNS, WORKER = "arm", "curve", "discarded", "seed_runs", "worker"

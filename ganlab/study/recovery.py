@@ -3,9 +3,11 @@ storage's heartbeats, failed, and queued again once with the parameters they had
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from datetime import datetime
+from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -15,7 +17,7 @@ from ganlab.study._optuna import fail_trial
 from ganlab.study.record import PER_WORKER, WORKER, trial_record, write_trial
 from ganlab.study.spec import StudySpec
 
-__all__ = ["RESUME_ATTR", "WORKER_ATTR", "recover_dead_trials", "requeue", "stamp_worker"]
+__all__ = ["RESUME_ATTR", "WORKER_ATTR", "inside", "mark_killed_run", "recover_dead_trials", "requeue", "stamp_worker"]
 
 
 WORKER_ATTR = WORKER  # the trial record's field (ganlab.study.record)
@@ -69,11 +71,12 @@ def _worker_is_dead(trial, grace_period: float) -> bool:
     return started is not None and (datetime.now() - started).total_seconds() > grace_period
 
 
-def recover_dead_trials(study, spec: StudySpec) -> list[int]:
+def recover_dead_trials(study, spec: StudySpec, runs: str | os.PathLike | None = None) -> list[int]:
     """Fail the RUNNING trials whose worker process is gone and enqueue each once for a retry,
     as Optuna's RetryFailedTrialCallback does for a stale heartbeat. Needed for the journal
     storage (no heartbeats), and for the moment before an RDB trial's first heartbeat. Of several
-    workers that find the same trial, the storage lets exactly one fail it."""
+    workers that find the same trial, the storage lets exactly one fail it. With ``runs`` (the
+    study's runs folder) each failed trial's run folder there is marked ``stopped``."""
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _worker_is_dead(trial, spec.grace_period):
@@ -86,8 +89,44 @@ def recover_dead_trials(study, spec: StudySpec) -> list[int]:
         except Exception:  # noqa: BLE001 - a busy storage: the next pass tries again
             continue
         failed.append(trial.number)
+        mark_killed_run(trial, spec, runs)
         requeue(study, trial, spec)
     return failed
+
+
+def inside(path: str | os.PathLike, root: str | os.PathLike) -> Path | None:
+    """``path`` resolved, when it lies inside ``root`` (links followed); else None. Paths read
+    from a study's storage are data that any worker, or anyone with the database, could have
+    written: ganlab touches only those inside the study's runs folder."""
+    try:
+        real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    except (OSError, ValueError):
+        return None
+    return real if real != base and real.is_relative_to(base) else None
+
+
+def mark_killed_run(trial, spec: StudySpec, runs: str | os.PathLike | None) -> None:
+    """A dead worker's run folder says ``stopped``, not ``running`` for ever: only a folder inside
+    ``runs`` whose status says running and whose trial.json names this study and trial."""
+    run_dir = trial.user_attrs.get("run_dir")
+    if not isinstance(run_dir, str) or runs is None or (folder := inside(run_dir, runs)) is None:
+        return
+    try:
+        status = json.loads((folder / "status.json").read_text())
+        tag = json.loads((folder / "trial.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not (isinstance(status, dict) and status.get("status") == "running" and isinstance(tag, dict)
+            and tag.get("study") == spec.name and tag.get("trial") == trial.number):
+        return
+    from ganlab.train.rundir import write_status
+
+    extra = {k: v for k, v in status.items() if k not in ("status", "step", "total")}
+    try:
+        write_status(folder, "stopped", int(status.get("step") or 0), int(status.get("total") or 0),
+                     **extra, reason="its worker process was killed; the trial is queued again")
+    except (OSError, ValueError, TypeError):
+        pass  # a folder that cannot be written only keeps its stale status
 
 
 def requeue(study, trial, spec: StudySpec, resume_from: str | None = None) -> bool:

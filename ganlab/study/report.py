@@ -1,5 +1,8 @@
 """What a study found (``ganlab report NAME``), as Markdown with plots and a CSV.
 
+- first, where the study has a confirmation (``ganlab confirm``), what its evidence supports: the
+  verdicts, their family and error rate, what they rest on and how many seeds an effect needs
+  (:mod:`ganlab.study.evidence`, docs/statistics.md),
 - the importance of each trick and parameter for each objective (Optuna's evaluators),
 - the Pareto front (or the best trial) and a scatter plot of all trials,
 - a per-trick comparison: median and spread of each objective with the trick on and off,

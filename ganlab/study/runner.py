@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
+from optuna.trial import TrialState
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from rich.console import Console
 from rich.live import Live
@@ -36,7 +37,7 @@ from ganlab.study.budget import BudgetSpent, budget_spent, counted, discard_if_o
 from ganlab.study.objective import (INLOOP_METRICS, OBJECTIVES, WEIGHTED, agree_on_stability, combined_objective_values,
                                     describe_pruning, mean_metrics, named_objective_values, seed_mean)
 from ganlab.study.pruning import CURVE_ATTR, Pruning
-from ganlab.study.recovery import RESUME_ATTR, recover_dead_trials, requeue, stamp_worker
+from ganlab.study.recovery import RESUME_ATTR, inside, recover_dead_trials, requeue, stamp_worker
 
 ARM_ATTR = ARM  # a confirmation's run: {"label", "params", "tricks", "seed"}
 SEED_RUNS_ATTR = SEED_RUNS  # per seed: {"seed", "run_dir", "metrics", "objectives", ...} or its divergence
@@ -78,6 +79,7 @@ class StudyRunner:
     _datasets: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     ran: list = field(default_factory=list)  # numbers of the trials this worker took, retries included
+    returned: int | None = None  # the last trial whose objective values this worker returned
     total_trials: int | None = None  # the study-wide budget (ganlab.study.budget)
     # Which trials this runner trains: a study's own (parameters drawn by the sampler), or a
     # confirmation's planned runs (``fixed``: each trial names its arm, configuration and seed).
@@ -120,6 +122,26 @@ class StudyRunner:
     def __call__(self, trial) -> list[float]:
         stamp_worker(trial)  # first: a worker that dies from here on is found by recover_dead_trials
         discard_if_over(trial, self.total_trials)
+        try:
+            values = self._trial(trial)
+            self.returned = trial.number  # what optimize_on reads when Optuna then cannot tell it
+            return values
+        except KeyboardInterrupt as exc:
+            # Ctrl-C before a run's own handler is in place (reading the data, building the
+            # networks) or between its seeds: the trial is queued again, never left failed and
+            # lost. Its retry continues the run folder where one has a checkpoint, else starts
+            # afresh (a seed it finished is kept).
+            run_dir = getattr(exc, "run_dir", None)  # set by a run the interrupt stopped
+            saved = run_dir is not None and any((Path(run_dir) / "checkpoints").glob("step-*.pt"))
+            write_trial(trial, reason="interrupted (SIGINT)" + ("" if saved else " before its run saved a checkpoint"))
+            self._queue_again(trial, str(run_dir) if saved else None)
+            raise Stopped(signal.SIGINT, None, None, saved=False, trial=trial.number) from None
+
+    def _queue_again(self, trial, resume_from: str | None) -> None:
+        """A stopped trial queued once more (the storage's copy, with what it recorded)."""
+        requeue(trial.study, frozen_trial(trial), self.spec, resume_from=resume_from)
+
+    def _trial(self, trial) -> list[float]:
         with self._lock:
             self.ran.append(trial.number)
         t0 = time.time()
@@ -143,7 +165,10 @@ class StudyRunner:
         # the seeds of a trial share the validation split (that of the definition's seed)
         split = cfg.split_seed if cfg.split_seed is not None else cfg.seed
         # a retry keeps the seeds its first attempt finished (their results are in the trial)
-        done = {r["seed"]: r for r in (trial_record(trial).seed_runs or []) if r.get("seed") in seeds}
+        # (only records whose run folder lies in this study's runs folder: the storage is data)
+        done = {r["seed"]: r for r in (trial_record(trial).seed_runs or [])
+                if isinstance(r, dict) and r.get("seed") in seeds and isinstance(r.get("run_dir"), str)
+                and inside(r["run_dir"], self.out / self.spec.name) is not None}
         pruning = Pruning(self.spec, trial)
         resume = self._resumable(trial)
         for k, seed in enumerate(seeds):
@@ -193,9 +218,9 @@ class StudyRunner:
             # exception leaves) and queued again now, to continue from that checkpoint
             write_trial(trial, stopped_step=exc.step)
             write_trial(trial, reason=str(exc))
-            if exc.step is not None and exc.run_dir is not None:
-                requeue(trial.study, frozen_trial(trial), self.spec,
-                        resume_from=str(exc.run_dir))
+            # queued again either way: to continue from its checkpoint, or (stopped before its
+            # first one, e.g. while starting up) to start afresh
+            self._queue_again(trial, str(exc.run_dir) if exc.step is not None and exc.run_dir is not None else None)
             raise Stopped(exc.signum, exc.run_dir, exc.step, saved=exc.saved, trial=trial.number) from None
         except Diverged as exc:
             record = {"seed": seed, "run_dir": str(folder.get("run_dir", "")), "diverged_step": exc.step,
@@ -285,14 +310,20 @@ class StudyRunner:
                 write_trial(trial, slim_error=str(exc)[:200])
         write_trial(trial, freed_bytes=freed)
 
-    @staticmethod
-    def _resumable(trial) -> Path | None:
-        """The run folder a retried trial continues (one a signal stopped), if it has a checkpoint."""
+    def _resumable(self, trial) -> Path | None:
+        """The run folder a retried trial continues (one a signal stopped), if it has a checkpoint.
+        The storage is data: a folder outside this study's runs folder is refused (the trial is
+        pruned with the reason), never opened."""
         folder = system_attrs(trial).get(RESUME_ATTR)
         if not folder:
             return None
-        folder = Path(folder)
-        return folder if (folder / "config.json").is_file() and any((folder / "checkpoints").glob("step-*.pt")) else None
+        real = inside(folder, self.out / self.spec.name) if isinstance(folder, str) else None
+        if real is None:
+            why = (f"its storage entry {RESUME_ATTR} = {str(folder)[:200]!r} is not a run folder inside "
+                   f"{self.out / self.spec.name}; nothing there was touched")
+            write_trial(trial, refused=why)
+            raise optuna.TrialPruned(f"refused: {why}")
+        return real if (real / "config.json").is_file() and any((real / "checkpoints").glob("step-*.pt")) else None
 
     def _started(self, trial, run_dir: Path, seed: int) -> None:
         write_trial(trial, run_dir=str(run_dir))
@@ -424,7 +455,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
     agree_on_fid_network(study, spec, fid_network, storage_url)
     agree_on_stability(study, spec, redact(storage_url))
     spec = agree_on_pruning(study, spec, console)
-    revived = recover_dead_trials(study, spec)
+    revived = recover_dead_trials(study, spec, out / spec.name)
     if revived:
         console.print(f"trial(s) {', '.join(map(str, revived))}: their worker died; marked failed and queued again",
                       highlight=False)
@@ -471,7 +502,7 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
         for problem in workers.wait():
             console.print(f"[yellow]warning:[/] {problem}", highlight=False)
         pids |= workers.pids
-        recover_dead_trials(study, spec)
+        recover_dead_trials(study, spec, out / spec.name)
         # the trials every worker of this command ran, by the stamp each left on its trials
         runner.ran.extend(t.number for t in study.get_trials(deepcopy=False)
                           if isinstance(trial_record(t).worker, dict) and trial_record(t).worker.get("pid") in pids)
@@ -506,6 +537,42 @@ def disk_line(runner: StudyRunner, spec: StudySpec, n_trials: int | None, total_
     return f"disk: {what}, plus {_human(n_jobs * (full + weights))} while {'a trial runs' if n_jobs == 1 else f'{n_jobs} trials run'}"
 
 
+def _told_elsewhere(study, runner: StudyRunner) -> int | None:
+    """The trial whose result this worker returned but which another worker had already
+    finished (a stale heartbeat, or a dead-worker check, failed it while this worker was paused),
+    or None. Optuna then refuses the result (``Cannot tell a FAIL trial.``, or an assertion of
+    its own while it reports that refusal)."""
+    number = runner.ran[-1] if runner.ran else None
+    if number is None or getattr(runner, "returned", None) != number:
+        return None
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    return number if found and found[0].state == TrialState.FAIL else None
+
+
+def optimize_on(study, runner: StudyRunner, console: Console, n_trials: int | None, **kwargs) -> None:
+    """``study.optimize`` that goes on when a trial's result cannot be told because another
+    worker failed that trial meanwhile (a worker stopped with SIGSTOP past its heartbeat, then
+    continued): one line, the trial stays failed and queued again by whoever failed it, and this
+    worker runs its remaining trials. Optuna raised ``Cannot tell a FAIL trial.`` and the worker
+    ran nothing more."""
+    start = len(runner.ran)
+    while True:
+        left = None if n_trials is None else n_trials - (len(runner.ran) - start)
+        if left is not None and left <= 0:
+            return
+        try:
+            study.optimize(runner, n_trials=left, **kwargs)
+            return
+        except Exception:  # noqa: BLE001 - only the told-elsewhere case is handled
+            number = _told_elsewhere(study, runner)
+            if number is None:
+                raise
+            runner.returned = None
+            console.print(f"[yellow]warning:[/] trial {number}: another worker marked it failed while this one was "
+                          "paused or unreachable (its heartbeat stopped); its result is dropped and the trial runs "
+                          "again from the queue; this worker goes on", highlight=False)
+
+
 def _optimize(study, runner: StudyRunner, spec: StudySpec, console: Console, n_trials: int | None,
               timeout: float | None, total_trials: int | None = None) -> None:
     """This process's trials, one at a time, with the live table (or a line per trial in a log)."""
@@ -518,16 +585,16 @@ def _optimize(study, runner: StudyRunner, spec: StudySpec, console: Console, n_t
     if console.is_terminal:
         with Live(trials_table(study, spec), console=console, refresh_per_second=2, transient=False) as live:
             def refresh(study, trial) -> None:
-                recover_dead_trials(study, spec)  # a worker that died meanwhile: its trial is queued again
+                recover_dead_trials(study, spec, runner.out / spec.name)  # a worker that died meanwhile: its trial is queued again
                 live.update(trials_table(study, spec))
 
-            study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[refresh, budget],
-                           catch=(GanlabError,), gc_after_trial=True)
+            optimize_on(study, runner, console, n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[refresh, budget],
+                        catch=(GanlabError,), gc_after_trial=True)
     else:
         # A log, not a terminal: no live redrawing; one line per finished trial, then the table
         # once, wide enough that its cells do not wrap over many lines.
         def log_trial(study, trial) -> None:
-            recover_dead_trials(study, spec)
+            recover_dead_trials(study, spec, runner.out / spec.name)
             if trial_record(trial).discarded:
                 return
             names = list(spec.objectives) if not spec.weights else [WEIGHTED]
@@ -535,8 +602,8 @@ def _optimize(study, runner: StudyRunner, spec: StudySpec, console: Console, n_t
             console.print(f"trial {trial.number}: {state}; " + ", ".join(f"{n} {v}" for n, v in zip(names, values)),
                           highlight=False, markup=False)
 
-        study.optimize(runner, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[log_trial, budget],
-                       catch=(GanlabError,), gc_after_trial=True)
+        optimize_on(study, runner, console, n_trials, timeout=timeout, n_jobs=n_jobs, callbacks=[log_trial, budget],
+                    catch=(GanlabError,), gc_after_trial=True)
         wide = Console(file=console.file, width=max(console.width, 160), soft_wrap=True, color_system=None)
         wide.print(trials_table(study, spec))
 

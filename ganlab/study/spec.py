@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ganlab.coerce import BadValue, coerce, unwrap_optional
-from ganlab.config import TrainConfig, check_run_name, coerce_fields
+from ganlab.config import TrainConfig, check_run_name, coerce_fields, flag_name
 from ganlab.errors import UsageError
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, default_objectives, measured_in_loop
 from ganlab.train.build import overridden_setting, overridden_trick_param
@@ -216,6 +216,81 @@ def _range(where: str, key: str, value) -> Range:
     return Range(low=low, high=high, log=log, int=bool(is_int))
 
 
+MAX_ENUMERATED = 2048  # an integer range up to this many values is checked value by value
+
+
+def check_search_bounds(where: str, objectives: list, train: Mapping[str, Any], search: list[tuple[str, Range]]) -> None:
+    """Refuse, one line each, what every trial would otherwise meet: an objective named twice,
+    and a ``[search]`` range that reaches values the setting itself refuses (``lr = {low =
+    -1e-3, ...}``: a negative learning rate drawn at some trial), or that holds no valid value
+    at all (``size = {low = 33, high = 40}``: no multiple of 32).
+
+    Each value is checked as ``ganlab train`` checks it, with the study's ``[train]`` settings
+    and the defaults for the rest; only a refusal that names the searched setting counts
+    (another setting's problem is reported where it is set). A float range is checked at both
+    ends (every setting's bounds are intervals); an integer range value by value."""
+    seen = set()
+    for o in objectives:
+        if o in seen:
+            raise _bad(where, f"'study.objectives' names {o!r} twice; give each objective once")
+        seen.add(o)
+    base = dict(coerce_fields(TrainConfig, dict(train), f"{where} [train]"))
+
+    def ends(r: Range) -> tuple:
+        return r.choices if r.choices is not None else ((int(r.low), int(r.high)) if r.int else (r.low, r.high))
+
+    def contexts(key: str) -> list[dict]:
+        """The other searched settings at their ends (or choices): a value another draw makes
+        valid (n_layers 5 with a searched size of 256 as well as 32) is not refused."""
+        combos: list[dict] = [{}]
+        for other, r in search:
+            if other != key:
+                combos = [{**c, other: v} for c in combos for v in ends(r)]
+                if len(combos) > 64:
+                    return [{}]
+        return combos
+
+    def refusal(key: str, value) -> str | None:
+        first = None
+        for context in contexts(key):
+            values = dict(base)
+            for k, v in {**context, key: value}.items():
+                values.update(coerce_fields(TrainConfig, {k: v}, f"{where} [search]"))
+            try:
+                TrainConfig(**values).validate()
+                return None
+            except UsageError as exc:
+                if not str(exc).startswith(flag_name(key) + " "):
+                    return None  # another setting's problem, reported where it is set
+                first = first or str(exc)
+            except (TypeError, ValueError):
+                return None
+        return first
+
+    for key, r in search:
+        if r.choices is not None:
+            for v in r.choices:
+                if (why := refusal(key, v)) is not None:
+                    raise _bad(where, f"'search.{key}' choice {v!r}: {why}")
+            continue
+        if r.int and float(r.high) - float(r.low) < MAX_ENUMERATED:
+            values = list(range(int(r.low), int(r.high) + 1))
+            bad = {v: why for v in values if (why := refusal(key, v)) is not None}
+            if not bad:
+                continue
+            good = [v for v in values if v not in bad]
+            first = next(iter(bad.values()))
+            if not good:
+                raise _bad(where, f"'search.{key}' = {{low = {r.low}, high = {r.high}}}: no value in the range is valid "
+                                  f"({first})")
+            shown = ", ".join(map(str, good[:8])) + (", ..." if len(good) > 8 else "")
+            raise _bad(where, f"'search.{key}' = {{low = {r.low}, high = {r.high}}} reaches values a trial would refuse "
+                              f"({first}); the valid ones are {shown}: narrow the range or give choices = [...]")
+        for end, v in (("low", r.low), ("high", r.high)):
+            if (why := refusal(key, int(v) if r.int else v)) is not None:
+                raise _bad(where, f"'search.{key}' {end} = {v}: {why}; narrow the range to what the setting allows")
+
+
 def parse_study(text: str, where: str, default_name: str) -> StudySpec:
     """Validate a study definition; unknown keys and wrong types are refused with their name."""
     try:
@@ -279,6 +354,8 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
         for v in (r.choices if r.choices is not None else (r.low, r.high)):  # wrong types now, not per trial
             coerce_fields(TrainConfig, {key: v}, f"{where} [search]")
         search.append((key.replace("-", "_"), r))
+
+    check_search_bounds(where, objectives, train, search)
 
     tricks_tbl = _expect(where, "tricks", data.get("tricks", {}), dict, "a table")
     unknown = set(tricks_tbl) - {"optional", "always", "groups", "params", "fixed"}

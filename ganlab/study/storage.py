@@ -20,7 +20,7 @@ from ganlab.study.spec import StudySpec
 
 __all__ = ["agree_on_pruning", "best_trials", "dashboard_command", "dashboard_hint", "default_storage", "is_journal",
            "load_existing_study", "make_pruner", "make_sampler",
-           "open_journal", "open_storage", "redact"]
+           "open_journal", "open_storage", "redact", "scrub"]
 
 
 def default_storage(out: str) -> str:
@@ -28,6 +28,7 @@ def default_storage(out: str) -> str:
 
 
 def open_storage(url: str, spec: StudySpec | None = None):
+    shown = redact(url)  # every message names the storage without its password
     hb = spec.heartbeat_interval if spec else 30
     grace = spec.grace_period if spec else 90
     retry = spec.max_retry if spec else 1
@@ -38,9 +39,9 @@ def open_storage(url: str, spec: StudySpec | None = None):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"--storage {url}: cannot create {path.parent} ({exc.strerror})") from None
+            raise UsageError(f"--storage {shown}: cannot create {path.parent} ({exc.strerror})") from None
         if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
-            raise UsageError(f"--storage {url}: {path} is not a SQLite database; point --storage at another file")
+            raise UsageError(f"--storage {shown}: {path} is not a SQLite database; point --storage at another file")
     def connect():
         with warnings.catch_warnings():
             # Heartbeats and their retry callback are marked experimental in Optuna.
@@ -73,10 +74,10 @@ def open_storage(url: str, spec: StudySpec | None = None):
     except ImportError as exc:
         hint = ("pip install 'psycopg[binary]' for PostgreSQL" if url.startswith("postgresql")
                 else "install the driver for this database, or use sqlite:///FILE.db or journal:///FILE.log")
-        raise UsageError(f"--storage {url}: the database driver is missing ({exc.name or exc}); {hint}") from None
+        raise UsageError(f"--storage {shown}: the database driver is missing ({exc.name or exc}); {hint}") from None
     except Exception as exc:  # sqlalchemy's OperationalError and friends
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--storage {url}: cannot open the study storage ({first[:200]}); "
+        first = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        raise UsageError(f"--storage {shown}: cannot open the study storage ({first[:200]}); "
                          f"check the URL, that the server is up and reachable") from None
 
 
@@ -106,11 +107,33 @@ def open_journal(url: str):
 
 
 def redact(url: str) -> str:
+    """The storage URL without its password (``postgresql://user@host/db``), for every message."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':')[0]}@{host}"
     return url
+
+
+def password_of(url: str) -> str | None:
+    if "@" in url and "://" in url:
+        creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+        if ":" in creds:
+            return creds.split(":", 1)[1] or None
+    return None
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's or Optuna's message, which may quote the URL) with the URL redacted
+    and its password, also URL-decoded, replaced by ``***``."""
+    from urllib.parse import unquote
+
+    text = text.replace(url, redact(url))
+    secret = password_of(url)
+    for s in {secret, unquote(secret)} if secret else ():
+        if s:
+            text = text.replace(s, "***")
+    return text
 
 
 def dashboard_command(url: str, artifact_dir: str | Path | None = None) -> str:
@@ -189,7 +212,7 @@ def load_existing_study(name: str, storage_arg: str | None, runs: str):
     one line saying what is there instead. Returns (study, storage, url)."""
     url = storage_arg or default_storage(runs)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise UsageError(f"--storage {url}: no such study file; run ganlab study first, or give --storage/--runs")
+        raise UsageError(f"--storage {redact(url)}: no such study file; run ganlab study first, or give --storage/--runs")
     storage = open_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

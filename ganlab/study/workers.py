@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from ganlab.threads import AUTO, WHY_ENV, Budget, apply_budget, auto_jobs, worker_budget
+from ganlab import threads as threads_module
+from ganlab.threads import AUTO, WHY_ENV, Budget, apply_budget, worker_budget
 
 if TYPE_CHECKING:
     from ganlab.config import TrainConfig
 
-__all__ = ["Plan", "Workers", "plan_workers", "shares"]
+__all__ = ["Plan", "Workers", "auto_jobs", "plan_workers", "shares", "worker_bytes"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Plan:
 
 def plan_workers(n_jobs: int | str, threads: int | None, cfg: "TrainConfig", runs: int | None = None,
                  *, apply: bool = True) -> Plan:
-    """Resolve ``--n-jobs`` (a number or ``auto``: :func:`ganlab.threads.auto_jobs`) and
+    """Resolve ``--n-jobs`` (a number or ``auto``: :func:`auto_jobs`) and
     ``--threads`` for runs of ``cfg``, and (``apply``) give this process, worker 0, its budget."""
     why = ""
     if n_jobs == AUTO:
@@ -140,3 +141,60 @@ class Workers:
             if code != 0:
                 problems.append(f"worker {proc.pid} ended with exit code {code}; its log: {log}")
         return problems
+
+
+# --n-jobs auto: the memory a worker needs, from the cost model ------------------------------------
+def worker_bytes(cfg: "TrainConfig") -> int | None:
+    """The memory one worker training ``cfg`` on the CPU takes: the process itself, a training step
+    (ganlab.train.memory's estimate) and its decoded images (at most ``--cache-gb``)."""
+    try:
+        from ganlab.runtime import runtime_for
+        from ganlab.train.memory import estimate
+
+        step = estimate(cfg, runtime_for(cfg).precision).total(cfg.batch_size)
+    except Exception:  # an estimate only caps the workers; without it nothing is capped
+        return None
+    return threads_module.PER_PROCESS_BYTES + step + min(int(cfg.cache_gb * 2**30), _images_bytes(cfg))
+
+
+def _images_bytes(cfg: "TrainConfig") -> int:
+    """The decoded images of ``cfg``'s folders, roughly: files x (load size)^2 x 3 bytes x 1.5 for a
+    3:2 photograph (the full ``--cache-gb`` where the images keep their own size)."""
+    from pathlib import Path
+
+    if cfg.effective_load_size == 0:
+        return int(cfg.cache_gb * 2**30)
+    files = 0
+    for folder in (cfg.data, cfg.val_data, cfg.data_a, cfg.data_b, cfg.val_data_a, cfg.val_data_b):
+        if folder is None:
+            continue
+        try:
+            files += sum(1 for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in
+                         (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"))
+        except OSError:
+            continue
+    side = cfg.effective_load_size
+    return int(files * side * side * 3 * 1.5)
+
+
+def auto_jobs(cfg: "TrainConfig", runs: int | None = None, threads: int | None = None) -> tuple[int, str]:
+    """``--n-jobs auto`` for runs of ``cfg`` on this machine (:func:`ganlab.threads.jobs_rule`)."""
+    from ganlab.runtime import resolve_device
+
+    device = resolve_device(cfg.device)
+    cuda = 0
+    if device.type == "cuda":
+        import torch
+
+        cuda = 1 if device.index is not None else torch.cuda.device_count()  # cuda:K names one GPU
+    free = None
+    if not cuda:
+        import torch
+
+        from ganlab.train.memory import available_bytes
+
+        where = available_bytes(torch.device("cpu"))
+        free = where[0] if where else None
+    return threads_module.jobs_rule(cuda_devices=cuda, cores=threads_module.usable_cores(), runs=runs,
+                                    worker_bytes=worker_bytes(cfg) if not cuda else None, free_bytes=free,
+                                    threads=threads if threads is not None else threads_module.env_threads())

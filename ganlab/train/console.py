@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,9 +12,7 @@ from ganlab.config import TrainConfig
 from ganlab.nets import count_params
 from ganlab.train.build import Session
 from ganlab.train.checkpoint import checkpoint_files
-
-if TYPE_CHECKING:
-    from ganlab.train.loop import RunResult
+from ganlab.train.result import RunResult
 
 __all__ = ["banner", "loss_info", "progress_bar", "summary"]
 

@@ -43,11 +43,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ganlab.modes import RELATIVISTIC_MODES
 from ganlab.trick._stack import TrickStack
 
 from ganlab.trick import StepPlan
 
-__all__ = ["NetFlops", "PassCounter", "Passes", "describe", "model_flops", "net_flops", "penalty_passes", "plan_passes",
+__all__ = ["NetFlops", "PassCounter", "Passes", "describe", "extra_passes", "model_flops", "net_flops", "penalty_passes", "plan_passes",
            "session_step_flops", "step_flops"]
 
 FLOP_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
@@ -186,11 +187,14 @@ class Passes:
         return any(dataclasses.astuple(self))
 
 
-def plan_passes(d_steps: int = 1, g_steps: int = 1, penalties_per_d_update: int = 0) -> Passes:
+def plan_passes(d_steps: int = 1, g_steps: int = 1, penalties_per_d_update: int = 0, *, d_per_d_update: int = 0,
+                d_per_g_update: int = 0) -> Passes:
     """The passes of one iteration of :class:`ganlab.train.step.Pix2PixStep` under a StepPlan.
 
     Every D update generates its fakes (without a graph unless the G update that follows
-    reuses them); every G update after the first generates fresh ones.
+    reuses them); every G update after the first generates fresh ones. ``d_per_d_update`` and
+    ``d_per_g_update`` are D passes beyond the step's own two and one (a trick's, or rpgan's
+    real pass in the G update).
     """
     g_forward = d_steps
     for j in range(g_steps):
@@ -199,8 +203,8 @@ def plan_passes(d_steps: int = 1, g_steps: int = 1, penalties_per_d_update: int 
     return Passes(
         g_forward=g_forward,
         g_backward=g_steps,
-        d_update=2 * d_steps,
-        d_for_g=g_steps,
+        d_update=(2 + d_per_d_update) * d_steps,
+        d_for_g=(1 + d_per_g_update) * g_steps,
         d_penalty=penalties_per_d_update * d_steps,
     )
 
@@ -209,6 +213,15 @@ def penalty_passes(stack: TrickStack, step: int = 0) -> int:
     """Gradient-penalty passes per D update that the tricks of ``stack`` make at ``step``, as
     each declares with :meth:`ganlab.trick.Trick.penalty_passes`."""
     return sum(int(trick.penalty_passes(step)) for trick in stack.tricks)
+
+
+def extra_passes(stack: TrickStack, step: int = 0) -> tuple[int, int]:
+    """(D passes per D update, D passes per G update) beyond the step's own, that the tricks of
+    ``stack`` declare with :meth:`ganlab.trick.Trick.extra_passes` and that the loss makes
+    (``rpgan``: D on the real pair in every G update)."""
+    d = sum(int(t.extra_passes(step).get("d_update", 0)) for t in stack.tricks)
+    g = sum(int(t.extra_passes(step).get("d_for_g", 0)) for t in stack.tricks)
+    return d, g
 
 
 def step_flops(g: NetFlops, d: NetFlops, passes: Passes, batch_size: int) -> dict[str, Any]:
@@ -243,7 +256,10 @@ def session_step_flops(session, plan=None, extra_d_passes: int | None = None) ->
         plan = session.stack.plan(StepPlan(), session.ctx)
     if extra_d_passes is None:
         extra_d_passes = penalty_passes(session.stack, session.ctx.step)
-    return step_flops(g, d, plan_passes(plan.d_steps, plan.g_steps, extra_d_passes), cfg.batch_size)
+    d_more, g_more = extra_passes(session.stack, session.ctx.step)
+    g_more += int(session.ctx.gan_mode in RELATIVISTIC_MODES)
+    passes = plan_passes(plan.d_steps, plan.g_steps, extra_d_passes, d_per_d_update=d_more, d_per_g_update=g_more)
+    return step_flops(g, d, passes, cfg.batch_size)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -72,9 +72,12 @@ def estimate(cfg: TrainConfig, precision: str = "fp32") -> Estimate:
         g, fake = _saved_bytes(G, x)
         d = _saved_bytes(D, torch.cat([x, fake], 1))[0] if D is not None else 0
     copies = sum(t.g_copies() for t in stack.tricks)  # e.g. a moving average of G
+    # D graphs alive at once in a D update: the real and the fake pass, and any a trick adds
+    # (a consistency term's passes on augmented copies: Trick.extra_passes)
+    d_graphs = 2 + sum(int(t.extra_passes(0).get("d_update", 0)) for t in stack.tricks)
     # weights, gradients and Adam's two moments, 4 bytes each (and an fp32 copy of G per copy a trick keeps)
     fixed = 16 * (count_params(G) + (count_params(D) if D is not None else 0)) + 4 * copies * count_params(G)
-    per_image = ACTIVATION_FACTOR * (g + 2 * d) * (BF16_SCALE if precision == "bf16" else 1.0)
+    per_image = ACTIVATION_FACTOR * (g + d_graphs * d) * (BF16_SCALE if precision == "bf16" else 1.0)
     return Estimate(int(fixed), int(per_image))
 
 

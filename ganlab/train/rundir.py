@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganlab import __version__
+from ganlab.version import __version__
 from ganlab.errors import UsageError
 from ganlab.io import atomic_write_json
 from ganlab import runtime as runtime_module

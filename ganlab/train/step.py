@@ -6,6 +6,12 @@ With an empty trick stack this is the plain step of Isola et al. (2017)::
     D:  0.5 * [ loss(D(cond, fake.detach()), fake) + loss(D(cond, real), real) ]
     G:  loss(D(cond, fake), real) + lambda_l1 * |fake - real|_1
 
+Under ``--gan-mode rpgan`` (the relativistic pairing loss of R3GAN) D's loss is
+softplus(-(D(cond, real) - D(cond, fake))), logit by logit, logged as both halves, and G's
+update makes one more D pass, on the real pair (no gradient), for
+softplus(-(D(cond, fake) - D(cond, real))); the real pair goes through the ``g_inputs`` hooks
+too, so that it is transformed as the fake is (noise, augmentation).
+
 A :class:`~ganlab.trick.StepPlan` says how many D and G updates an iteration makes; every
 update after the first draws a fresh batch (and so fresh fakes). Statistics go to the stats
 bus as device tensors: nothing here waits for the device.
@@ -67,6 +73,7 @@ class Pix2PixStep:
         self.gan_mode, self.lambda_l1 = gan_mode, lambda_l1
         self.stack, self.ctx, self.autocast = stack, ctx, autocast
         self.label_based = gan_mode in losses.LABEL_MODES
+        self.relativistic = gan_mode in losses.RELATIVISTIC_MODES
         self.threshold = losses.decision_threshold(gan_mode)
         # --compile: the step's own passes run compiled forwards (same parameters); the passes a
         # trick makes through Phase.d_forward stay eager, since a gradient penalty's double
@@ -136,8 +143,11 @@ class Pix2PixStep:
         t_real = t_fake = None
         if self.label_based:
             t_real, t_fake = self.stack.d_targets(torch.ones_like(d_real), torch.zeros_like(d_fake), ctx)
-        loss_fake = losses.d_fake_term(mode, d_fake, t_fake)
-        loss_real = losses.d_real_term(mode, d_real, t_real)
+        if self.relativistic:  # one term on the paired logits, unhalved (R3GAN), split in two halves
+            loss_fake = loss_real = losses.relativistic(d_real, d_fake)
+        else:
+            loss_fake = losses.d_fake_term(mode, d_fake, t_fake)
+            loss_real = losses.d_real_term(mode, d_real, t_real)
         terms = {"fake": 0.5 * loss_fake, "real": 0.5 * loss_real}
         phase = Phase(cond=cond, real=real, fake=fake, d_real=d_real, d_fake=d_fake, d_forward=self.d_forward_eager)
         terms = self.stack.d_loss(terms, phase, ctx)
@@ -170,14 +180,24 @@ class Pix2PixStep:
         self.D.requires_grad_(False)
         try:
             c_fake, x_fake = self.stack.g_inputs((cond, fake), ctx)  # what D judges for G's loss
-            d_fake = self.d_forward(c_fake, x_fake)
-            adv = losses.g_adv_term(self.gan_mode, d_fake)
+            measuring = self.measuring()
+            # The adversarial-share measurement takes a second gradient through D (retain_graph),
+            # which a compiled graph with donated buffers refuses: at those iterations D runs eager.
+            d_fake = self.d_forward(c_fake, x_fake, eager=measuring)
+            d_real = None
+            if self.relativistic:  # the paired real logits, as a constant
+                with torch.no_grad():
+                    c_real, x_real = self.stack.g_inputs((cond, real), ctx)
+                    d_real = self.d_forward(c_real, x_real)
+                adv = losses.relativistic(d_fake, d_real)
+            else:
+                adv = losses.g_adv_term(self.gan_mode, d_fake)
             rec = losses.l1(fake, real)
             terms = {"adv": adv, "l1": self.lambda_l1 * rec}
-            phase = Phase(cond=cond, real=real, fake=fake, d_real=None, d_fake=d_fake, d_forward=self.d_forward_eager)
+            phase = Phase(cond=cond, real=real, fake=fake, d_real=d_real, d_fake=d_fake, d_forward=self.d_forward_eager)
             terms = self.stack.g_loss(terms, phase, ctx)
             total = sum(terms.values())
-            if self.measuring():
+            if measuring:
                 self._report_grad_share(terms, fake)
             total.backward()
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
+from ganlab.config import parse_trick_arg  # the command line's NAME:key=value strings, parsed with the configuration
 from ganlab.errors import UsageError
 from ganlab.registry import Registry
 
@@ -65,21 +66,6 @@ def registry() -> dict[str, type[Trick]]:
     """All tricks by name: the ``ganlab.tricks`` entry points (built-in ones included) and
     registered ones. A plugin that fails to load is left out with a warning."""
     return TRICKS.load_all()
-
-
-def parse_trick_arg(text: str) -> tuple[str, dict[str, str]]:
-    """``"label-flip:p=0.05,two_sided=true"`` -> ``("label-flip", {"p": "0.05", ...})``."""
-    name, _, rest = text.partition(":")
-    name = name.strip()
-    if not name:
-        raise UsageError(f"--trick '{text}': give a trick name, e.g. --trick label-flip:p=0.05")
-    values: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--trick '{text}': write parameters as key=value, separated by commas")
-        values[key.strip()] = value.strip()
-    return name, values
 
 
 def build_trick(name: str, values: Mapping[str, Any]) -> Trick:

@@ -26,7 +26,8 @@ G phase, loss terms    ``g_loss(terms, phase, ctx)``                terms
 after G's update       ``after_g_update(ctx)``                      nothing
 evaluation             ``eval_generator(G, ctx)``                   the module to evaluate
 checkpoint             ``state_dict()`` / ``load_state_dict(s)``    plain data / nothing
-cost model             ``penalty_passes(step)``, ``g_copies()``     ints (FLOPs, memory)
+cost model             ``penalty_passes(step)``, ``g_copies()``,    ints (FLOPs, memory)
+                       ``extra_passes(step)``
 =====================  ===========================================  ========================
 
 What a trick may change, and where (everything else it only reads, through :class:`StepContext`):
@@ -95,9 +96,10 @@ class StepPlan:
 class Phase:
     """What a loss hook can see. ``d_real``/``d_fake`` are D's outputs for this update.
 
-    In the D phase ``fake`` is detached; in the G phase ``d_fake`` is D(cond, G(cond)) with the
+    In the D phase ``fake`` is detached; in the G phase ``d_real`` is None (under ``--gan-mode
+    rpgan``: D's output on the real pair, without a graph) and ``d_fake`` is D(cond, G(cond)) with the
     graph to G, taken on the pair ``g_inputs`` returned (``fake`` stays G's own output, which the
-    L1 term compares with ``real``), and ``d_real`` is None. ``d_forward(cond, x)`` runs D on a
+    L1 term compares with ``real``). ``d_forward(cond, x)`` runs D on a
     (condition, image) pair the way the step does (autocast included), for penalties that need
     extra D passes.
     """
@@ -384,6 +386,12 @@ class Trick:
         """Copies of G's weights the trick keeps besides G itself (a moving average keeps one)."""
         return 0
 
+    def extra_passes(self, step: int) -> Mapping[str, int]:
+        """Passes through D the trick makes besides the step's own and its penalties, by kind:
+        ``"d_update"`` per D update (a forward and a backward with D trained: a consistency
+        term on augmented inputs), ``"d_for_g"`` per G update (D frozen: feature matching's)."""
+        return {}
+
     # Used by ganlab (not hooks) ----------------------------------------------------------------
     @classmethod
     def hooks_used(cls) -> list[str]:
@@ -430,4 +438,5 @@ HOOKS = (
     "state_dict",
     "penalty_passes",
     "g_copies",
+    "extra_passes",
 )

@@ -27,13 +27,20 @@ class Capability:
     ``GRADIENT_PENALTY``
         a penalty on the gradient of D with respect to its input (WGAN-GP, R1). Provided; the
         tricks that provide it conflict with it, so only one is stacked.
+    ``FAKE_GRADIENT_PENALTY``
+        a penalty on D's input gradient at the generated images (R2). Provided; it stacks with
+        R1 (R3GAN penalises both).
+    ``AUGMENTATION``
+        an augmentation of everything D sees (ADA, DiffAugment). Provided; the tricks that
+        provide it conflict with it, so only one is stacked.
     ``UPSAMPLING``
         the kind of G's up-sampling layers (PixelTCL). Replaced.
     ``G_AVERAGE``
         evaluation uses an average of G's weights rather than G (G-EMA). Provided.
 
     :meth:`gan` names the adversarial loss the run was asked for (``--gan-mode``), which the
-    base step provides: ``Capability.gan("hinge")`` is ``"gan:hinge"``.
+    base step provides: ``Capability.gan("hinge")`` is ``"gan:hinge"``. ``GAN_RPGAN`` is
+    ``Capability.gan("rpgan")``, the relativistic pairing loss, which WGAN-GP conflicts with.
     """
 
     LABEL_TARGETS = "label-targets"
@@ -41,6 +48,9 @@ class Capability:
     ADVERSARIAL_LOSS = "adversarial-loss"
     UPDATE_RATIO = "update-ratio"
     GRADIENT_PENALTY = "gradient-penalty"
+    FAKE_GRADIENT_PENALTY = "fake-gradient-penalty"
+    AUGMENTATION = "augmentation"
+    GAN_RPGAN = "gan:rpgan"
     UPSAMPLING = "upsampling"
     G_AVERAGE = "g-average"
 

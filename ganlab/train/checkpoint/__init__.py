@@ -40,13 +40,14 @@ from ganlab.train.checkpoint.format import (BACKUP_SUFFIX, BEST_FILE, CHECKPOINT
 from ganlab.train.checkpoint.read import is_slimmed, latest_checkpoint, read_checkpoint, restore, slimmed_refusal
 from ganlab.train.checkpoint.slim import slim_run
 from ganlab.train.checkpoint.upgrade import upgrade_checkpoint, upgrade_targets
-from ganlab.train.checkpoint.write import (checkpoint_payload, in_background, portable_optimizer_state, save_checkpoint,
+from ganlab.train.checkpoint.write import (checkpoint_payload, in_background, portable_optimizer_state,
+                                           remove_stale_temporaries, save_checkpoint,
                                            save_checkpoint_in_background, write_checkpoint)
 from ganlab.train.disk import checkpoint_bytes
 
 __all__ = ["BACKUP_SUFFIX", "BEST_FILE", "CHECKPOINT_FORMAT", "FINAL_FILE", "KEEP_CHECKPOINTS", "PLAIN_DATA",
            "PLAIN_STATE_ADVICE", "PREVIOUS_FORMAT", "WEIGHTS_KIND", "BestSoFar", "UnsafeCheckpoint", "best_checkpoint",
            "checkpoint_bytes", "checkpoint_files", "checkpoint_payload", "in_background", "is_slimmed",
-           "latest_checkpoint", "not_plain_data", "portable_optimizer_state", "read_checkpoint", "restore", "save_best",
+           "latest_checkpoint", "not_plain_data", "portable_optimizer_state", "read_checkpoint", "remove_stale_temporaries", "restore", "save_best",
            "save_checkpoint", "save_checkpoint_in_background", "slim_run", "slimmed_refusal", "upgrade_checkpoint",
            "upgrade_command", "upgrade_targets", "weights_payload", "write_checkpoint"]

@@ -11,6 +11,7 @@ from typing import Callable
 
 from ganlab.errors import GanlabError
 from ganlab.io import atomic_torch_save
+from ganlab.metrics.names import INLOOP_METRICS, inloop_value
 from ganlab.train.checkpoint.format import BEST_FILE, UnsafeCheckpoint, first_nonfinite_weight, weights_payload
 from ganlab.train.checkpoint.read import read_checkpoint
 
@@ -66,8 +67,6 @@ class BestSoFar:
         does), else None."""
         if self.metric == "none":
             return None
-        from ganlab.study.objective import INLOOP_METRICS, inloop_value  # the directions the studies use too
-
         value = inloop_value(self.metric, metrics)
         if value is None or not math.isfinite(value):
             return None

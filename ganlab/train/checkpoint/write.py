@@ -11,11 +11,11 @@ import torch
 
 from ganlab.errors import Diverged, GanlabError
 from ganlab.io import atomic_torch_save
-from ganlab.train.checkpoint.format import (CHECKPOINT_FORMAT, KEEP_CHECKPOINTS, PLAIN_STATE_ADVICE, checkpoint_files,
+from ganlab.train.checkpoint.format import (BEST_FILE, CHECKPOINT_FORMAT, FINAL_FILE, KEEP_CHECKPOINTS, PLAIN_STATE_ADVICE, checkpoint_files,
                                             first_nonfinite_weight, not_plain_data)
 from ganlab.train.checkpoint.rng import rng_state
 
-__all__ = ["checkpoint_payload", "in_background", "portable_optimizer_state", "save_checkpoint",
+__all__ = ["checkpoint_payload", "in_background", "portable_optimizer_state", "remove_stale_temporaries", "save_checkpoint",
            "save_checkpoint_in_background", "write_checkpoint"]
 
 
@@ -91,3 +91,16 @@ def portable_optimizer_state(opt: torch.optim.Optimizer) -> dict:
         if "capturable" in group:
             group["capturable"] = False
     return state
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Remove the temporary files (``.best.pt.<hex>.tmp``, ``.final.pt.<hex>.tmp``,
+    ``.step-....tmp``) that a process killed while writing left in ``RUN/checkpoints``. Called by
+    a resume, which holds the run's lock, before it writes anything: no writer of them is alive."""
+    folder = Path(run_dir) / "checkpoints"
+    gone = []
+    for name in (f".{BEST_FILE}.*.tmp", f".{FINAL_FILE}.*.tmp", ".step-*.tmp"):
+        for stale in folder.glob(name):
+            stale.unlink(missing_ok=True)
+            gone.append(stale)
+    return gone
