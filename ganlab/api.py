@@ -189,7 +189,7 @@ def evidence(name: str, *, runs: str | os.PathLike = "runs", storage: str | None
     confirmation = confirmation_of(study)
     if confirmation is None:
         raise UsageError(f"study {name}: no confirmation yet; run ganlab.confirm({name!r}) (or ganlab confirm {name}) first")
-    objectives = list(confirmation.user_attrs.get("objectives") or _objective_names(study))
+    objectives = list(study_record(confirmation).objectives or _objective_names(study))
     directions = [d.name.lower() for d in confirmation.directions]
     arms = arm_runs(confirmation, objectives, DIVERGED_INSTABILITY)
     rows: list[dict[str, Any]] = []

@@ -108,7 +108,7 @@ def inside(path: str | os.PathLike, root: str | os.PathLike) -> Path | None:
 def mark_killed_run(trial, spec: StudySpec, runs: str | os.PathLike | None) -> None:
     """A dead worker's run folder says ``stopped``, not ``running`` for ever: only a folder inside
     ``runs`` whose status says running and whose trial.json names this study and trial."""
-    run_dir = trial.user_attrs.get("run_dir")
+    run_dir = trial_record(trial).run_dir
     if not isinstance(run_dir, str) or runs is None or (folder := inside(run_dir, runs)) is None:
         return
     try:
