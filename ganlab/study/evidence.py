@@ -789,12 +789,49 @@ def evidence_section(confirm, objectives: list[str], directions: list[str], out,
                              f"({e.text()} {level}, {e.n} seeds{div}{extra})")
             md.append(f"- **{what}** against {ref}: " + "; ".join(parts) + ".")
         md += ["", "### How many seeds", ""] + plan_lines(rows, objectives, primary=primary)
+        md += like_l1_control_lines(confirm, arms, objectives, directions)
     if _plot(arms, objectives, out / "evidence.png"):
         md += ["", "![evidence](evidence.png)"]
     md += ["", "The sections below come from the search: each trial one run per seed of its configuration, each trick "
            "on together with other, randomly drawn tricks. They screen; only the verdicts above, with their family "
            "and its error rate, are evidence.", ""]
     return md
+
+
+QUALITY_FREE = ("instability", "loss_shape")  # objectives that are not image quality
+
+
+def like_l1_control_lines(confirm, arms: dict[str, ArmRuns], objectives: list[str], directions: list[str]) -> list[str]:
+    """Which configurations cannot be told from the L1-only control in image quality: each one's
+    seed-paired effect against the control on the first quality objective, decided alone at 5%
+    (descriptive, outside the verdicts' family), with the share of G's gradient that came from
+    the adversarial term (a continuous number, never a label). Empty without a control arm, a
+    quality objective, or a configuration whose interval against the control contains 0."""
+    from ganlab.study.objective import like_l1_control
+
+    control = next((r for label, r in arms.items() if r.plan.get("kind") == "control"
+                    and r.plan.get("label") == label), None)
+    quality = next((o for o in objectives if o not in QUALITY_FREE), None)
+    if control is None or not control.seeds or quality is None:
+        return []
+    direction = directions[objectives.index(quality)]
+    shares: dict[str, list[float]] = {}
+    for t in confirm.get_trials(deepcopy=False):
+        rec = trial_record(t)
+        if isinstance(rec.arm, dict) and isinstance(rec.adv_grad_share, (int, float)):
+            shares.setdefault(rec.arm.get("label"), []).append(float(rec.adv_grad_share))
+    lines = []
+    for label, r in arms.items():
+        if r is control or r.plan.get("label") != label or not r.seeds:
+            continue
+        sentence = like_l1_control(shares.get(label, []), _effect(r, control, quality, direction))
+        if sentence:
+            lines.append(f"- **{label}**: {sentence}.")
+    if not lines:
+        return []
+    return ["", "### Like the L1-only control", "",
+            f"Configurations whose {quality} cannot be told from the L1-only control's (each compared with the "
+            f"control alone at 5%, outside the family above: a description, not a verdict):", ""] + lines
 
 
 def _bootstrap_t(d: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
