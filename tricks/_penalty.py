@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
+
+from ganlab.stats import report
+from ganlab.trick import Phase, StepContext, Trick
 
 
 def gamma_at(gamma: float, schedule: str, final: float, ctx) -> float:
@@ -50,3 +54,26 @@ def r1_penalty(d_forward, cond: torch.Tensor, real: torch.Tensor, generator: tor
             logits = logits * signs
         (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
     return grad.flatten(1).float().pow(2).sum(1).mean() / n
+
+
+class ZeroCentredPenalty(Trick):
+    """gamma/2 * E||grad_x D_p(cond, x)||^2 added to D's loss every ``every``-th step (scaled by
+    ``every``), at the real images (``at = "real"``: R1) or at the step's fakes (``"fake"``: R2);
+    the subclass declares ``at`` and a ``Params`` with ``gamma``, ``every``, ``schedule`` and
+    ``final``. The term is logged as ``D/<name>``, a scheduled gamma as ``tricks/<name>_gamma``."""
+
+    at: ClassVar[str] = "real"
+
+    def penalty_passes(self, step: int) -> int:
+        return int(self.params.gamma > 0 and step % self.params.every == 0)
+
+    def d_loss(self, terms: dict, phase: Phase, ctx: StepContext) -> dict:
+        p = self.params
+        if p.gamma == 0.0 or ctx.step % p.every:
+            return terms
+        gamma = gamma_at(p.gamma, p.schedule, p.final, ctx)
+        if p.schedule != "constant":
+            report(f"tricks/{self.name}_gamma", gamma)
+        x = phase.real if self.at == "real" else phase.fake
+        penalty = r1_penalty(phase.d_forward, phase.cond, x, ctx.rng)
+        return {**terms, self.name: (0.5 * gamma * p.every) * penalty}

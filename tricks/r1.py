@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from ganlab.stats import report
-from ganlab.trick import Capability, Phase, StepContext, Trick, above, param
-from ganlab.tricks._penalty import gamma_at, r1_penalty
+from ganlab.trick import Capability, above, param
+from ganlab.tricks._penalty import ZeroCentredPenalty, gamma_at, r1_penalty
 
 __all__ = ["R1", "R1Params", "gamma_at", "r1_penalty"]
 
@@ -28,7 +27,7 @@ class R1Params:
     final: float = param(0.1, low=0.0, high=1.0, search=(), help="with schedule=cosine: the last gamma as a fraction of gamma (R3GAN: 0.1)")
 
 
-class R1(Trick):
+class R1(ZeroCentredPenalty):
     """R1 penalty: gamma/2 * E[||grad_x D_p(cond, x)||^2] at the real images, added to D's loss,
     the expectation over the samples *and over the logits D_p of D's patch map*: each patch
     logit is penalised as the paper penalises its one-logit D, so a gamma from the literature
@@ -62,16 +61,4 @@ class R1(Trick):
     provides = frozenset({Capability.GRADIENT_PENALTY})
     conflicts = {Capability.GRADIENT_PENALTY: "both penalise the critic's input gradient (R1 on real data, WGAN-GP on interpolates); keep one"}
     identity = {"gamma": 0.0}
-
-    def penalty_passes(self, step: int) -> int:
-        return int(self.params.gamma > 0 and step % self.params.every == 0)
-
-    def d_loss(self, terms: dict, phase: Phase, ctx: StepContext) -> dict:
-        p = self.params
-        if p.gamma == 0.0 or ctx.step % p.every:
-            return terms
-        gamma = gamma_at(p.gamma, p.schedule, p.final, ctx)
-        if p.schedule != "constant":
-            report("tricks/r1_gamma", gamma)
-        penalty = r1_penalty(phase.d_forward, phase.cond, phase.real, ctx.rng)
-        return {**terms, "r1": (0.5 * gamma * p.every) * penalty}
+    at = "real"

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganlab.stats import report
-from ganlab.trick import Capability, Phase, StepContext, Trick, above, param
-from ganlab.tricks._penalty import gamma_at, r1_penalty
+from ganlab.trick import Capability, above, param
+from ganlab.tricks._penalty import ZeroCentredPenalty
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class R2Params:
     final: float = param(0.1, low=0.0, high=1.0, search=(), help="with schedule=cosine: the last gamma as a fraction of gamma (R3GAN: 0.1)")
 
 
-class R2(Trick):
+class R2(ZeroCentredPenalty):
     """R2 penalty: gamma/2 * E[||grad_x D_p(cond, x)||^2] at the *generated* images of D's
     update (the fakes D is trained on), added to D's loss; the expectation is over the samples
     and over the logits D_p of the patch map, exactly as ganlab's ``r1`` takes it on the real
@@ -54,16 +53,4 @@ class R2(Trick):
     conflicts = {Capability.ADVERSARIAL_LOSS: "WGAN-GP's critic has its own gradient penalty (on interpolates), and R2 is for a "
                                      "logistic or relativistic D; keep one"}
     identity = {"gamma": 0.0}
-
-    def penalty_passes(self, step: int) -> int:
-        return int(self.params.gamma > 0 and step % self.params.every == 0)
-
-    def d_loss(self, terms: dict, phase: Phase, ctx: StepContext) -> dict:
-        p = self.params
-        if p.gamma == 0.0 or ctx.step % p.every:
-            return terms
-        gamma = gamma_at(p.gamma, p.schedule, p.final, ctx)
-        if p.schedule != "constant":
-            report("tricks/r2_gamma", gamma)
-        penalty = r1_penalty(phase.d_forward, phase.cond, phase.fake, ctx.rng)
-        return {**terms, "r2": (0.5 * gamma * p.every) * penalty}
+    at = "fake"
