@@ -112,12 +112,19 @@ def _arm(label: str, kind: str, base: dict, tricks: list, trial: int | None = No
 
 def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, Any]) -> tuple[list[Arm], list[str]]:
     """The arms of the confirmation, and notes on what was left out and why."""
-    chosen = choose(study, top)
-    if not chosen:
-        raise UsageError(f"study {study.study_name}: no finished trial to confirm; run ganlab study first")
     notes: list[str] = []
     baseline = _arm("baseline", "baseline", {}, [])
     arms: list[Arm] = []
+    if spec.arms:  # the definition's fixed arms, in its order; no search, so no ablation either
+        if top is not None:
+            raise UsageError(f"study {study.study_name} compares the fixed arms of its definition; --top chooses among "
+                             f"searched trials: leave it out")
+        arms = [Arm(label, "chosen", settings, tricks) for label, settings, tricks in spec.arms]
+        chosen = []
+    else:
+        chosen = choose(study, top)
+        if not chosen:
+            raise UsageError(f"study {study.study_name}: no finished trial to confirm; run ganlab study first")
     for t in chosen:
         base, tricks = _configuration(spec, t)
         arm = _arm(f"trial-{t.number}", "chosen", base, tricks, t.number)
@@ -127,12 +134,14 @@ def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, An
         arms.append(arm)
     plain = [baseline]
     try:
+        if not spec.control:
+            raise UsageError("the definition sets study.control = false")
         TrainConfig.from_dict({**base_config, "gan_mode": L1_ONLY, "tricks": ()}, "the L1-only control").validate()
         plain.append(_arm("l1-only", "control", {"gan_mode": L1_ONLY}, []))
     except UsageError as exc:
         notes.append(f"no L1-only control: {exc}")
     out = [*arms, *plain]
-    if arms:
+    if arms and not spec.arms:
         best = arms[0]  # the first chosen: the best first objective
         tricks = [(n, dict(v)) for n, v in best.tricks]
         for name, _ in tricks:

@@ -226,6 +226,15 @@ def write_report(study, out: Path) -> Path:
         directions = [d.name.lower() for d in confirm.directions]
         md += evidence_section(confirm, list(study_record(confirm).objectives or names), directions, out,
                                DIVERGED_INSTABILITY)
+        if not shown(study.trials) and "[arms" in (study_record(study).definition or ""):
+            # a comparison of the definition's fixed arms: there is no search to screen
+            question = [line[1:].strip() for line in (study_record(study).definition or "").splitlines()
+                        if line.startswith("#")]
+            md = md[:-2] + (["", "> " + " ".join(question)] if question else [])
+            md += ["", "The configurations are the definition's own [arms]: nothing was searched."]
+            path = out / "report.md"
+            atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
+            return path
         md += ["# The search", ""]
     md.append(f"{len(shown(study.trials))} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + ". "
               "Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + ".")

@@ -455,6 +455,11 @@ def run_study(spec: StudySpec, *, storage_url: str, out: Path, overrides: dict[s
     agree_on_fid_network(study, spec, fid_network, storage_url)
     agree_on_stability(study, spec, redact(storage_url))
     spec = agree_on_pruning(study, spec, console)
+    if not spec.searches:  # fixed [arms]: nothing to search, the confirmation trains them
+        console.print(f"study {spec.name} compares {len(spec.arms)} fixed arms ({', '.join(a[0] for a in spec.arms)}) "
+                      f"with the baseline{' and the L1-only control' if spec.control else ''}: nothing to search. "
+                      f"Train them over seeds: ganlab confirm {spec.name}{storage_flag}", highlight=False)
+        return 0
     revived = recover_dead_trials(study, spec, out / spec.name)
     if revived:
         console.print(f"trial(s) {', '.join(map(str, revived))}: their worker died; marked failed and queued again",

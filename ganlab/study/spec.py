@@ -16,7 +16,7 @@ from ganlab.coerce import BadValue, coerce, unwrap_optional
 from ganlab.config import TrainConfig, check_run_name, coerce_fields, flag_name
 from ganlab.errors import UsageError
 from ganlab.study.objective import INLOOP_METRICS, OBJECTIVES, PRUNE_PROXY, WEIGHTED, default_objectives, measured_in_loop
-from ganlab.train.build import overridden_setting, overridden_trick_param
+from ganlab.train.build import build_stack, overridden_setting, overridden_trick_param
 from ganlab.trick._registry import registry
 from ganlab.trick.params import param_infos
 
@@ -77,6 +77,7 @@ class StudySpec:
     prune_warmup: int | None = study_key(None, "no trial is pruned before this step (none: the first evaluation)", low=0)
     prune_patience: int = study_key(1, "ganlab's median rule: prune after this many evaluations in a row below the "
                                        "median", low=1)
+    control: bool = study_key(True, "confirm against the L1-only control (gan_mode none) as well as the baseline")
     train: tuple[tuple[str, Any], ...] = ()
     search: tuple[tuple[str, Range], ...] = ()
     optional: tuple[str, ...] = ()
@@ -84,7 +85,15 @@ class StudySpec:
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     trick_ranges: tuple[tuple[str, tuple[tuple[str, Range], ...]], ...] = ()
     trick_fixed: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    # Fixed arms ([arms.NAME]): each a configuration the confirmation trains against the baseline,
+    # as (label, settings, tricks); a definition with arms searches nothing.
+    arms: tuple[tuple[str, tuple[tuple[str, Any], ...], tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]], ...] = ()
     source: str = ""
+
+    @property
+    def searches(self) -> bool:
+        """Whether the definition has anything to search (else it compares its fixed arms)."""
+        return bool(self.search or self.optional or self.groups) or not self.arms
 
     @property
     def scalarised(self) -> bool:
@@ -297,9 +306,9 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _bad(where, f"not valid TOML ({exc})") from None
-    unknown = set(data) - {"study", "train", "search", "tricks"}
+    unknown = set(data) - {"study", "train", "search", "tricks", "arms"}
     if unknown:
-        raise _bad(where, f"unknown table '{sorted(unknown)[0]}' (allowed: study, train, search, tricks)")
+        raise _bad(where, f"unknown table '{sorted(unknown)[0]}' (allowed: study, train, search, tricks, arms)")
     study = _expect(where, "study", data.get("study", {}), dict, "a table")
     kwargs: dict[str, Any] = {}
     for key, value in study.items():
@@ -406,11 +415,74 @@ def parse_study(text: str, where: str, default_name: str) -> StudySpec:
             raise _bad(where, f"'tricks.fixed.{tname}': {exc}") from None
         fixed.append((tname, tuple(params.items())))
     _refuse_overridden(where, train, search, always, optional, groups, dict(ranges), dict(fixed))
+    arms = _arms(where, data.get("arms", {}), train)
+    if arms and (search or optional or groups or always or ranges or fixed):
+        raise _bad(where, "[arms] compares fixed configurations and [search]/[tricks] search them: a definition "
+                          "gives one or the other (put an always-on trick in each arm's tricks = [...])")
     return StudySpec(
         name=name, objectives=tuple(objectives), weights=tuple(weights.items()), train=tuple(train.items()),
         search=tuple(search), optional=optional, always=always, groups=tuple(groups),
-        trick_ranges=tuple(ranges), trick_fixed=tuple(fixed), source=text, **kwargs,
+        trick_ranges=tuple(ranges), trick_fixed=tuple(fixed), arms=arms, source=text, **kwargs,
     )
+
+
+RESERVED_ARMS = ("baseline", "l1-only")  # the arms every confirmation adds itself
+_NOT_PER_ARM = ("data", "val_data", "data_a", "data_b", "val_data_a", "val_data_b", "out", "name", "steps", "eval_every",
+                "seed", "resume", "config")
+
+
+def _arms(where: str, table: Any, train: Mapping[str, Any]) -> tuple:
+    """``[arms.NAME]`` tables: ``ganlab train`` settings that differ from ``[train]``, and
+    ``tricks = ["name:key=value", ...]``. Each arm is checked as a run of it would be (its
+    settings, its tricks' parameters, the combination), so a typo is refused before any run."""
+    table = _expect(where, "arms", table, dict, "a table of [arms.NAME] tables")
+    known = registry()
+    out = []
+    seen: dict[tuple, str] = {}
+    for label, body in table.items():
+        key = f"arms.{label}"
+        try:
+            check_run_name(label, f"'{key}':")
+        except UsageError as exc:
+            raise _bad(where, str(exc)) from None
+        if label in RESERVED_ARMS:
+            raise _bad(where, f"'{key}': every confirmation has its own {label} arm; name this one otherwise")
+        body = dict(_expect(where, key, body, dict, "a table of settings and tricks = [...]"))
+        tricks_given = body.pop("tricks", [])
+        for k in body:
+            if k.replace("-", "_") in _NOT_PER_ARM:
+                raise _bad(where, f"'{key}.{k}': set for the whole study ([study] or [train], or on the command line), "
+                                  f"not per arm")
+        settings = coerce_fields(TrainConfig, body, f"{where} [{key}]")
+        specs = coerce_fields(TrainConfig, {"tricks": tricks_given}, f"{where} [{key}]")["tricks"]
+        tricks = []
+        for t in specs:
+            if t.name not in known:
+                raise _bad(where, f"'{key}.tricks': unknown trick '{t.name}' (see ganlab tricks)")
+            try:
+                params = known[t.name].parse_params(t.values)
+            except UsageError as exc:
+                raise _bad(where, f"'{key}.tricks': {exc}") from None
+            typed = {i.key: getattr(params, i.name) for i in param_infos(known[t.name].Params) if
+                     i.key in t.values or i.name in t.values}
+            tricks.append((t.name, tuple(sorted(typed.items()))))
+        if len({n for n, _ in tricks}) != len(tricks):
+            raise _bad(where, f"'{key}.tricks' names a trick twice")
+        try:
+            build_stack(TrainConfig.from_dict({**train, **settings, "tricks": [{"name": n, "params": dict(v)}
+                                                                                for n, v in tricks]},
+                                              f"{where} [{key}]").validate())
+        except UsageError as exc:
+            raise _bad(where, f"'{key}': {exc}") from None
+        arm = (tuple(sorted(settings.items())), tuple(tricks))
+        if not settings and not tricks:
+            raise _bad(where, f"'{key}' is the baseline's configuration (no setting, no trick): every confirmation "
+                              f"has the baseline already")
+        if arm in seen:
+            raise _bad(where, f"'{key}' is the same configuration as 'arms.{seen[arm]}'")
+        seen[arm] = label
+        out.append((label, *arm))
+    return tuple(out)
 
 
 def _alternatives(key: str, value: Any) -> tuple:
