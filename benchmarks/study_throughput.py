@@ -128,14 +128,19 @@ def settings(cores: int) -> list[dict]:
     from ganlab.threads import AUTO
 
     rows = [
-        {"label": "n-jobs 1, one thread (the ideal's basis)", "jobs": "1", "threads": "1", "basis": True},
-        {"label": "n-jobs 1, every core", "jobs": "1", "threads": str(cores), "one": True},
-        {"label": "n-jobs 2, every core per worker (before the budget)", "jobs": "2", "threads": str(cores)},
-        {"label": "n-jobs 2, budgeted (cores // 2)", "jobs": "2", "threads": AUTO},
-        {"label": "n-jobs auto, every core per worker", "jobs": AUTO, "threads": str(cores)},
-        {"label": "n-jobs auto, budgeted (the default)", "jobs": AUTO, "threads": AUTO, "auto": True},
+        {"key": "basis", "label": "n-jobs 1, one thread (the ideal's basis)", "jobs": "1", "threads": "1", "basis": True},
+        {"key": "one", "label": "n-jobs 1, every core", "jobs": "1", "threads": str(cores), "one": True},
+        {"key": "two-unbudgeted", "label": "n-jobs 2, every core per worker (before the budget)", "jobs": "2",
+         "threads": str(cores)},
+        {"key": "two", "label": "n-jobs 2, budgeted (cores // 2)", "jobs": "2", "threads": AUTO},
+        {"key": "auto-unbudgeted", "label": "n-jobs auto, every core per worker", "jobs": AUTO, "threads": str(cores)},
+        {"key": "auto", "label": "n-jobs auto, budgeted (the default)", "jobs": AUTO, "threads": AUTO, "auto": True},
     ]
     return rows
+
+
+SETTING_KEYS = ("basis", "one", "two-unbudgeted", "two", "auto-unbudgeted", "auto")
+NEEDED = ("basis", "one", "auto")  # the ideal, n-jobs 1 and the default: what the goal is read from
 
 
 def time_confirmations(args, root: Path, parent: Path, rows: list[dict]) -> None:
@@ -391,6 +396,9 @@ def main() -> int:
     p.add_argument("--only-overhead", action="store_true", help="measure the per-run overhead only")
     p.add_argument("--eval-ab", action="store_true", help="only time one in-loop evaluation with and without the "
                    "SWD's kept real side, in pairs")
+    p.add_argument("--settings", default=",".join(SETTING_KEYS),
+                   help=f"the settings timed, comma-separated (default all: {','.join(SETTING_KEYS)}; "
+                        f"{', '.join(NEEDED)} are always timed)")
     p.add_argument("--markdown", help="write the tables here")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
@@ -417,7 +425,11 @@ def main() -> int:
     out: dict = {"command": command, "data": what}
     text = []
     if not args.only_overhead:
-        rows = settings(cores)
+        asked = {k.strip() for k in args.settings.split(",") if k.strip()}
+        unknown = asked - set(SETTING_KEYS)
+        if unknown:
+            p.error(f"--settings: unknown {sorted(unknown)[0]!r}; choose from {', '.join(SETTING_KEYS)}")
+        rows = [r for r in settings(cores) if r["key"] in asked | set(NEEDED)]
         time_confirmations(args, root, parent, rows)
         summary = summarise(rows, cores)
         out.update(rows=rows, summary=summary)
