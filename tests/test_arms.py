@@ -71,3 +71,14 @@ def test_a_study_of_arms_searches_nothing_and_its_confirmation_trains_the_arms(t
     text = (runs / "tiny" / "report" / "report.md").read_text()
     assert "| flip | label-flip:p=0.1 |" in text and "| wide-d | none | ndf=8 |" in text
     assert "# The search" not in text and "nothing was searched" in text and "> Question: a test." in text
+
+
+def test_the_readme_example_of_arms_is_a_valid_definition():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("**Fixed arms instead of a search.**", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    spec = parse_study(block, "README", "x")
+    assert [a[0] for a in spec.arms] == ["wgan-gp", "resnet18-pretrained"] and not spec.searches

@@ -318,6 +318,7 @@ def main(argv=None) -> int:
     storage = f"sqlite:///{db.resolve()}"
     test_dir = (args.data / "test").resolve()
     confs: dict[str, Confirmation] = {}
+    total_train_h = 0.0
     md = ["# Findings tables", "", f"From {db}; test split {test_dir}.", ""]
     for name, q in questions:
         print(f"{name} ...", file=sys.stderr, flush=True)
@@ -328,9 +329,13 @@ def main(argv=None) -> int:
             continue
         confs[name] = c
         s = c.settings
-        n_runs = sum(len(r.seeds) for label, r in c.arms.items() if label == r.plan.get("label"))
+        own = [r for label, r in c.arms.items() if label == r.plan.get("label")]
+        n_runs = sum(len(r.seeds) for r in own)
+        train_h = sum(r.seconds for r in own) / 3600
+        total_train_h += train_h
         md += [f"{n_runs} finished runs; {s.get('steps')} steps, {s.get('size')} px, ngf {s.get('ngf')}, ndf "
-               f"{s.get('ndf')}, batch {s.get('batch_size')}; wall time of the confirmation {c.wall / 3600:.2f} h.", "",
+               f"{s.get('ndf')}, batch {s.get('batch_size')}; {train_h:.2f} h of training (the runs' own time, one "
+               f"thread each), {c.wall / 3600:.2f} h of wall time for the confirmation.", "",
                "Mean [95% t interval] over seeds:", ""]
         md += configuration_table(c) + [""] + verdict_table(c) + [""]
         report_png = args.runs / name / "report" / "evidence.png"
@@ -366,6 +371,7 @@ def main(argv=None) -> int:
         runs = same_seed([(label, q2, label) for label in labels]) if labels else None
         if runs and sample_figure(runs, test_dir, args.docs / "q2-samples.png"):
             md += ["docs/findings/q2-samples.png: grey input | " + " | ".join(labels) + " | ground truth.", ""]
+    md += [f"Training time of the confirmations above: {total_train_h:.2f} h (each run on one thread).", ""]
     out = args.runs / "findings"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "tables.md", ("\n".join(md) + "\n").encode())
