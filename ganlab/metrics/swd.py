@@ -19,6 +19,7 @@ Differences from the reference implementation, on purpose:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,6 +85,15 @@ def _descriptors(level: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, per_im
     return patches.permute(0, 3, 1, 2)
 
 
+def _sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row of ``x`` sorted. On the CPU through NumPy, whose vectorised sort (AVX-512 or AVX2
+    where the CPU has them) takes a quarter of ``torch.sort``'s time on the (directions, patches)
+    projections; a sort's values are exact, so the result is the same to the last bit."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
+        return torch.from_numpy(np.sort(x.numpy(), axis=1))
+    return torch.sort(x, dim=1).values
+
+
 def _sliced_w1(a: torch.Tensor | list[torch.Tensor], b: torch.Tensor, repeats: int, dirs: int,
                gen: torch.Generator, keep: list | None = None) -> torch.Tensor:
     """``a``: the real descriptors, or their sorted projections of an earlier call (``keep``
@@ -93,10 +103,10 @@ def _sliced_w1(a: torch.Tensor | list[torch.Tensor], b: torch.Tensor, repeats: i
         d = torch.randn(b.shape[1], dirs, generator=gen).to(b)
         d = d / d.norm(dim=0, keepdim=True)
         # (dirs, count), contiguous along the sorted axis: much faster to sort than (count, dirs).
-        pa = a[r] if isinstance(a, list) else torch.sort((d.T @ a.T).contiguous(), dim=1).values
+        pa = a[r] if isinstance(a, list) else _sort_rows((d.T @ a.T).contiguous())
         if keep is not None:
             keep.append(pa)
-        pb = torch.sort((d.T @ b.T).contiguous(), dim=1).values
+        pb = _sort_rows((d.T @ b.T).contiguous())
         total = total + (pa - pb).abs().mean()
     return total / repeats
 
