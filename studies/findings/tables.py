@@ -287,7 +287,9 @@ def sample_figure(runs: list[tuple[str, str]], data: Path, path: Path, n: int = 
     img = torch.cat(rows, dim=1).permute(1, 2, 0).numpy().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(img).save(tmp, optimize=True)
+    # a 256-colour palette (median cut, no dithering): a third of the bytes, no visible change at this size
+    Image.fromarray(img).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        tmp, optimize=True)
     tmp.replace(path)
     return True
 
