@@ -42,25 +42,16 @@ wanted() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # The budget: the baseline's learning curve over 3 seeds (studies/findings/curve.py)
 wanted curve && step python "$defs/curve.py" --data "$DATA" --runs "$RUNS/curve" --png "$repo/docs/findings/curve.png"
 
-# Questions with fixed arms: the definition names them, the confirmation trains them over seeds
-for q in q3:q3-weak-d q2:q2-wgan-pixeltcl; do
+# Each question: its study (question 4 searches, the others name fixed arms and search nothing),
+# then its confirmation over the seeds (question 4: its best configuration with the leave-one-out
+# ablation of its tricks)
+for q in q3:q3-weak-d q2:q2-wgan-pixeltcl q4:q4-ganhacks q6:q6-modern q1:q1-adversarial; do
     wanted "${q%%:*}" || continue
     name="${q#*:}"
-    step ganlab study --study "$defs/$name.toml" "${common[@]}" "${data[@]}"
-    step ganlab confirm "$name" "${common[@]}" --seeds "$SEEDS"
-done
-
-# Question 4: a search, then its best configuration with its leave-one-out ablation
-if wanted q4; then
-    step ganlab study --study "$defs/q4-ganhacks.toml" "${common[@]}" "${data[@]}" --n-jobs auto
-    step ganlab confirm q4-ganhacks "${common[@]}" --top 1 --seeds "$SEEDS"
-fi
-
-for q in q6:q6-modern q1:q1-adversarial; do
-    wanted "${q%%:*}" || continue
-    name="${q#*:}"
-    step ganlab study --study "$defs/$name.toml" "${common[@]}" "${data[@]}"
-    step ganlab confirm "$name" "${common[@]}" --seeds "$SEEDS"
+    search=() top=()
+    if [ "$name" = q4-ganhacks ]; then search=(--n-jobs auto) top=(--top 1); fi
+    step ganlab study --study "$defs/$name.toml" "${common[@]}" "${data[@]}" "${search[@]}"
+    step ganlab confirm "$name" "${common[@]}" "${top[@]}" --seeds "$SEEDS"
 done
 
 # The test split, the tables (val and test, every metric), the cross-study comparisons and the figures

@@ -66,3 +66,54 @@ def test_tables_measure_each_run_on_the_test_split_once_and_decide_against_the_b
     assert again.returncode == 0, again.stderr[-2000:]
     assert [p.stat().st_mtime_ns for p in measured] == stamps  # reused, not measured again
     assert (runs / "findings" / "tables.md").read_text() == text
+
+
+def _stub_bin(tmp_path, fail: str = "") -> Path:
+    """``ganlab`` and ``python`` that only write down how they were called (``fail``: a word that
+    makes a call fail)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("ganlab", "python"):
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path}/calls"\n'
+                        + (f'case "$*" in *{fail}*) exit 1;; esac\n' if fail else "") + "exit 0\n")
+        stub.chmod(0o755)
+    return bin_dir
+
+
+def _findings(tmp_path, bin_dir: Path, data: Path, **env):
+    import os
+
+    script = FINDINGS.parent / "findings.sh"
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "DATA": str(data),
+                               "RUNS": str(tmp_path / "runs"), **env})
+
+
+def test_findings_sh_runs_every_question_in_order_and_goes_on_past_a_failure(tmp_path):
+    data = tmp_path / "bsds500"
+    for split in ("train", "val", "test"):
+        (data / split).mkdir(parents=True)
+    done = _findings(tmp_path, _stub_bin(tmp_path, fail="confirm q2-wgan-pixeltcl"), data)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert done.returncode == 1 and "== FAILED: ganlab confirm q2-wgan-pixeltcl" in done.stdout
+    assert calls[0].startswith("python ") and "curve.py" in calls[0]
+    order = [c.split()[2] for c in calls if c.startswith("ganlab confirm")]
+    assert order == ["q3-weak-d", "q2-wgan-pixeltcl", "q4-ganhacks", "q6-modern", "q1-adversarial"]
+    assert any(c.startswith("ganlab study") and "q4-ganhacks.toml" in c and "--n-jobs auto" in c for c in calls)
+    assert any(c.startswith("ganlab confirm q4-ganhacks") and "--top 1" in c for c in calls)
+    assert all("--seeds 10" in c for c in calls if c.startswith("ganlab confirm"))
+    assert calls[-1].startswith("python ") and "tables.py" in calls[-1]
+
+
+def test_findings_sh_runs_only_what_it_is_asked_and_refuses_a_missing_dataset(tmp_path):
+    data = tmp_path / "bsds500"
+    for split in ("train", "val", "test"):
+        (data / split).mkdir(parents=True)
+    done = _findings(tmp_path, _stub_bin(tmp_path), data, ONLY="q3", SEEDS="12")
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [c.split()[:3] for c in calls] == [["ganlab", "study", "--study"], ["ganlab", "confirm", "q3-weak-d"]]
+    assert "--seeds 12" in calls[1]
+    missing = _findings(tmp_path, tmp_path / "bin", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "set DATA to the BSDS500 folder" in missing.stderr
