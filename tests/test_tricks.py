@@ -572,3 +572,30 @@ def test_resume_with_stateful_tricks_gives_the_same_run(tmp_path, image_dir, run
     pool_a, pool_b = a["tricks"]["image-pool"], b["tricks"]["image-pool"]
     assert pool_a["count"] == pool_b["count"] == 3 and torch.equal(pool_a["fake"], pool_b["fake"])
     assert a["tricks"]["g-ema"]["updates"] == b["tricks"]["g-ema"]["updates"] == 6
+
+
+def _sub_grid_spread(G) -> float:
+    """The largest ratio between the sd of two sub-grids of a PixelTCL layer's output, over G's layers."""
+    from ganlab.tricks.pixeltcl import PixelTCL
+
+    torch.manual_seed(1)
+    worst = 1.0
+    for m in G.modules():
+        if isinstance(m, PixelTCL):
+            with torch.no_grad():
+                y = m(torch.randn(8, m.conv1.in_channels, 8, 8))
+            sds = [float(y[..., r::2, c::2].std()) for r in (0, 1) for c in (0, 1)]
+            worst = max(worst, max(sds) / min(sds))
+    return worst
+
+
+def test_pixeltcl_starts_without_a_checkerboard_unless_asked_for_the_networks_own_init():
+    balanced = build_tiny(tiny_config([("pixeltcl", {})]))
+    plain = build_tiny(tiny_config([("pixeltcl", {"init": "network"})]))
+    assert _sub_grid_spread(balanced.G) < 1.6  # the four sub-grids at one scale
+    assert _sub_grid_spread(plain.G) > 5.0  # N(0, 0.02) in a chain of convs: a checkerboard at step 0
+    # the first map keeps the network's own draw (pix2pix N(0, 0.02)); the chain after it is rescaled
+    from ganlab.tricks.pixeltcl import PixelTCL
+    layer = next(m for m in balanced.G.modules() if isinstance(m, PixelTCL))
+    assert float(layer.conv1.weight.std()) == pytest.approx(0.02, rel=0.2)
+    assert float(layer.conv2.weight.std()) == pytest.approx((9 * layer.conv2.out_channels) ** -0.5, rel=0.2)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlab.nets import register_upsample
-from ganlab.trick import Capability, NetSpec, Trick
+from ganlab.trick import Capability, NetSpec, Trick, param
 
 # The masked convolution sees the four direct neighbours of a position: on the 2x grid those
 # are exactly the positions the first two feature maps already filled.
@@ -38,13 +38,29 @@ class PixelTCL(nn.Module):
     checkerboard artefacts).
     """
 
-    def __init__(self, c_in: int, c_out: int, bias: bool = True, kernel_size: int = 3):
+    def __init__(self, c_in: int, c_out: int, bias: bool = True, kernel_size: int = 3, balanced: bool = True):
         super().__init__()
         pad = kernel_size // 2
+        self.balanced = balanced
         self.conv1 = nn.Conv2d(c_in, c_out, kernel_size, 1, pad, bias=bias)
         self.conv2 = nn.Conv2d(c_out, c_out, kernel_size, 1, pad, bias=bias)
         self.conv3 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias)
         self.register_buffer("mask", _CROSS.clone().view(1, 1, 3, 3), persistent=False)
+
+    def refine_init(self, gain: float) -> None:
+        """After the network's own draw (pix2pix: every conv ~ N(0, gain)): with ``balanced``,
+        the second map's conv and the masked conv are drawn so that each keeps the variance of
+        what it reads (std 1 / sqrt(fan-in): 9 c_out inputs for the second map, the 4 unmasked
+        neighbours x c_out for the rest), so the four sub-grids start at the scale of the first.
+        Under N(0, 0.02) alone each convolution in the chain shrinks its input, and a fresh layer's
+        sub-grids differ by 10-40x: a checkerboard at initialisation, the artefact the layer exists
+        to avoid, that training must first unlearn."""
+        if not self.balanced:
+            return
+        c = self.conv2.out_channels
+        k = self.conv2.kernel_size[0] * self.conv2.kernel_size[1]
+        nn.init.normal_(self.conv2.weight, 0.0, (k * c) ** -0.5)
+        nn.init.normal_(self.conv3.weight, 0.0, (int(self.mask.sum()) * c) ** -0.5)
 
     @staticmethod
     def interleave(s00: torch.Tensor, s01: torch.Tensor, s10: torch.Tensor, s11: torch.Tensor) -> torch.Tensor:
@@ -65,12 +81,23 @@ def _factory(c_in: int, c_out: int, bias: bool) -> nn.Module:
     return PixelTCL(c_in, c_out, bias=bias)
 
 
-register_upsample("pixeltcl", _factory)
+def _factory_unbalanced(c_in: int, c_out: int, bias: bool) -> nn.Module:
+    return PixelTCL(c_in, c_out, bias=bias, balanced=False)
+
+
+def _register() -> None:
+    register_upsample("pixeltcl", _factory)
+    register_upsample("pixeltcl-unbalanced", _factory_unbalanced)
+
+
+_register()
 
 
 @dataclass(frozen=True)
 class PixelTclParams:
-    pass
+    init: str = param("balanced", choices=("balanced", "network"), search=(),
+                      help="balanced: the four sub-grids start at one scale (no checkerboard at "
+                           "initialisation); network: every conv drawn as the network's others (pix2pix N(0, 0.02))")
 
 
 class PixelTcl(Trick):
@@ -80,6 +107,11 @@ class PixelTcl(Trick):
     first, placed on a checkerboard, and the remaining positions filled by a masked convolution
     over what is already there -- so neighbouring output pixels depend on each other and the
     checkerboard artefacts of transposed convolution go.
+
+    ``init = balanced`` (the default) draws the second map's and the masked convolution's weights
+    so that every sub-grid starts at the first one's scale; under pix2pix's N(0, 0.02) alone
+    (``init = network``) a fresh layer's sub-grids differ by 10-40x, a checkerboard at
+    initialisation that training has to unlearn first.
 
     Paper: Gao et al., "Pixel Transposed Convolutional Networks", IEEE TPAMI 2019.
     """
@@ -94,5 +126,5 @@ class PixelTcl(Trick):
     identity = None
 
     def configure_nets(self, spec: NetSpec) -> NetSpec:
-        register_upsample("pixeltcl", _factory)  # idempotent; survives a reset of the factories
-        return dataclasses.replace(spec, upsample="pixeltcl")
+        _register()  # idempotent; survives a reset of the factories
+        return dataclasses.replace(spec, upsample="pixeltcl" if self.params.init == "balanced" else "pixeltcl-unbalanced")

@@ -121,6 +121,12 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
+    # A layer whose parts must start in proportion to each other (PixelTCL's sub-grids) refines
+    # its own draw afterwards: ``refine_init(gain)``.
+    for m in module.modules():
+        refine = getattr(m, "refine_init", None)
+        if callable(refine):
+            refine(gain)
 
 
 def count_params(module: nn.Module) -> int:
