@@ -47,6 +47,8 @@ TEST_METRICS = [  # (key in test-metrics.json, column, lower is better)
     ("ab_swd", "a/b SWD", True), ("swd", "RGB SWD", True), ("color_hist", "ab-hist", True), ("psnr", "PSNR", False),
     ("ssim", "SSIM", False), ("uiqi", "UIQI", False), ("colorfulness_gap", "colourfulness gap", True)]
 VERDICT_TEST = "test_ab_swd"
+# Comparisons inside a question that are not against the baseline: (study, arm, reference)
+WITHIN = [("q1-adversarial", "resnet18-pretrained", "resnet18")]
 
 
 def test_metrics(run_dir: Path, data: Path) -> dict[str, float] | None:
@@ -190,9 +192,11 @@ def verdict_table(c: Confirmation) -> list[str]:
     return md
 
 
-def pairs_against(c: Confirmation, ref: ArmRuns, ref_test: ArmRuns, ref_label: str) -> tuple[list, object]:
-    """Every chosen arm of ``c`` against another confirmation's arm, paired by seed (same settings,
-    same seeds): val objectives and test a/b SWD in one family."""
+def pairs_against(c: Confirmation, ref: ArmRuns, ref_test: ArmRuns, ref_label: str,
+                  only: tuple[str, ...] | None = None) -> tuple[list, object]:
+    """Every chosen arm of ``c`` (or those in ``only``) against another arm, of ``c`` or of another
+    confirmation with the same settings and seeds, paired by seed: val objectives and test a/b SWD
+    in one family."""
     keys = c.objectives + [VERDICT_TEST]
     dirs = c.directions + ["minimize"]
 
@@ -203,7 +207,7 @@ def pairs_against(c: Confirmation, ref: ArmRuns, ref_test: ArmRuns, ref_label: s
 
     arms = {"baseline": merged(ref, ref_test, "baseline", "baseline")}
     for label, runs in c.arms.items():
-        if runs.plan.get("kind") == "chosen" and label == runs.plan.get("label"):
+        if runs.plan.get("kind") == "chosen" and label == runs.plan.get("label") and (only is None or label in only):
             arms[label] = merged(runs, c.test[label], "chosen", label)
     rows, family = decide_family(comparisons(arms, keys, dirs), keys, dirs)
     return [(what, ref_label, by) for what, _, by in rows], family
@@ -343,6 +347,17 @@ def main(argv=None) -> int:
         report_png = args.runs / name / "report" / "evidence.png"
         if report_png.is_file():
             shutil.copyfile(report_png, args.docs / f"{name}-evidence.png")
+    for name, arm, ref in WITHIN:
+        c = confs.get(name)
+        if c is None or arm not in c.arms or ref not in c.arms:
+            continue
+        rows, family = pairs_against(c, c.arms[ref], c.test[ref], ref, only=(arm,))
+        keys = c.objectives + [VERDICT_TEST]
+        md += [f"## {name}: {arm} against {ref}", "", "| effect of | against | " + " | ".join(
+            c.objectives + ["test a/b SWD"]) + " |", "|---|---|" + "---|" * len(keys)]
+        for what, against, by in rows:
+            md.append(f"| {what} | {against} | " + " | ".join(_effect_cell(by[k]) for k in keys) + " |")
+        md += ["", f"One {family.text()}, apart from the confirmation's.", ""]
     md += ["## Question 5: how much the answers depend on the seed", ""] + spread_lines(confs) + [""]
     q4, q6 = confs.get("q4-ganhacks"), confs.get("q6-modern")
     if q4 is not None and q6 is not None:
