@@ -34,3 +34,16 @@ def test_each_declared_key_is_typed_and_bounded_by_its_declaration(field):
         with pytest.raises(UsageError, match=f"must be (>= {meta['low']}|in \\[{meta['low']}, )"):
             parse_study(f"[study]\n{field.name} = {meta['low'] - 1}\n", "w", "n")
         assert getattr(parse_study(f"[study]\n{field.name} = {meta['low'] + 1}\n", "w", "n"), field.name) == meta["low"] + 1
+
+
+def test_a_tpe_study_starts_without_optunas_experimental_warning():
+    import warnings
+
+    import optuna
+
+    from ganlab.study.storage import make_sampler
+
+    spec = parse_study('[study]\nsampler = "tpe"\n', "w", "n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
+        assert isinstance(make_sampler(spec, 0), optuna.samplers.TPESampler)

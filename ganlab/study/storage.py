@@ -164,8 +164,12 @@ def make_sampler(spec: StudySpec, seed: int | None):
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "tpe" or spec.scalarised:
         # TPE handles both one objective and several (MOTPE); conditional trick parameters
-        # are searched jointly where they appear together.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=min(10, spec.population_size))
+        # are searched jointly where they appear together. Optuna marks multivariate and group
+        # "experimental" with a warning at every start; ganlab chose them, the user did not.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                              n_startup_trials=min(10, spec.population_size))
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=spec.population_size)
 
 
