@@ -54,6 +54,8 @@ def find_modules(sources: dict[str, Path]) -> dict[str, tuple[Path, bool]]:
     found = {}
     for package, folder in sources.items():
         for path in sorted(folder.rglob("*.py")):
+            if package == "ganlab.studies" and len(path.relative_to(folder).parts) > 1:
+                continue  # studies/findings/: scripts that use ganlab, not installed with it
             parts = package.split(".") + list(path.relative_to(folder).with_suffix("").parts)
             is_package = parts[-1] == "__init__"
             found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
