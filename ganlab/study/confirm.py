@@ -133,13 +133,14 @@ def plan_arms(study, spec: StudySpec, top: int | None, base_config: dict[str, An
             continue
         arms.append(arm)
     plain = [baseline]
-    try:
-        if not spec.control:
-            raise UsageError("the definition sets study.control = false")
-        TrainConfig.from_dict({**base_config, "gan_mode": L1_ONLY, "tricks": ()}, "the L1-only control").validate()
-        plain.append(_arm("l1-only", "control", {"gan_mode": L1_ONLY}, []))
-    except UsageError as exc:
-        notes.append(f"no L1-only control: {exc}")
+    if not spec.control:
+        notes.append("no L1-only control: the definition sets study.control = false")
+    else:
+        try:
+            TrainConfig.from_dict({**base_config, "gan_mode": L1_ONLY, "tricks": ()}, "the L1-only control").validate()
+            plain.append(_arm("l1-only", "control", {"gan_mode": L1_ONLY}, []))
+        except UsageError as exc:
+            notes.append(f"no L1-only control: {exc}")
     out = [*arms, *plain]
     if arms and not spec.arms:
         best = arms[0]  # the first chosen: the best first objective

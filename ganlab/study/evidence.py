@@ -709,8 +709,10 @@ def _verdict_cell(e: Effect) -> str:
     return e.verdict + tag
 
 
-def evidence_section(confirm, objectives: list[str], directions: list[str], out, diverged_instability: float) -> list[str]:
-    """The report's opening section: what the confirmation's runs support, with a figure."""
+def evidence_section(confirm, objectives: list[str], directions: list[str], out, diverged_instability: float,
+                     searched: bool = True) -> list[str]:
+    """The report's opening section: what the confirmation's runs support, with a figure (and,
+    where a search chose the configurations, what the search's sections below it are)."""
     arms = arm_runs(confirm, objectives, diverged_instability)
     own = {label: r for label, r in arms.items() if r.plan.get("label") == label}
     seeds = sorted({s for r in own.values() for s in r.seeds})
@@ -792,9 +794,10 @@ def evidence_section(confirm, objectives: list[str], directions: list[str], out,
         md += like_l1_control_lines(confirm, arms, objectives, directions)
     if _plot(arms, objectives, out / "evidence.png"):
         md += ["", "![evidence](evidence.png)"]
-    md += ["", "The sections below come from the search: each trial one run per seed of its configuration, each trick "
-           "on together with other, randomly drawn tricks. They screen; only the verdicts above, with their family "
-           "and its error rate, are evidence.", ""]
+    if searched:
+        md += ["", "The sections below come from the search: each trial one run per seed of its configuration, each "
+               "trick on together with other, randomly drawn tricks. They screen; only the verdicts above, with their "
+               "family and its error rate, are evidence.", ""]
     return md
 
 

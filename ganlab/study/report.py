@@ -221,27 +221,23 @@ def write_report(study, out: Path) -> Path:
         key = "refused" if trial_record(t).refused else ("diverged" if trial_record(t).diverged_step is not None else t.state.name.lower())
         states[key] = states.get(key, 0) + 1
     md = [f"# Study `{study.study_name}`", ""]
+    definition = study_record(study).definition or ""
+    question = [line[1:].strip() for line in definition.splitlines() if line.startswith("#")]
+    asked = ["", "> " + " ".join(question)] if question else []
     confirm = confirmation_of(study)
     if confirm is not None:
         directions = [d.name.lower() for d in confirm.directions]
+        # the definition's fixed arms ([arms]): chosen configurations that no search trial gave
+        fixed = any(a.get("kind") == "chosen" and a.get("trial") is None for a in study_record(confirm).plan or [])
         md += evidence_section(confirm, list(study_record(confirm).objectives or names), directions, out,
-                               DIVERGED_INSTABILITY)
-        if not shown(study.trials) and "[arms" in (study_record(study).definition or ""):
-            # a comparison of the definition's fixed arms: there is no search to screen
-            question = [line[1:].strip() for line in (study_record(study).definition or "").splitlines()
-                        if line.startswith("#")]
-            md = md[:-2] + (["", "> " + " ".join(question)] if question else [])
-            md += ["", "The configurations are the definition's own [arms]: nothing was searched."]
-            path = out / "report.md"
-            atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
-            return path
+                               DIVERGED_INSTABILITY, searched=not fixed)
+        if fixed:
+            md += asked + ["", "The configurations are the definition's own [arms]: nothing was searched."]
+            return _write_md(out, md)
         md += ["# The search", ""]
     md.append(f"{len(shown(study.trials))} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + ". "
               "Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + ".")
-    definition = study_record(study).definition or ""
-    question = [line[1:].strip() for line in definition.splitlines() if line.startswith("#")]
-    if question:
-        md += ["", "> " + " ".join(question)]
+    md += asked
     md += ["", "## Pareto front" if multi else "## Best trial", ""]
     if front:
         md.append("| trial | tricks | " + " | ".join(names) + " | parameters |")
@@ -333,9 +329,11 @@ def write_report(study, out: Path) -> Path:
         for t in pruned:
             md.append(f"- #{t.number}: {_pruned_text(t, names)}")
     md += ["", "All trials: [trials.csv](trials.csv). Each trial's run folder is in its `run_dir` column."]
-    path = out / "report.md"
-    atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
-    return path
+    return _write_md(out, md)
+
+
+def _write_md(out: Path, md: list[str]) -> Path:
+    return atomic_write_bytes(out / "report.md", ("\n".join(md) + "\n").encode())
 
 
 CSV_ATTRS = ("tricks", "run_dir", "instability", "loss_shape", "adv_grad_share", "degenerate", "seconds", "refused", "diverged_step", "reason", "samples",

@@ -92,8 +92,8 @@ class StudySpec:
 
     @property
     def searches(self) -> bool:
-        """Whether the definition has anything to search (else it compares its fixed arms)."""
-        return bool(self.search or self.optional or self.groups) or not self.arms
+        """Whether the definition searches (else it compares its fixed arms; the parser refuses both)."""
+        return not self.arms
 
     @property
     def scalarised(self) -> bool:

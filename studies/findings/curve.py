@@ -54,12 +54,10 @@ def train(args, seed: int) -> Path:
 
 
 def curve(d: Path, key: str) -> dict[int, float]:
-    out = {}
-    for line in (d / "stats.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if key in row:
-            out[int(row["step"]) + 1] = float(row[key])
-    return out
+    """The run's evaluations of ``key`` by step (1-based: the step's number after it ran)."""
+    from ganlab.stats import read_series
+
+    return {step + 1: value for step, value in read_series(d / "stats.jsonl").get(key, [])}
 
 
 def smooth(values: list[float], window: int) -> list[float]:
